@@ -1,0 +1,284 @@
+/**
+ * The dataset writer: rows or columns in, HF-layout Arrow stream shards out,
+ * atomically (DESIGN.md). Shards are cut by row count and by bytes, record
+ * batches have a fixed row count, so the same rows always give the same bytes.
+ */
+import { createWriteStream, promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createHash } from 'node:crypto';
+import { RecordBatch, RecordBatchStreamWriter, Struct, makeData, type Schema } from 'apache-arrow';
+import { beginAtomicDir, type AtomicDir } from '../core/atomic.js';
+import { fingerprint as computeFingerprint } from '../core/hash.js';
+import { CODE_VERSION } from '../core/version.js';
+import { InternalError, UsageError } from '../core/errors.js';
+import { columnData } from './columns.js';
+import {
+  CURATION_FILE, DATASET_INFO_FILE, FORMAT_VERSION, STATE_FILE, hfDatasetInfo, hfState, makeSchema,
+  shardFileName, type ColumnSpec, type CurationInfo, type PixelShape, type ShardRecord,
+} from './format.js';
+
+export interface DatasetMeta {
+  stage: string;
+  stageVersion: string;
+  options: Record<string, unknown>;
+  seed?: number;
+  parents: { fingerprint: string; path?: string; role?: string }[];
+  /** For sidecars: the fingerprint of the annotated dataset. */
+  sidecarOf?: string;
+  description?: string;
+  license?: string;
+}
+
+export interface WriterOptions {
+  columns: ColumnSpec[];
+  pixelShape?: PixelShape;
+  meta: DatasetMeta;
+  /** Rows per shard at most (default 100,000). */
+  shardRows?: number;
+  /** Bytes per shard at most, approximately (default 256 MiB). */
+  shardBytes?: number;
+  /** Exact rows per shard, for sidecars that must align with a parent's shards. */
+  shardSizes?: number[];
+  /** Rows per Arrow record batch (default 1,000, as HF writes). */
+  batchRows?: number;
+  overwrite?: boolean;
+  /** Extra files to write into the dataset directory before it is committed. */
+  extraFiles?: Record<string, string | Uint8Array>;
+}
+
+export interface WriteResult {
+  dir: string;
+  fingerprint: string;
+  numRows: number;
+  shards: ShardRecord[];
+  curation: CurationInfo;
+}
+
+type Row = Record<string, unknown>;
+
+interface OpenShard {
+  tmpName: string;
+  writer: RecordBatchStreamWriter;
+  done: Promise<void>;
+  hash: ReturnType<typeof createHash>;
+  bytes: { n: number };
+  rows: number;
+}
+
+export class DatasetWriter {
+  readonly schema: Schema;
+  private readonly columns: ColumnSpec[];
+  private readonly shardRows: number;
+  private readonly shardBytes: number;
+  private readonly batchRows: number;
+  private pending: Row[] = [];
+  private shard: OpenShard | undefined;
+  private finished: { tmpName: string; rows: number; bytes: number; sha256: string }[] = [];
+  private numRows = 0;
+  private closed = false;
+
+  private constructor(
+    private readonly outDir: string,
+    private readonly dir: AtomicDir,
+    private readonly opts: WriterOptions,
+  ) {
+    const names = new Set<string>();
+    for (const c of opts.columns) {
+      if (names.has(c.name)) throw new UsageError(`duplicate column "${c.name}"`);
+      names.add(c.name);
+    }
+    this.columns = opts.columns;
+    this.schema = makeSchema(opts.columns, opts.pixelShape);
+    this.shardRows = opts.shardRows ?? 100_000;
+    this.shardBytes = opts.shardBytes ?? 256 * 1024 * 1024;
+    this.batchRows = opts.batchRows ?? 1000;
+  }
+
+  /** Starts a dataset in a temporary sibling of `outDir`; refuses an existing output without `overwrite`. */
+  static async create(outDir: string, opts: WriterOptions): Promise<DatasetWriter> {
+    const dir = await beginAtomicDir(outDir, { overwrite: opts.overwrite });
+    return new DatasetWriter(outDir, dir, opts);
+  }
+
+  get rowsWritten(): number {
+    return this.numRows + this.pending.length;
+  }
+
+  /** Appends one row: an object with a value per column. */
+  async writeRow(row: Row): Promise<void> {
+    this.pending.push(row);
+    if (this.pending.length >= this.batchLimit()) await this.flushBatch();
+  }
+
+  /** Appends `n` rows given column-wise. */
+  async writeColumns(cols: Record<string, ArrayLike<unknown>>): Promise<void> {
+    const n = cols[this.columns[0].name]?.length ?? 0;
+    for (const c of this.columns) {
+      if (!cols[c.name] && !c.nullable) throw new UsageError(`writeColumns: missing column "${c.name}"`);
+      if (cols[c.name] && cols[c.name].length !== n) throw new UsageError(`writeColumns: column "${c.name}" has ${cols[c.name].length} rows, expected ${n}`);
+    }
+    for (let i = 0; i < n; i++) {
+      const row: Row = {};
+      for (const c of this.columns) row[c.name] = cols[c.name]?.[i];
+      await this.writeRow(row);
+    }
+  }
+
+  /** Rows the current batch may still take: the batch size, capped by a fixed shard size. */
+  private batchLimit(): number {
+    const sizes = this.opts.shardSizes;
+    if (!sizes) return this.batchRows;
+    const idx = this.finished.length;
+    const left = (sizes[idx] ?? Infinity) - (this.shard?.rows ?? 0);
+    return Math.max(1, Math.min(this.batchRows, left));
+  }
+
+  private async flushBatch(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const rows = this.pending;
+    this.pending = [];
+    const children = this.columns.map((c) => columnData(c, rows.map((r) => r[c.name])));
+    const structData = makeData({ type: new Struct(this.schema.fields), length: rows.length, children });
+    const batch = new RecordBatch(this.schema, structData);
+    const shard = await this.currentShard();
+    shard.writer.write(batch);
+    shard.rows += rows.length;
+    this.numRows += rows.length;
+    // Yield so the file stream drains: memory stays bounded by about one batch.
+    await new Promise((r) => setImmediate(r));
+    if (this.shardIsFull(shard)) await this.closeShard();
+  }
+
+  private shardIsFull(shard: OpenShard): boolean {
+    const sizes = this.opts.shardSizes;
+    if (sizes) return shard.rows >= (sizes[this.finished.length] ?? Infinity);
+    return shard.rows >= this.shardRows || shard.bytes.n >= this.shardBytes;
+  }
+
+  private async currentShard(): Promise<OpenShard> {
+    if (this.shard) return this.shard;
+    const tmpName = `shard-${String(this.finished.length).padStart(5, '0')}.arrow.part`;
+    const writer = new RecordBatchStreamWriter();
+    const hash = createHash('sha256');
+    const bytes = { n: 0 };
+    const tap = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        hash.update(chunk);
+        bytes.n += chunk.length;
+        cb(null, chunk);
+      },
+    });
+    const done = pipeline(writer.toNodeStream(), tap, createWriteStream(path.join(this.dir.tmp, tmpName)));
+    // Surface stream errors at close; avoid an unhandled rejection in between.
+    done.catch(() => undefined);
+    writer.reset(undefined, this.schema);
+    this.shard = { tmpName, writer, done, hash, bytes, rows: 0 };
+    return this.shard;
+  }
+
+  private async closeShard(): Promise<void> {
+    const shard = this.shard;
+    if (!shard) return;
+    this.shard = undefined;
+    shard.writer.close();
+    await shard.done;
+    this.finished.push({ tmpName: shard.tmpName, rows: shard.rows, bytes: shard.bytes.n, sha256: shard.hash.digest('hex') });
+  }
+
+  /** Writes the metadata and renames the dataset into place. */
+  async finish(summary: Record<string, unknown> = {}): Promise<WriteResult> {
+    if (this.closed) throw new InternalError('DatasetWriter.finish called twice');
+    this.closed = true;
+    try {
+      await this.flushBatch();
+      await this.closeShard();
+      if (this.finished.length === 0) {
+        // An empty dataset still gets one (schema-only) shard so readers see the columns.
+        await this.currentShard();
+        await this.closeShard();
+      }
+      const sizes = this.opts.shardSizes;
+      if (sizes && (sizes.length !== this.finished.length || sizes.some((s, i) => s !== this.finished[i].rows))) {
+        throw new InternalError(`sidecar shards [${this.finished.map((s) => s.rows)}] do not match the parent's [${sizes}]`);
+      }
+      const count = this.finished.length;
+      const shards: ShardRecord[] = [];
+      for (let i = 0; i < count; i++) {
+        const s = this.finished[i];
+        const file = shardFileName(i, count);
+        await fsp.rename(path.join(this.dir.tmp, s.tmpName), path.join(this.dir.tmp, file));
+        shards.push({ file, rows: s.rows, bytes: s.bytes, sha256: s.sha256 });
+      }
+      const m = this.opts.meta;
+      const fp = computeFingerprint({
+        stage: m.stage,
+        stageVersion: m.stageVersion,
+        options: m.options,
+        seed: m.seed,
+        parents: m.parents.map((p) => p.fingerprint),
+      });
+      const curation: CurationInfo = {
+        format_version: FORMAT_VERSION,
+        stage: m.stage,
+        stage_version: m.stageVersion,
+        fingerprint: fp,
+        options: m.options,
+        seed: m.seed,
+        parents: m.parents,
+        sidecar_of: m.sidecarOf,
+        code_version: CODE_VERSION,
+        columns: this.columns,
+        pixel_shape: this.opts.pixelShape,
+        shards,
+        num_rows: this.numRows,
+        summary,
+        created_at: new Date().toISOString(),
+      };
+      const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
+      await fsp.writeFile(path.join(this.dir.tmp, STATE_FILE), json(hfState(shards.map((s) => s.file), fp)));
+      await fsp.writeFile(
+        path.join(this.dir.tmp, DATASET_INFO_FILE),
+        json(hfDatasetInfo(this.columns, { description: m.description, license: m.license })),
+      );
+      for (const [name, data] of Object.entries(this.opts.extraFiles ?? {})) {
+        await fsp.writeFile(path.join(this.dir.tmp, name), data);
+      }
+      // curation.json last: its presence marks a complete dataset even before the rename.
+      await fsp.writeFile(path.join(this.dir.tmp, CURATION_FILE), json(curation));
+      await this.dir.commit();
+      return { dir: path.resolve(this.outDir), fingerprint: fp, numRows: this.numRows, shards, curation };
+    } catch (err) {
+      await this.abort();
+      throw err;
+    }
+  }
+
+  /** Drops everything written so far. */
+  async abort(): Promise<void> {
+    this.closed = true;
+    if (this.shard) {
+      this.shard.writer.abort();
+      await this.shard.done.catch(() => undefined);
+      this.shard = undefined;
+    }
+    await this.dir.abort();
+  }
+}
+
+/** Writes a whole dataset from rows (sync or async iterable) in one call. */
+export async function writeDataset(
+  outDir: string,
+  rows: Iterable<Row> | AsyncIterable<Row>,
+  opts: WriterOptions & { summary?: Record<string, unknown> },
+): Promise<WriteResult> {
+  const writer = await DatasetWriter.create(outDir, opts);
+  try {
+    for await (const row of rows as AsyncIterable<Row>) await writer.writeRow(row);
+  } catch (err) {
+    await writer.abort();
+    throw err;
+  }
+  return writer.finish(opts.summary);
+}

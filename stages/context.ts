@@ -1,0 +1,54 @@
+/**
+ * The stage contract (DESIGN.md): every stage is `run(ctx, inputs, options)` with
+ * zod-typed options. A stage knows nothing about the CLI: it reports through the
+ * context, which the CLI, the pipeline runner or a library caller provides.
+ */
+import type { z } from 'zod';
+
+export interface Logger {
+  debug(obj: object | string, msg?: string): void;
+  info(obj: object | string, msg?: string): void;
+  warn(obj: object | string, msg?: string): void;
+  error(obj: object | string, msg?: string): void;
+}
+
+export interface Progress {
+  /** Advances by `n` items (default 1). */
+  tick(n?: number): void;
+  /** Sets or corrects the total once known. */
+  setTotal(total: number): void;
+  done(): void;
+}
+
+export interface StageContext {
+  log: Logger;
+  /** A progress reporter for a named phase of work. */
+  progress(label: string, total?: number): Progress;
+  /** Cancels long work (e.g. SIGINT, or a pipeline's time budget). */
+  signal?: AbortSignal;
+}
+
+/** What every stage returns: the written dataset and its summary. */
+export interface StageResult {
+  dir: string;
+  fingerprint: string;
+  numRows: number;
+  summary: Record<string, unknown>;
+}
+
+export interface Stage<Schema extends z.ZodTypeAny> {
+  name: string;
+  version: string;
+  options: Schema;
+  /** The output fingerprint the run would produce, computed without doing the work. */
+  fingerprint(inputs: string[], options: z.infer<Schema>): Promise<string>;
+  run(ctx: StageContext, inputs: string[], options: z.infer<Schema>): Promise<StageResult>;
+}
+
+const noop = (): void => undefined;
+
+/** A context that logs nothing: the default for library callers. */
+export function quietContext(): StageContext {
+  const log: Logger = { debug: noop, info: noop, warn: noop, error: noop };
+  return { log, progress: () => ({ tick: noop, setTotal: noop, done: noop }) };
+}
