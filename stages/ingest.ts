@@ -1,0 +1,354 @@
+/**
+ * The ingest stage: decode, validate, resize, hash and shard raw inputs
+ * (DESIGN.md "Stages"). Items stream from the source, are decoded with bounded
+ * concurrency and written in source order, so the shards are byte-identical
+ * whatever the concurrency. A bad item becomes a line of rejected.jsonl and the
+ * run goes on; every input item ends up as a row or as such a line.
+ *
+ * Working resolution: `size`/`channels` when given, else the source's own for
+ * fixed-size sources (IDX 28×28×1, CIFAR 32×32×3, a dataset's pixels), else
+ * 32×32×3 for decoded images (folders, manifests, image columns).
+ */
+import { createWriteStream, promises as fsp, type WriteStream } from 'node:fs';
+import { once } from 'node:events';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import pLimit from 'p-limit';
+import { z } from 'zod';
+import { DataError, UsageError } from '../core/errors.js';
+import { fingerprint as computeFingerprint, sha256Hex } from '../core/hash.js';
+import { DatasetWriter } from '../data/writer.js';
+import { REJECTED_FILE, type ColumnSpec, type PixelShape } from '../data/format.js';
+import type { ImageValue } from '../data/columns.js';
+import { DEFAULT_MAX_INPUT_PIXELS, ItemRejected, decodeImage, encodePng, resizePixels, type DecodeOptions } from '../data/decode.js';
+import { PRESETS, SOURCE_FORMATS, openSource, type Source, type SourceItem, type SourceOptions } from '../data/sources/index.js';
+import { quietContext, type Stage, type StageContext, type StageResult } from './context.js';
+
+export const INGEST_VERSION = '1';
+/** Working size for decoded images when `size` is not given. */
+export const DEFAULT_DECODED_SIZE: [number, number] = [32, 32];
+
+const positiveInt = z.number().int().positive();
+
+export const ingestOptions = z.object({
+  /** Output dataset directory. */
+  out: z.string().min(1),
+  format: z.enum(['auto', ...SOURCE_FORMATS]).default('auto'),
+  /** IDX/CIFAR: train (default) or test; folders: a sub-folder to use when present. */
+  split: z.string().min(1).optional(),
+  /** IDX class names: fashion-mnist or mnist. */
+  preset: z.enum(PRESETS).optional(),
+  /** [height, width] of the working resolution (a number means square). */
+  size: z.union([positiveInt, z.tuple([positiveInt, positiveInt])])
+    .transform((v): [number, number] => (typeof v === 'number' ? [v, v] : v))
+    .optional(),
+  channels: z.union([z.literal(1), z.literal(3)]).optional(),
+  fit: z.enum(['cover', 'contain', 'fill']).default('cover'),
+  /** Colour that transparency is flattened onto and `contain` pads with. */
+  background: z.enum(['black', 'white']).default('black'),
+  /** Keep the encoded original in an `image` column (PNG for raw-pixel sources). */
+  keepOriginal: z.boolean().default(false),
+  /** Drop rows whose decoded pixels repeat an earlier row's (recorded in rejected.jsonl). */
+  dedupe: z.boolean().default(false),
+  allowOutsideRoot: z.boolean().default(false),
+  overwrite: z.boolean().default(false),
+  /** Images decoded at once. Does not change the output. */
+  concurrency: z.number().int().min(1).max(256).default(4),
+  shardRows: positiveInt.optional(),
+  shardBytes: positiveInt.optional(),
+  /** A fixed class list (SourceOptions.classNames says how items are matched to it). */
+  classNames: z.array(z.string().min(1)).min(1)
+    .refine((names) => new Set(names).size === names.length, 'class names must be distinct')
+    .optional(),
+  cifarLabels: z.enum(['fine', 'coarse']).default('fine'),
+  /** Images with more pixels than this are refused unread (decompression bombs). */
+  maxInputPixels: positiveInt.default(DEFAULT_MAX_INPUT_PIXELS),
+  /** Only the first N items of the source. */
+  limit: positiveInt.optional(),
+  /** Recorded for provenance; ingest itself draws no random numbers. */
+  seed: z.number().int().default(0),
+}).strict();
+
+export type IngestOptions = z.infer<typeof ingestOptions>;
+export type IngestInput = z.input<typeof ingestOptions>;
+
+export interface IngestSummary extends Record<string, unknown> {
+  format: string;
+  /** Input items seen: rows + rejected + duplicates. */
+  items: number;
+  rows: number;
+  rejected: number;
+  duplicates: number;
+  per_class: Record<string, number>;
+  pixel_shape: PixelShape;
+  seconds: number;
+  /** Items per second. */
+  throughput: number;
+}
+
+export interface IngestResult extends StageResult {
+  summary: IngestSummary;
+}
+
+export interface RejectedLine {
+  id?: string;
+  path?: string;
+  row?: number;
+  reason: string;
+}
+
+function parseOptions(options: unknown): IngestOptions {
+  const r = ingestOptions.safeParse(options);
+  if (!r.success) throw new UsageError(`invalid ingest options: ${z.prettifyError(r.error).replace(/\n/g, '; ')}`);
+  return r.data;
+}
+
+/** Options that change the output (the fingerprint's): not where it goes, whether it replaces, how fast. */
+function canonicalOptions(o: IngestOptions): Record<string, unknown> {
+  const { out: _out, overwrite: _ow, concurrency: _c, seed: _s, ...rest } = o;
+  return rest;
+}
+
+function sourceOptions(o: IngestOptions): SourceOptions {
+  return {
+    format: o.format,
+    split: o.split,
+    classNames: o.classNames,
+    preset: o.preset,
+    allowOutsideRoot: o.allowOutsideRoot,
+    cifarLabels: o.cifarLabels,
+  };
+}
+
+function workingShape(source: Source, o: IngestOptions): PixelShape {
+  const native = source.nativeShape;
+  const [h, w] = o.size ?? (native ? [native[0], native[1]] : DEFAULT_DECODED_SIZE);
+  const channels = o.channels ?? (native && (native[2] === 1 || native[2] === 3) ? native[2] : 3);
+  return [h, w, channels];
+}
+
+function singleInput(inputs: string[]): string {
+  if (inputs.length !== 1) throw new UsageError(`ingest takes exactly one source, got ${inputs.length}`);
+  return inputs[0];
+}
+
+function ingestFingerprint(sourceFp: string, o: IngestOptions): string {
+  return computeFingerprint({ stage: 'ingest', stageVersion: INGEST_VERSION, options: canonicalOptions(o), seed: o.seed, parents: [sourceFp] });
+}
+
+type Prepared = { row: Record<string, unknown>; label: number; item: SourceItem } | { rejected: RejectedLine };
+
+/** Maps with up to `window` items in flight and yields results in input order. */
+async function* mapOrdered<T, R>(src: AsyncIterable<T>, window: number, take: number, fn: (t: T) => R | Promise<R>): AsyncGenerator<R> {
+  const it = src[Symbol.asyncIterator]();
+  const queue: Promise<R>[] = [];
+  let pulled = 0;
+  let done = false;
+  try {
+    for (;;) {
+      while (!done && queue.length < window) {
+        if (pulled >= take) { done = true; break; }
+        const r = await it.next();
+        if (r.done) { done = true; break; }
+        pulled++;
+        const p = Promise.resolve().then(() => fn(r.value));
+        p.catch(() => undefined); // surfaced in order below
+        queue.push(p);
+      }
+      const head = queue.shift();
+      if (!head) return;
+      yield await head;
+    }
+  } finally {
+    await Promise.allSettled(queue);
+    await it.return?.();
+  }
+}
+
+function describeReadError(err: any): string {
+  switch (err?.code) {
+    case 'ENOENT': return 'file not found';
+    case 'EISDIR': return 'is a directory, not an image file';
+    case 'EACCES':
+    case 'EPERM': return 'permission denied';
+    default: return `cannot read (${err?.code ?? err?.message ?? err})`;
+  }
+}
+
+class RejectedLog {
+  private readonly stream: WriteStream;
+  count = 0;
+
+  constructor(file: string) {
+    this.stream = createWriteStream(file);
+  }
+
+  async add(line: RejectedLine): Promise<void> {
+    this.count++;
+    const ordered = { id: line.id, path: line.path, row: line.row, reason: line.reason };
+    if (!this.stream.write(JSON.stringify(ordered) + '\n')) await once(this.stream, 'drain');
+  }
+
+  async close(): Promise<void> {
+    if (this.stream.closed) return;
+    await new Promise<void>((resolve, reject) => {
+      this.stream.once('error', reject);
+      this.stream.end(() => resolve());
+    });
+  }
+}
+
+async function runIngest(ctx: StageContext, inputs: string[], options: IngestOptions): Promise<IngestResult> {
+  const started = performance.now();
+  const input = singleInput(inputs);
+  const o = parseOptions(options);
+  const source = await openSource(input, sourceOptions(o));
+  if (source.count === 0) {
+    throw new DataError('the source has no items', { file: input, hint: 'Point ingest at a folder, manifest or file that holds images' });
+  }
+  const shape = workingShape(source, o);
+  const [height, width, channels] = shape;
+  const decode: DecodeOptions = {
+    size: [height, width], channels: channels as 1 | 3, fit: o.fit, background: o.background, maxInputPixels: o.maxInputPixels,
+  };
+  const sourceFp = await source.fingerprint();
+  const total = Math.min(source.count, o.limit ?? Infinity);
+  ctx.log.info({ source: input, format: source.format, items: total, classes: source.classNames.length, shape }, 'ingest: reading');
+
+  const columns: ColumnSpec[] = [
+    { name: 'id', kind: 'string' },
+    { name: 'label', kind: 'classLabel', names: source.classNames },
+    ...(source.hasCaptions ? [{ name: 'caption', kind: 'string', nullable: true } as ColumnSpec] : []),
+    ...(o.keepOriginal ? [{ name: 'image', kind: 'image', nullable: true } as ColumnSpec] : []),
+    { name: 'pixels', kind: 'uint8Vector', length: height * width * channels },
+    { name: 'sha256', kind: 'string' },
+  ];
+  const writer = await DatasetWriter.create(o.out, {
+    columns,
+    pixelShape: shape,
+    meta: {
+      stage: 'ingest',
+      stageVersion: INGEST_VERSION,
+      options: canonicalOptions(o),
+      seed: o.seed,
+      parents: [{ fingerprint: sourceFp, path: path.resolve(input), role: 'source' }],
+      description: `Ingested by metacurate from a ${source.format} source`,
+    },
+    shardRows: o.shardRows,
+    shardBytes: o.shardBytes,
+    // Encoded originals can be large: smaller record batches keep memory flat (HF does the same for images).
+    batchRows: o.keepOriginal ? 100 : undefined,
+    overwrite: o.overwrite,
+  });
+  const rejected = new RejectedLog(path.join(writer.tempDir, REJECTED_FILE));
+  const limit = pLimit(o.concurrency);
+
+  const sameShape = (s: PixelShape) => s[0] === height && s[1] === width && s[2] === channels;
+  const prepare = async (item: SourceItem): Promise<Prepared> => {
+    if (item.kind === 'rejected') return { rejected: { id: item.id, path: item.path, row: item.row, reason: item.reason } };
+    let pixels: Uint8Array;
+    let original: ImageValue | undefined;
+    try {
+      if (item.kind === 'pixels') {
+        pixels = sameShape(item.shape) ? item.pixels : await limit(() => resizePixels(item.pixels, item.shape, decode));
+        if (o.keepOriginal) original = item.original ?? { bytes: await limit(() => encodePng(item.pixels, item.shape)), path: null };
+      } else {
+        let bytes: Uint8Array;
+        if (item.kind === 'file') {
+          try {
+            bytes = await fsp.readFile(item.file);
+          } catch (err) {
+            throw new ItemRejected(describeReadError(err));
+          }
+        } else bytes = item.bytes;
+        pixels = await limit(() => decodeImage(bytes, decode));
+        if (o.keepOriginal) original = { bytes, path: item.path ?? null };
+      }
+    } catch (err) {
+      if (err instanceof ItemRejected) {
+        if (err.detail) ctx.log.debug({ id: item.id, reason: err.reason, detail: err.detail }, 'ingest: rejected');
+        return { rejected: { id: item.id, path: item.kind === 'pixels' ? undefined : item.path, row: item.row, reason: err.reason } };
+      }
+      throw err;
+    }
+    const row: Record<string, unknown> = { id: item.id, label: item.label, pixels, sha256: sha256Hex(pixels) };
+    if (source.hasCaptions) row.caption = item.caption ?? null;
+    if (o.keepOriginal) row.image = original ?? null;
+    return { row, label: item.label, item };
+  };
+
+  const progress = ctx.progress('ingest', total);
+  const perClass = new Array<number>(source.classNames.length).fill(0);
+  const firstIdOfHash = new Map<string, string>();
+  let items = 0;
+  let duplicates = 0;
+  try {
+    for await (const r of mapOrdered(source.items(), o.concurrency * 4, total, prepare)) {
+      ctx.signal?.throwIfAborted();
+      items++;
+      if ('rejected' in r) {
+        await rejected.add(r.rejected);
+      } else {
+        const hash = r.row.sha256 as string;
+        const first = o.dedupe ? firstIdOfHash.get(hash) : undefined;
+        if (first !== undefined) {
+          duplicates++;
+          const it = r.item as Exclude<SourceItem, { kind: 'rejected' }>;
+          await rejected.add({ id: it.id, path: it.kind === 'pixels' ? undefined : it.path, row: it.row, reason: `duplicate of ${first}` });
+        } else {
+          if (o.dedupe) firstIdOfHash.set(hash, r.row.id as string);
+          perClass[r.label]++;
+          await writer.writeRow(r.row);
+        }
+      }
+      progress.tick();
+    }
+    await rejected.close();
+  } catch (err) {
+    progress.done();
+    await rejected.close().catch(() => undefined);
+    await writer.abort();
+    throw err;
+  }
+  progress.done();
+
+  const rows = items - rejected.count;
+  const seconds = (performance.now() - started) / 1000;
+  const summary: IngestSummary = {
+    format: source.format,
+    items,
+    rows,
+    rejected: rejected.count - duplicates,
+    duplicates,
+    per_class: Object.fromEntries(source.classNames.map((n, i) => [n, perClass[i]])),
+    pixel_shape: shape,
+    seconds: Math.round(seconds * 1000) / 1000,
+    throughput: Math.round(items / Math.max(seconds, 1e-6)),
+  };
+  if (rows === 0) ctx.log.warn({ rejected: rejected.count, file: REJECTED_FILE }, `ingest: every item was rejected; see ${REJECTED_FILE}`);
+  else if (rejected.count > 0) ctx.log.warn({ rejected: summary.rejected, duplicates }, `ingest: ${rejected.count} items not written; see ${REJECTED_FILE}`);
+  const result = await writer.finish(summary);
+  ctx.log.info({ out: result.dir, rows, seconds: summary.seconds, throughput: summary.throughput }, 'ingest: done');
+  return { dir: result.dir, fingerprint: result.fingerprint, numRows: result.numRows, summary };
+}
+
+export const ingestStage: Stage<typeof ingestOptions> = {
+  name: 'ingest',
+  version: INGEST_VERSION,
+  options: ingestOptions,
+  async fingerprint(inputs, options) {
+    const o = parseOptions(options);
+    const source = await openSource(singleInput(inputs), sourceOptions(o));
+    return ingestFingerprint(await source.fingerprint(), o);
+  },
+  run: runIngest,
+};
+
+/** Ingests one source into a dataset at `options.out` (the library form of `metacurate ingest`). */
+export async function ingest(
+  source: string,
+  options: IngestInput,
+  ctx: StageContext = quietContext(),
+): Promise<IngestResult> {
+  return runIngest(ctx, [source], parseOptions(options));
+}
