@@ -3,7 +3,7 @@
  * `datasets.save_to_disk`) with its sidecars as one logical table, and streams
  * record batches with bounded memory.
  */
-import { createReadStream, promises as fsp } from 'node:fs';
+import { createReadStream, promises as fsp, type ReadStream } from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { RecordBatchReader, type RecordBatch, type Schema, type Vector } from 'apache-arrow';
@@ -251,25 +251,35 @@ function checkIdsAligned(parts: RecordBatch[], sources: Dataset[], offset: numbe
   }
 }
 
+/**
+ * A shard's bytes as a read stream. Not a FileHandle: apache-arrow's file-handle
+ * source loops forever on a corrupt (negative) message length, where the stream
+ * source throws. Memory stays bounded either way (stream format).
+ */
+function shardStream(file: string): ReadStream {
+  return createReadStream(file, { highWaterMark: 1 << 20 });
+}
+
 async function readSchema(file: string): Promise<Schema> {
-  const fh = await fsp.open(file, 'r');
+  const stream = shardStream(file);
   try {
-    const reader = await RecordBatchReader.from(fh);
+    const reader = await RecordBatchReader.from(stream);
     await reader.open();
+    if (!reader.schema) throw new Error('no schema message at the start of the stream');
     return reader.schema;
   } catch (err: any) {
     throw new DataError(`cannot read the Arrow schema: ${err?.message ?? err}`, { file, hint: 'The shard is corrupt or not Arrow IPC; re-create the dataset' });
   } finally {
-    await fh.close();
+    stream.destroy();
   }
 }
 
 /** Streams one shard's record batches with bounded memory; errors name the shard. */
 export async function* readShard(shard: ShardInfo): AsyncGenerator<RecordBatch> {
-  const fh = await fsp.open(shard.path, 'r');
+  const stream = shardStream(shard.path);
   let rows = 0;
   try {
-    const reader = await RecordBatchReader.from(fh);
+    const reader = await RecordBatchReader.from(stream);
     for await (const batch of reader) {
       rows += batch.numRows;
       yield batch;
@@ -278,11 +288,16 @@ export async function* readShard(shard: ShardInfo): AsyncGenerator<RecordBatch> 
     if (err instanceof DataError) throw err;
     throw new DataError(`cannot read shard after row ${rows}: ${err?.message ?? err}`, { file: shard.path, hint: 'The shard is truncated or corrupt; re-create the dataset' });
   } finally {
-    await fh.close().catch(() => undefined);
+    stream.destroy();
   }
   if (shard.rows !== undefined && rows !== shard.rows) {
     throw new DataError(`shard has ${rows} rows but ${CURATION_FILE} records ${shard.rows}: it was truncated or edited after writing`, { file: shard.path, hint: 'Re-create the dataset' });
   }
+}
+
+/** A directory's curation.json, or undefined when it has none (DataError when it is corrupt). */
+export async function readCuration(dir: string): Promise<CurationInfo | undefined> {
+  return readJson(path.join(dir, CURATION_FILE));
 }
 
 /** Opens a dataset (see Dataset.open). */

@@ -64,6 +64,8 @@ interface OpenShard {
   done: Promise<void>;
   hash: ReturnType<typeof createHash>;
   bytes: { n: number };
+  /** Arrow buffer bytes of the batches written so far: known at once, unlike `bytes`, which the file stream counts later. */
+  dataBytes: number;
   rows: number;
 }
 
@@ -84,11 +86,6 @@ export class DatasetWriter {
     private readonly dir: AtomicDir,
     private readonly opts: WriterOptions,
   ) {
-    const names = new Set<string>();
-    for (const c of opts.columns) {
-      if (names.has(c.name)) throw new UsageError(`duplicate column "${c.name}"`);
-      names.add(c.name);
-    }
     this.columns = opts.columns;
     this.schema = makeSchema(opts.columns, opts.pixelShape);
     this.shardRows = opts.shardRows ?? 100_000;
@@ -98,8 +95,19 @@ export class DatasetWriter {
 
   /** Starts a dataset in a temporary sibling of `outDir`; refuses an existing output without `overwrite`. */
   static async create(outDir: string, opts: WriterOptions): Promise<DatasetWriter> {
+    // Check before creating the temporary directory, which a throw here would leave behind.
+    const names = new Set<string>();
+    for (const c of opts.columns) {
+      if (names.has(c.name)) throw new UsageError(`duplicate column "${c.name}"`);
+      names.add(c.name);
+    }
     const dir = await beginAtomicDir(outDir, { overwrite: opts.overwrite });
     return new DatasetWriter(outDir, dir, opts);
+  }
+
+  /** The temporary directory being filled: files written here are committed with the dataset. */
+  get tempDir(): string {
+    return this.dir.tmp;
   }
 
   get rowsWritten(): number {
@@ -126,12 +134,14 @@ export class DatasetWriter {
     }
   }
 
-  /** Rows the current batch may still take: the batch size, capped by a fixed shard size. */
+  /** Rows the current batch may still take: the batch size, capped by what the shard may still hold. */
   private batchLimit(): number {
     const sizes = this.opts.shardSizes;
-    if (!sizes) return this.batchRows;
+    const inShard = this.shard?.rows ?? 0;
+    // A batch never crosses a shard's row limit, so shards hold exactly shardRows rows.
+    if (!sizes) return Math.max(1, Math.min(this.batchRows, this.shardRows - inShard));
     const idx = this.finished.length;
-    const left = (sizes[idx] ?? Infinity) - (this.shard?.rows ?? 0);
+    const left = (sizes[idx] ?? Infinity) - inShard;
     return Math.max(1, Math.min(this.batchRows, left));
   }
 
@@ -145,6 +155,7 @@ export class DatasetWriter {
     const shard = await this.currentShard();
     shard.writer.write(batch);
     shard.rows += rows.length;
+    shard.dataBytes += batch.data.byteLength;
     this.numRows += rows.length;
     // Yield so the file stream drains: memory stays bounded by about one batch.
     await new Promise((r) => setImmediate(r));
@@ -154,7 +165,9 @@ export class DatasetWriter {
   private shardIsFull(shard: OpenShard): boolean {
     const sizes = this.opts.shardSizes;
     if (sizes) return shard.rows >= (sizes[this.finished.length] ?? Infinity);
-    return shard.rows >= this.shardRows || shard.bytes.n >= this.shardBytes;
+    // Cut on dataBytes, not on the stream's count: that lags behind by however far the
+    // stream has drained, which would make shard boundaries depend on timing.
+    return shard.rows >= this.shardRows || shard.dataBytes >= this.shardBytes;
   }
 
   private async currentShard(): Promise<OpenShard> {
@@ -174,7 +187,7 @@ export class DatasetWriter {
     // Surface stream errors at close; avoid an unhandled rejection in between.
     done.catch(() => undefined);
     writer.reset(undefined, this.schema);
-    this.shard = { tmpName, writer, done, hash, bytes, rows: 0 };
+    this.shard = { tmpName, writer, done, hash, bytes, dataBytes: 0, rows: 0 };
     return this.shard;
   }
 
@@ -259,7 +272,9 @@ export class DatasetWriter {
   async abort(): Promise<void> {
     this.closed = true;
     if (this.shard) {
-      this.shard.writer.abort();
+      // close, not abort: Arrow's abort() leaves the node stream open (so `done`
+      // never settles) and rejects an internal read nobody handles.
+      this.shard.writer.close();
       await this.shard.done.catch(() => undefined);
       this.shard = undefined;
     }

@@ -1,0 +1,32 @@
+/**
+ * The metacurate library: the same functions the CLI calls (DESIGN.md, Interfaces).
+ *   import { ingest, openDataset, runPipeline } from 'metacurate';
+ */
+export {
+  MetacurateError, UsageError, DataError, MissingInputError, InternalError, OutputError, IoError, ConfigError,
+  ExitCode, exitCodeOf, type ErrorContext, type ExitCodeValue,
+} from './core/errors.js';
+export { Rng } from './core/rng.js';
+export { fingerprint, canonicalJson } from './core/hash.js';
+export { CODE_VERSION } from './core/version.js';
+
+export { openDataset, readCuration, Dataset, type Block, type OpenOptions, type ShardInfo } from './data/reader.js';
+export { writeDataset, DatasetWriter, type WriterOptions, type WriteResult, type DatasetMeta } from './data/writer.js';
+export { fixedListValues, numericValues, type ImageValue } from './data/columns.js';
+export type { ColumnKind, ColumnSpec, CurationInfo, PixelShape, ShardRecord } from './data/format.js';
+export {
+  loadExamples, batchSchedule, gatherPixels, gatherTargets, gatherLabels, subsetExamples, type Examples,
+} from './data/batch.js';
+export { inspectDataset, type DatasetInspection, type InspectOptions } from './data/inspect.js';
+export { writeContactSheet, type ContactSheetOptions, type ContactSheetResult } from './data/export.js';
+
+export { quietContext, type Stage, type StageContext, type StageResult, type Logger, type Progress } from './stages/context.js';
+export { ingest, ingestStage } from './stages/ingest.js';
+
+export { runPipeline, type RunPipelineOptions } from './pipeline/runner.js';
+export {
+  loadPipelineConfig, parsePipelineConfig, pipelineSchema, pipelineJsonSchema,
+  type PipelineConfig, type PipelineStep, type ResolvedStep,
+} from './pipeline/config.js';
+export { STAGES, type StageRegistry, type AnyStage } from './pipeline/registry.js';
+export type { PipelineReport, StageReport } from './pipeline/report.js';

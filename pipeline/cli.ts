@@ -1,0 +1,90 @@
+/**
+ * The `metacurate` command line: a thin shell over the library. Each command
+ * lives in commands/<name>.ts and is registered by one line in COMMANDS.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { ExitCode, MetacurateError, exitCodeOf } from '../core/errors.js';
+import { CODE_VERSION } from '../core/version.js';
+import { LOG_LEVELS } from './log.js';
+import { createSession, globalsOf, type CliSession, type RegisterCommand } from './commands/common.js';
+import { registerIngest } from './commands/ingest.js';
+import { registerInspect } from './commands/inspect.js';
+import { registerExport } from './commands/export.js';
+import { registerRun } from './commands/run.js';
+
+const COMMANDS: RegisterCommand[] = [registerIngest, registerInspect, registerExport, registerRun];
+
+/** The exit code after SIGINT/SIGTERM (128 + SIGINT). */
+export const EXIT_INTERRUPTED = 130;
+
+export function buildProgram(session: CliSession): Command {
+  const program = new Command('metacurate')
+    .description('Curate image datasets with metagradients: ingest, score, rate, select and distill, on Apache Arrow shards.')
+    .version(CODE_VERSION, '-V, --version')
+    .option('--json', 'machine-readable output: one JSON result on stdout, JSON-line logs and progress on stderr')
+    .option('-q, --quiet', 'only warnings and errors on stderr; no progress')
+    .addOption(new Option('--log-level <level>', 'log level (debug also prints stack traces)').choices(LOG_LEVELS).default('info'))
+    .showHelpAfterError('(add --help for usage)')
+    // Commands below inherit these: usage errors are thrown, not exited on.
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => session.stdout.write(s),
+      writeErr: (s) => session.stderr.write(s),
+    });
+  for (const register of COMMANDS) register(program, session);
+  return program;
+}
+
+/** Runs the CLI and returns the exit code (DESIGN.md: sysexits). */
+export async function main(argv: string[] = process.argv, streams = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  const abort = new AbortController();
+  const session = createSession(streams, abort.signal);
+  let interrupts = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (++interrupts > 1) process.exit(EXIT_INTERRUPTED);
+    session.warn(`${signal}: stopping and removing partial output (${signal === 'SIGINT' ? 'Ctrl-C' : 'signal'} again to quit at once)`);
+    abort.abort(new Error(`interrupted by ${signal}`));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const program = buildProgram(session);
+  try {
+    await program.parseAsync(argv);
+    return ExitCode.ok;
+  } catch (err) {
+    session.closeAll(); // stop any bars before the error line
+    if (err instanceof CommanderError) {
+      // Help and --version arrive here too, with exit code 0; commander printed the message.
+      return err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+    }
+    const debug = ['debug', 'trace'].includes(globalsOf(program).logLevel);
+    if (abort.signal.aborted) {
+      streams.stderr.write('metacurate: interrupted\n');
+      return EXIT_INTERRUPTED;
+    }
+    reportError(err, { json: globalsOf(program).json, debug, streams });
+    return exitCodeOf(err);
+  } finally {
+    session.closeAll();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+/** One clear line on stderr (the message carries file, row and hint); the stack only when debugging. */
+function reportError(
+  err: unknown,
+  opts: { json: boolean; debug: boolean; streams: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream } },
+): void {
+  const ours = err instanceof MetacurateError;
+  const message = err instanceof Error ? err.message : String(err);
+  const code = exitCodeOf(err);
+  const hint = !ours && code === ExitCode.internal ? ' (this looks like a bug: rerun with --log-level debug for the stack trace)' : '';
+  opts.streams.stderr.write(`metacurate: error: ${message}${hint}\n`);
+  if (opts.debug && err instanceof Error && err.stack) opts.streams.stderr.write(`${err.stack}\n`);
+  if (opts.json) {
+    const e = err as Partial<MetacurateError>;
+    const payload = { error: { name: err instanceof Error ? err.name : 'Error', message, exit_code: code, file: e.file, row: e.row, hint: e.hint } };
+    opts.streams.stdout.write(JSON.stringify(payload) + '\n');
+  }
+}

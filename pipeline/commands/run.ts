@@ -1,0 +1,21 @@
+/** `metacurate run <pipeline.yaml>`: run a pipeline, skipping stages whose output is current. */
+import path from 'node:path';
+import { runPipeline } from '../runner.js';
+import { REPORT_MD, formatStageTable } from '../report.js';
+import type { RegisterCommand } from './common.js';
+
+export const registerRun: RegisterCommand = (program, session) => {
+  program
+    .command('run')
+    .description('Run a pipeline file (YAML or JSON): stages in order, skipping those whose output is current')
+    .argument('<pipeline>', 'pipeline file (.yaml, .yml or .json; see schema/pipeline.schema.json)')
+    .option('--force', 'rerun every stage even when its output is current')
+    .addHelpText('after', '\nExample:\n  metacurate run pipelines/default.yaml')
+    .action(async (file: string, flags: { force?: boolean }, cmd) => {
+      const ctx = session.context(cmd);
+      const report = await runPipeline(file, { force: flags.force, ctx });
+      session.output(cmd, report, () =>
+        `pipeline ${report.name}: ${report.seconds.toFixed(1)} s\n\n${formatStageTable(report)}\n\nreport: ${path.relative(process.cwd(), path.join(report.workdir, REPORT_MD))}`,
+      );
+    });
+};

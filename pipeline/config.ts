@@ -1,0 +1,224 @@
+/**
+ * Pipeline files: YAML or JSON, validated by a zod schema built from the stage
+ * registry (so each stage's options are checked, and the published JSON Schema
+ * lists them). Paths in the file are relative to the file.
+ */
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { parseDocument } from 'yaml';
+import { ConfigError, MissingInputError } from '../core/errors.js';
+import { RUNNER_OPTIONS, STAGES, type AnyStage, type StageRegistry } from './registry.js';
+
+export const PIPELINE_VERSION = 1;
+export const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
+/** A stage input naming an earlier stage's output: `${stageId}`. */
+const REFERENCE = /^\$\{([^}]+)\}$/;
+const STAGE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+/** One step as written in the file (options without the runner's own keys). */
+export interface PipelineStep {
+  id: string;
+  stage: string;
+  inputs: string[];
+  options: Record<string, unknown>;
+}
+
+/** A loaded, validated pipeline: paths resolved, references checked. */
+export interface PipelineConfig {
+  /** The pipeline file (absolute), or undefined for a config built in code. */
+  file?: string;
+  name: string;
+  /** Root of all outputs (absolute). */
+  workdir: string;
+  seed?: number;
+  backend?: (typeof BACKENDS)[number];
+  stages: ResolvedStep[];
+}
+
+export interface ResolvedStep extends PipelineStep {
+  /** Output directory: `<workdir>/<id>`. */
+  out: string;
+  /** Inputs as absolute paths (references replaced by the referenced stage's `out`). */
+  inputPaths: string[];
+  /** Ids of the earlier stages this one reads. */
+  dependsOn: string[];
+}
+
+/** The options a pipeline file may give a stage: the stage's own, minus the runner's keys. */
+function stepOptionsSchema(stage: AnyStage): z.ZodTypeAny {
+  const schema = stage.options as z.ZodTypeAny;
+  if (schema instanceof z.ZodObject) {
+    // Rebuild from the shape: refinements are checked later against the full options.
+    const shape = Object.fromEntries(
+      Object.entries(schema.shape).filter(([k]) => !(RUNNER_OPTIONS as readonly string[]).includes(k)),
+    ) as z.ZodRawShape;
+    return z.strictObject(shape);
+  }
+  return z.record(z.string(), z.unknown());
+}
+
+/** The zod schema of a pipeline file, for the stages in `registry`. */
+export function pipelineSchema(registry: StageRegistry = STAGES) {
+  const steps = Object.entries(registry).map(([name, stage]) =>
+    z.strictObject({
+      id: z.string().regex(STAGE_ID, 'use letters, digits, "_", "-" or "." (the id names the output directory)')
+        .describe('Unique id; the output goes to <workdir>/<id> and later stages refer to it as "${id}".'),
+      stage: z.literal(name),
+      inputs: z.array(z.string().min(1)).default([])
+        .describe('Input paths (relative to the pipeline file) or "${id}" references to earlier stages.'),
+      options: stepOptionsSchema(stage).prefault({}).describe(`Options of the ${name} stage.`),
+    }),
+  );
+  const [first, ...rest] = steps;
+  if (!first) throw new ConfigError('no stages are registered');
+  return z.strictObject({
+    $schema: z.string().optional(),
+    version: z.literal(PIPELINE_VERSION).describe('Pipeline file format version.'),
+    name: z.string().min(1).optional().describe('Pipeline name (defaults to the file name).'),
+    workdir: z.string().min(1).describe('Root of all stage outputs, relative to the pipeline file.'),
+    seed: z.number().int().nonnegative().optional()
+      .describe('Default seed for every stage that takes one and does not set its own.'),
+    backend: z.enum(BACKENDS).optional()
+      .describe('Default compute backend for every stage that takes one and does not set its own.'),
+    stages: z.array(z.discriminatedUnion('stage', [first, ...rest])).min(1),
+  });
+}
+
+/** The published JSON Schema of pipeline files (schema/pipeline.schema.json). */
+export function pipelineJsonSchema(registry: StageRegistry = STAGES): Record<string, unknown> {
+  const json = z.toJSONSchema(pipelineSchema(registry), { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+  return {
+    ...json,
+    title: 'metacurate pipeline',
+    description: 'A metacurate pipeline: stages run in order, each writing <workdir>/<id>.',
+  };
+}
+
+/** `stages[0].options.size` from a zod issue path. */
+export function formatPath(p: readonly PropertyKey[]): string {
+  let out = '';
+  for (const k of p) out += typeof k === 'number' ? `[${k}]` : out ? `.${String(k)}` : String(k);
+  return out || '(top level)';
+}
+
+function issuesMessage(issues: readonly z.core.$ZodIssue[], prefix: readonly PropertyKey[] = []): string {
+  const shown = issues.slice(0, 5).map((i) => {
+    let msg = i.message;
+    if (i.code === 'invalid_union' && (i as { note?: string }).note === 'No matching discriminator') {
+      msg = `unknown stage; known stages: ${((i as { options?: unknown[] }).options ?? []).join(', ')}`;
+    } else if (i.code === 'invalid_union' && i.errors.length > 0) {
+      // "Invalid input" alone does not say what would do: list each alternative's complaint.
+      const alternatives = i.errors.map((e) => (e[0]?.message ?? '').replace(/^Invalid input: /, ''));
+      msg = `Invalid input: ${alternatives.join('; or ')}`;
+    }
+    return `${formatPath([...prefix, ...i.path])}: ${msg}`;
+  });
+  const more = issues.length > 5 ? `; and ${issues.length - 5} more` : '';
+  return shown.join('; ') + more;
+}
+
+/** Parses YAML or JSON text; errors name the line. */
+function parseText(text: string, file: string): unknown {
+  if (file.endsWith('.json')) {
+    try {
+      return JSON.parse(text);
+    } catch (err) {
+      throw new ConfigError(`invalid JSON: ${(err as Error).message}`, { file });
+    }
+  }
+  const doc = parseDocument(text);
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0];
+    const line = e.linePos?.[0];
+    const what = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
+    throw new ConfigError(`invalid YAML${line ? ` at line ${line.line}, column ${line.col}` : ''}: ${what}`, { file });
+  }
+  return doc.toJS();
+}
+
+/** Reads and validates a pipeline file. Every error is a ConfigError (78) naming the file and field. */
+export async function loadPipelineConfig(file: string, registry: StageRegistry = STAGES): Promise<PipelineConfig> {
+  let text: string;
+  try {
+    text = await fsp.readFile(file, 'utf8');
+  } catch (err) {
+    throw new MissingInputError(`cannot read the pipeline file: ${(err as Error).message}`, { file, hint: 'Check the path' });
+  }
+  return parsePipelineConfig(parseText(text, file), { file, registry });
+}
+
+/**
+ * Validates a pipeline given as a value. `file` (or `baseDir`) anchors relative
+ * paths; for a config built in code they are relative to the working directory.
+ */
+export function parsePipelineConfig(
+  value: unknown,
+  opts: { file?: string; baseDir?: string; registry?: StageRegistry } = {},
+): PipelineConfig {
+  const registry = opts.registry ?? STAGES;
+  const file = opts.file ? path.resolve(opts.file) : undefined;
+  const label = opts.file ?? '<pipeline>';
+  const baseDir = opts.baseDir ?? (file ? path.dirname(file) : process.cwd());
+  const parsed = pipelineSchema(registry).safeParse(value);
+  if (!parsed.success) {
+    throw new ConfigError(issuesMessage(parsed.error.issues), { file: label, hint: 'See schema/pipeline.schema.json' });
+  }
+  const cfg = parsed.data;
+  const workdir = path.resolve(baseDir, cfg.workdir);
+  const seen = new Map<string, ResolvedStep>();
+  const stages: ResolvedStep[] = cfg.stages.map((raw, i) => {
+    const step = raw as PipelineStep;
+    const where = `stages[${i}]`;
+    if (seen.has(step.id)) {
+      throw new ConfigError(`${where}.id: "${step.id}" is used twice; ids must be unique`, { file: label });
+    }
+    const dependsOn: string[] = [];
+    const inputPaths = step.inputs.map((input, j) => {
+      const ref = REFERENCE.exec(input);
+      if (!ref) return path.resolve(baseDir, input);
+      const target = seen.get(ref[1]);
+      if (!target) {
+        throw new ConfigError(`${where}.inputs[${j}]: "${input}" names no earlier stage`, {
+          file: label,
+          hint: `Refer to a stage listed before this one: ${[...seen.keys()].map((k) => `\${${k}}`).join(', ') || '(none)'}`,
+        });
+      }
+      dependsOn.push(target.id);
+      return target.out;
+    });
+    const stage = registry[step.stage];
+    const options = withPipelineDefaults(stage, step.options, cfg);
+    const out = path.join(workdir, step.id);
+    // Check the stage's full option schema (refinements included) before anything runs.
+    const full = stage.options.safeParse({ ...options, out });
+    if (!full.success) {
+      throw new ConfigError(issuesMessage(full.error.issues, ['stages', i, 'options']), { file: label });
+    }
+    const resolved: ResolvedStep = { ...step, options, out, inputPaths, dependsOn };
+    seen.set(step.id, resolved);
+    return resolved;
+  });
+  return {
+    file,
+    name: cfg.name ?? (file ? path.basename(file).replace(/\.(ya?ml|json)$/i, '') : 'pipeline'),
+    workdir,
+    seed: cfg.seed,
+    backend: cfg.backend,
+    stages,
+  };
+}
+
+/** Fills a stage's `seed` and `backend` from the pipeline's, where the stage takes them and leaves them unset. */
+function withPipelineDefaults(
+  stage: AnyStage,
+  options: Record<string, unknown>,
+  cfg: { seed?: number; backend?: string },
+): Record<string, unknown> {
+  const schema = stage.options as z.ZodTypeAny;
+  const keys = schema instanceof z.ZodObject ? Object.keys(schema.shape) : [];
+  const out = { ...options };
+  if (cfg.seed !== undefined && keys.includes('seed') && out.seed === undefined) out.seed = cfg.seed;
+  if (cfg.backend !== undefined && keys.includes('backend') && out.backend === undefined) out.backend = cfg.backend;
+  return out;
+}

@@ -1,0 +1,18 @@
+/**
+ * The stages a pipeline (and the runner) can name. Adding a stage is one line in
+ * STAGES. By convention every stage's options take `out` (its output directory)
+ * and `overwrite`; the runner sets both, so pipeline files never do.
+ */
+import type { z } from 'zod';
+import type { Stage } from '../stages/context.js';
+import { ingestStage } from '../stages/ingest.js';
+
+export type AnyStage = Stage<z.ZodTypeAny>;
+export type StageRegistry = Readonly<Record<string, AnyStage>>;
+
+export const STAGES: StageRegistry = {
+  ingest: ingestStage,
+};
+
+/** Options the runner owns: a pipeline file may not set them. */
+export const RUNNER_OPTIONS = ['out', 'overwrite'] as const;

@@ -1,0 +1,113 @@
+/**
+ * The pipeline runner: stages in order, each skipped when its output already
+ * carries the fingerprint the run would produce. It holds the workdir's lock for
+ * the whole run; outputs are written atomically by the stages, so a run that was
+ * killed resumes by rerunning it (finished stages are current, nothing is half
+ * written, stale temporaries are swept).
+ */
+import path from 'node:path';
+import { cleanStaleTemps, pathExists } from '../core/atomic.js';
+import { OutputError } from '../core/errors.js';
+import { CODE_VERSION } from '../core/version.js';
+import { readCuration } from '../data/reader.js';
+import { quietContext, type Logger, type StageContext } from '../stages/context.js';
+import { loadPipelineConfig, type PipelineConfig, type ResolvedStep } from './config.js';
+import { acquireLock } from './lock.js';
+import { STAGES, type StageRegistry } from './registry.js';
+import { writeReport, type PipelineReport, type StageReport } from './report.js';
+
+export interface RunPipelineOptions {
+  /** Rerun every stage even when its output is current. */
+  force?: boolean;
+  ctx?: StageContext;
+  /** Stages the pipeline may name (default: all built-in stages). */
+  registry?: StageRegistry;
+}
+
+/** Runs a pipeline file (or a loaded config) and returns its report. */
+export async function runPipeline(pipeline: string | PipelineConfig, opts: RunPipelineOptions = {}): Promise<PipelineReport> {
+  const registry = opts.registry ?? STAGES;
+  const ctx = opts.ctx ?? quietContext();
+  const config = typeof pipeline === 'string' ? await loadPipelineConfig(pipeline, registry) : pipeline;
+  const started = new Date();
+  const lock = await acquireLock(config.workdir, { log: ctx.log });
+  try {
+    // We hold the lock, so any temporary directory here is from a run that died.
+    for (const dir of await cleanStaleTemps(config.workdir)) {
+      ctx.log.warn({ removed: path.relative(config.workdir, dir) }, 'removed a partial output left by an interrupted run');
+    }
+    const stages: StageReport[] = [];
+    for (const step of config.stages) {
+      ctx.signal?.throwIfAborted();
+      stages.push(await runStep(config, step, registry, ctx, opts.force ?? false));
+    }
+    const finished = new Date();
+    const report: PipelineReport = {
+      name: config.name,
+      config: config.file ? path.relative(config.workdir, config.file) : undefined,
+      workdir: config.workdir,
+      code_version: CODE_VERSION,
+      started_at: started.toISOString(),
+      finished_at: finished.toISOString(),
+      seconds: (finished.getTime() - started.getTime()) / 1000,
+      stages,
+    };
+    const files = await writeReport(config.workdir, report);
+    ctx.log.info({ report: files.md }, 'pipeline finished');
+    return report;
+  } finally {
+    await lock.release();
+  }
+}
+
+/** The run's context, with every log line and progress phase tagged with the stage id. */
+function stageContext(ctx: StageContext, id: string): StageContext {
+  const tag = (level: keyof Logger) => (o: object | string, msg?: string) =>
+    typeof o === 'string' ? ctx.log[level]({ stage: id }, o) : ctx.log[level]({ stage: id, ...o }, msg);
+  return {
+    log: { debug: tag('debug'), info: tag('info'), warn: tag('warn'), error: tag('error') },
+    progress: (label, total) => ctx.progress(`${id}: ${label}`, total),
+    signal: ctx.signal,
+  };
+}
+
+async function runStep(
+  config: PipelineConfig,
+  step: ResolvedStep,
+  registry: StageRegistry,
+  ctx: StageContext,
+  force: boolean,
+): Promise<StageReport> {
+  const stage = registry[step.stage];
+  const rel = (p: string) => path.relative(config.workdir, p) || '.';
+  // The fingerprint is taken with the options the output is keyed by: `overwrite`
+  // only says how to write, so it is always false here.
+  const options = stage.options.parse({ ...step.options, out: step.out, overwrite: false }) as Record<string, unknown>;
+  const expected = await stage.fingerprint(step.inputPaths, options);
+  const existing = await readCuration(step.out);
+  const base = { id: step.id, stage: step.stage, dir: rel(step.out), inputs: step.inputPaths.map(rel) };
+  if (existing?.fingerprint === expected && !force) {
+    ctx.log.info({ stage: step.id, fingerprint: expected }, 'skipped (current)');
+    return { ...base, status: 'skipped', fingerprint: expected, numRows: existing.num_rows, seconds: 0, summary: existing.summary ?? {} };
+  }
+  const exists = await pathExists(step.out);
+  if (exists && !existing) {
+    throw new OutputError('exists but is not a metacurate dataset, so the pipeline will not replace it', {
+      file: step.out,
+      hint: `Move it away, or change the workdir or the stage id "${step.id}"`,
+    });
+  }
+  const reason = !existing ? 'new' : force ? 'forced' : 'stale';
+  ctx.log.info({ stage: step.id, kind: step.stage, fingerprint: expected, reason }, 'stage started');
+  const t0 = performance.now();
+  const result = await stage.run(stageContext(ctx, step.id), step.inputPaths, { ...options, overwrite: exists });
+  const seconds = (performance.now() - t0) / 1000;
+  if (result.fingerprint !== expected) {
+    ctx.log.warn(
+      { stage: step.id, predicted: expected, written: result.fingerprint },
+      'the stage wrote another fingerprint than it predicted, so it will rerun every time (a bug in the stage)',
+    );
+  }
+  ctx.log.info({ stage: step.id, rows: result.numRows, seconds: Math.round(seconds * 100) / 100 }, 'stage finished');
+  return { ...base, status: 'ran', reason, fingerprint: result.fingerprint, numRows: result.numRows, seconds, summary: result.summary };
+}

@@ -1,0 +1,59 @@
+/** Plain-text tables for the CLI's human output. */
+
+export type Cell = string | number | undefined | null;
+
+/** Columns padded to their widest cell; numbers right-aligned. */
+export function formatTable(headers: string[], rows: Cell[][]): string {
+  const text = rows.map((r) => r.map((c) => (c === undefined || c === null ? '' : typeof c === 'number' ? formatNumber(c) : c)));
+  const numeric = headers.map((_, j) => rows.length > 0 && rows.every((r) => r[j] == null || typeof r[j] === 'number'));
+  const widths = headers.map((h, j) => Math.max(h.length, ...text.map((r) => (r[j] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells.map((c, j) => (numeric[j] ? c.padStart(widths[j]) : c.padEnd(widths[j]))).join('  ').trimEnd();
+  return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...text.map(line)].join('\n');
+}
+
+/** A number with thousands separators, or a short decimal. */
+export function formatNumber(n: number): string {
+  if (Number.isInteger(n)) return n.toLocaleString('en-US');
+  return n.toLocaleString('en-US', { maximumFractionDigits: Math.abs(n) < 10 ? 2 : 1 });
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
+}
+
+/**
+ * A stage summary as text: scalar entries as `key  value` lines, and each
+ * object-valued entry (e.g. per-class counts) as its own two-column table.
+ */
+export function formatSummary(summary: Record<string, unknown>): string {
+  const scalars: Cell[][] = [];
+  const tables: string[] = [];
+  for (const [key, value] of Object.entries(summary)) {
+    if (value && typeof value === 'object' && !Array.isArray(value)) {
+      const entries = Object.entries(value as Record<string, unknown>);
+      if (entries.length === 0) continue;
+      tables.push(formatTable([key, 'value'], entries.map(([k, v]) => [k, scalarCell(v)])));
+    } else {
+      scalars.push([key, scalarCell(value)]);
+    }
+  }
+  const parts: string[] = [];
+  if (scalars.length) parts.push(formatTable(['', ''], scalars).split('\n').slice(2).join('\n'));
+  parts.push(...tables);
+  return parts.join('\n\n');
+}
+
+function scalarCell(v: unknown): Cell {
+  if (typeof v === 'number') return v;
+  if (typeof v === 'string') return v;
+  if (v === undefined || v === null) return '';
+  return JSON.stringify(v);
+}

@@ -1,0 +1,104 @@
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { promises as fsp, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import { DataError, OutputError } from '../../core/errors.js';
+import { writeDataset } from '../../data/writer.js';
+import { writeContactSheet } from '../../data/export.js';
+import type { ColumnSpec, PixelShape } from '../../data/format.js';
+
+const H = 2;
+const W = 3;
+/** Pixel (y, x, ch) of row r: unique per row, so a cell says which row it shows. */
+const value = (r: number, y: number, x: number, ch: number) => (r * 16 + y * 6 + x * 2 + ch) % 256;
+
+let dir: string;
+beforeAll(async () => {
+  dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'metacurate-export-'));
+});
+afterAll(async () => {
+  await fsp.rm(dir, { recursive: true, force: true });
+});
+
+/** Labels: 12 rows of class 0, 3 of class 1, none of class 2. */
+async function makeDataset(name: string, opts: { channels: number; labelled?: boolean; pixels?: boolean }): Promise<string> {
+  const c = opts.channels;
+  const labels = [...Array(12).fill(0), ...Array(3).fill(1)];
+  const rows = labels.map((label, r) => {
+    const px = new Uint8Array(H * W * c);
+    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) for (let ch = 0; ch < c; ch++) px[(y * W + x) * c + ch] = value(r, y, x, ch);
+    return { id: `r${r}`, label, pixels: px };
+  });
+  const columns: ColumnSpec[] = [{ name: 'id', kind: 'string' }];
+  if (opts.labelled !== false) columns.push({ name: 'label', kind: 'classLabel', names: ['zero', 'one', 'two'] });
+  if (opts.pixels !== false) columns.push({ name: 'pixels', kind: 'uint8Vector', length: H * W * c });
+  const out = path.join(dir, name);
+  await writeDataset(out, rows, {
+    columns,
+    pixelShape: opts.pixels === false ? undefined : ([H, W, c] as PixelShape),
+    meta: { stage: 'test', stageVersion: '1', options: {}, parents: [] },
+  });
+  return out;
+}
+
+test('one row per class, a seeded sample per row in row order, nearest-neighbour upscaled', async () => {
+  const ds = await makeDataset('rgb', { channels: 3 });
+  const file = path.join(dir, 'rgb.png');
+  const scale = 2;
+  const gap = 2;
+  const res = await writeContactSheet(ds, file, { perClass: 4, scale, seed: 5 });
+  expect(res.rows).toEqual([{ label: 0, name: 'zero', shown: 4 }, { label: 1, name: 'one', shown: 3 }, { label: 2, name: 'two', shown: 0 }]);
+  const { data, info } = await sharp(file).raw().toBuffer({ resolveWithObject: true });
+  expect([info.width, info.height, info.channels]).toEqual([4 * W * scale + 5 * gap, 3 * H * scale + 4 * gap, 3]);
+  expect([res.width, res.height]).toEqual([info.width, info.height]);
+  const at = (x: number, y: number, ch: number) => data[(y * info.width + x) * 3 + ch];
+  const shownRows: number[][] = [[], [], []];
+  for (let label = 0; label < 3; label++) {
+    for (let k = 0; k < 4; k++) {
+      const x0 = gap + k * (W * scale + gap);
+      const y0 = gap + label * (H * scale + gap);
+      const r = at(x0, y0, 0) / 16;
+      if (k >= res.rows[label].shown) {
+        expect(at(x0, y0, 0)).toBe(at(0, 0, 0)); // empty cell: background
+        continue;
+      }
+      expect(Number.isInteger(r)).toBe(true);
+      shownRows[label].push(r);
+      for (let y = 0; y < H * scale; y++) {
+        for (let x = 0; x < W * scale; x++) {
+          for (let ch = 0; ch < 3; ch++) expect(at(x0 + x, y0 + y, ch)).toBe(value(r, Math.floor(y / scale), Math.floor(x / scale), ch));
+        }
+      }
+    }
+  }
+  // Class 0 is rows 0-11, class 1 rows 12-14; each row of the sheet is in row order.
+  expect(shownRows[0].every((r) => r >= 0 && r < 12)).toBe(true);
+  expect(shownRows[0]).toEqual([...shownRows[0]].sort((a, b) => a - b));
+  expect(new Set(shownRows[0]).size).toBe(4);
+  expect(shownRows[1]).toEqual([12, 13, 14]);
+
+  // Same seed, same sheet; another seed, another sample.
+  const same = await writeContactSheet(ds, path.join(dir, 'rgb-same.png'), { perClass: 4, scale, seed: 5 });
+  expect(readFileSync(same.file)).toEqual(readFileSync(file));
+  const other = await writeContactSheet(ds, path.join(dir, 'rgb-other.png'), { perClass: 4, scale, seed: 6 });
+  expect(readFileSync(other.file)).not.toEqual(readFileSync(file));
+});
+
+test('grey data gives a grey PNG; unlabelled data is one row', async () => {
+  const ds = await makeDataset('grey', { channels: 1, labelled: false });
+  const res = await writeContactSheet(ds, path.join(dir, 'grey.png'), { perClass: 5, scale: 1, gap: 0 });
+  const meta = await sharp(res.file).metadata();
+  expect([meta.width, meta.height, meta.channels]).toEqual([5 * W, H, 1]);
+  expect(res.rows).toEqual([{ label: 0, name: undefined, shown: 5 }]);
+});
+
+test('refuses an existing file without overwrite, and a dataset without pixels', async () => {
+  const ds = await makeDataset('again', { channels: 1 });
+  const file = path.join(dir, 'again.png');
+  await writeContactSheet(ds, file, { perClass: 2 });
+  await expect(writeContactSheet(ds, file, { perClass: 2 })).rejects.toBeInstanceOf(OutputError);
+  await expect(writeContactSheet(ds, file, { perClass: 3, overwrite: true })).resolves.toMatchObject({ perClass: 3 });
+  const bare = await makeDataset('bare', { channels: 1, pixels: false });
+  await expect(writeContactSheet(bare, path.join(dir, 'bare.png'))).rejects.toBeInstanceOf(DataError);
+});

@@ -1,0 +1,31 @@
+import { expect, test } from 'vitest';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseDocument } from 'yaml';
+import { SCHEMA_PATH, pipelineSchemaText } from '../../scripts/gen-schema.js';
+import { loadPipelineConfig, pipelineSchema } from '../../pipeline/config.js';
+import { REPO } from './helpers.js';
+
+test('the committed JSON Schema is up to date (regenerate: npm run build && node dist/scripts/gen-schema.js)', () => {
+  const committed = readFileSync(path.join(REPO, SCHEMA_PATH), 'utf8');
+  expect(committed).toBe(pipelineSchemaText());
+  const schema = JSON.parse(committed);
+  // Each registered stage is one branch, with its options listed and closed.
+  const branches = schema.properties.stages.items.oneOf;
+  const ingest = branches.find((b: any) => b.properties.stage.const === 'ingest');
+  expect(ingest.properties.options.additionalProperties).toBe(false);
+  expect(Object.keys(ingest.properties.options.properties)).toEqual(expect.arrayContaining(['split', 'size', 'format']));
+  // The runner owns the output location.
+  expect(ingest.properties.options.properties).not.toHaveProperty('out');
+  expect(ingest.properties.options.properties).not.toHaveProperty('overwrite');
+});
+
+test('the shipped default pipeline is valid and ingests both built-in splits', async () => {
+  const file = path.join(REPO, 'pipelines/default.yaml');
+  const raw = parseDocument(readFileSync(file, 'utf8')).toJS();
+  expect(pipelineSchema().safeParse(raw).success).toBe(true);
+  const cfg = await loadPipelineConfig(file);
+  expect(cfg.workdir).toBe(path.join(REPO, 'out/default'));
+  expect(cfg.stages.map((s) => [s.id, s.stage, s.options.split])).toEqual([['train', 'ingest', 'train'], ['test', 'ingest', 'test']]);
+  expect(cfg.stages.every((s) => s.inputPaths[0] === path.join(REPO, 'data/builtin/fashion-mnist'))).toBe(true);
+});
