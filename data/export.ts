@@ -7,7 +7,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { Rng } from '../core/rng.js';
-import { pathExists, writeFileAtomic } from '../core/atomic.js';
+import { pathExists, writeDirAtomic, writeFileAtomic } from '../core/atomic.js';
 import { DataError, OutputError, UsageError } from '../core/errors.js';
 import { fixedListValues, numericValues } from './columns.js';
 import { openDataset, type Dataset } from './reader.js';
@@ -124,4 +124,36 @@ async function samplePerClass(ds: Dataset, k: number, seed: number, len: number)
 function positiveInt(v: number, name: string): number {
   if (!Number.isInteger(v) || v < 1) throw new UsageError(`${name} must be a positive integer, got ${v}`);
   return v;
+}
+
+export interface ParquetExportResult {
+  dir: string;
+  files: { file: string; rows: number; bytes: number }[];
+}
+
+/**
+ * Writes one Parquet file per shard (ZSTD) into `outDir`, atomically: a
+ * partitioned Parquet dataset that pyarrow, Polars, DuckDB and Spark open as one
+ * table. A shard is converted in memory at a time (shards are at most ~256 MiB),
+ * through parquet-wasm, which reads Arrow IPC streams directly.
+ */
+export async function writeParquet(datasetOrDir: Dataset | string, outDir: string, opts: { overwrite?: boolean } = {}): Promise<ParquetExportResult> {
+  const ds = typeof datasetOrDir === 'string' ? await openDataset(datasetOrDir) : datasetOrDir;
+  if (ds.sidecars.length > 0) {
+    throw new UsageError('Parquet export writes one dataset at a time', { hint: 'Export the dataset and each sidecar separately; they share the id column' });
+  }
+  const pq = await import('parquet-wasm');
+  return writeDirAtomic(outDir, { overwrite: opts.overwrite }, async (tmp) => {
+    const files: ParquetExportResult['files'] = [];
+    for (const shard of ds.shards) {
+      const table = pq.Table.fromIPCStream(await fsp.readFile(shard.path));
+      const rows = table.recordBatches().reduce((a, b) => a + b.numRows, 0);
+      const props = new pq.WriterPropertiesBuilder().setCompression(pq.Compression.ZSTD).build();
+      const bytes = pq.writeParquet(table, props); // consumes (frees) the table
+      const file = shard.file.replace(/\.arrow$/, '.parquet');
+      await fsp.writeFile(path.join(tmp, file), bytes);
+      files.push({ file, rows, bytes: bytes.byteLength });
+    }
+    return { dir: path.resolve(outDir), files };
+  });
 }

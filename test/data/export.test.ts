@@ -5,7 +5,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { DataError, OutputError } from '../../core/errors.js';
 import { writeDataset } from '../../data/writer.js';
-import { writeContactSheet } from '../../data/export.js';
+import { writeContactSheet, writeParquet } from '../../data/export.js';
 import type { ColumnSpec, PixelShape } from '../../data/format.js';
 
 const H = 2;
@@ -101,4 +101,20 @@ test('refuses an existing file without overwrite, and a dataset without pixels',
   await expect(writeContactSheet(ds, file, { perClass: 3, overwrite: true })).resolves.toMatchObject({ perClass: 3 });
   const bare = await makeDataset('bare', { channels: 1, pixels: false });
   await expect(writeContactSheet(bare, path.join(dir, 'bare.png'))).rejects.toBeInstanceOf(DataError);
+});
+
+test('Parquet export: one file per shard, read back by Polars with the same rows and values', async () => {
+  const src = await makeDataset('for-parquet', { channels: 1 });
+  const out = path.join(dir, 'parquet');
+  const res = await writeParquet(src, out);
+  expect(res.files.map((f) => f.file)).toEqual(['data-00000-of-00001.parquet']);
+  const pl = (await import('nodejs-polars')).default;
+  const df = pl.readParquet(path.join(out, res.files[0].file));
+  expect(df.height).toBe(15);
+  expect(df.columns).toEqual(['id', 'label', 'pixels']);
+  expect(df.getColumn('id').toArray()[14]).toBe('r14');
+  expect(Number(df.getColumn('label').toArray()[13])).toBe(1);
+  const px = df.getColumn('pixels').toArray()[5] as unknown as ArrayLike<number>;
+  expect(Array.from(px)).toEqual(Array.from({ length: H * W }, (_, i) => value(5, Math.floor(i / W), i % W, 0)));
+  await expect(writeParquet(src, out)).rejects.toBeInstanceOf(OutputError);
 });
