@@ -1,0 +1,135 @@
+// Backend selection: tensorflow (tfjs-node[-gpu], optional) > wasm > cpu.
+// Every backend gets the gradient patches; wasm also gets kernel patches
+// (see ml/patches/). Call initBackend() before building tensors.
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { registerPatches } from './patches/index.js';
+
+export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
+export type BackendRequest = 'auto' | BackendName;
+
+export interface BackendInfo {
+  name: string;
+  tf: typeof import('@tensorflow/tfjs');
+}
+
+/** Bad backend request (sysexits EX_USAGE). */
+export class BackendError extends Error {
+  exitCode = 64;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'BackendError';
+  }
+}
+
+const PREFERENCE: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu'];
+const REQUESTS: readonly string[] = ['auto', ...PREFERENCE];
+// Optional packages: computed specifiers so TypeScript does not need them installed.
+const NODE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'];
+
+const infos = new Map<string, BackendInfo>();
+let current: BackendInfo | null = null;
+let queue: Promise<unknown> = Promise.resolve();
+let wasmPathsSet = false;
+
+function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+async function loadTensorflow(): Promise<void> {
+  if (tf.findBackendFactory('tensorflow') != null) return;
+  const failures: string[] = [];
+  for (const spec of NODE_PACKAGES) {
+    try {
+      await import(spec);
+    } catch (e) {
+      failures.push(`${spec}: ${errorMessage(e).split('\n')[0]}`);
+      continue;
+    }
+    if (tf.findBackendFactory('tensorflow') != null) return;
+    failures.push(`${spec} loaded but registered no 'tensorflow' backend with this @tensorflow/tfjs (version mismatch?)`);
+  }
+  throw new Error(failures.join('; '));
+}
+
+function wasmDistDir(): string {
+  // The .wasm binaries ship next to the package's main file (dist/).
+  const main = createRequire(import.meta.url).resolve('@tensorflow/tfjs-backend-wasm');
+  return path.dirname(main) + '/';
+}
+
+async function activate(name: BackendName): Promise<BackendInfo> {
+  if (name === 'tensorflow') await loadTensorflow();
+  if (name === 'wasm' && !wasmPathsSet) {
+    setWasmPaths(wasmDistDir());
+    wasmPathsSet = true;
+  }
+  let ok: boolean;
+  try {
+    ok = await tf.setBackend(name);
+  } catch (e) {
+    throw new Error(errorMessage(e));
+  }
+  if (!ok || tf.getBackend() !== name) throw new Error(`tfjs could not initialise the '${name}' backend`);
+  await tf.ready();
+  if (name === 'cpu') {
+    // The cpu backend's first write prints "install tfjs-node to speed things up";
+    // initBackend has already tried that, and reports the backend it chose.
+    const b = tf.backend() as unknown as { firstUse?: boolean };
+    if (b.firstUse === true) b.firstUse = false;
+  }
+  registerPatches(name);
+  let info = infos.get(name);
+  if (info == null) {
+    info = { name, tf };
+    infos.set(name, info);
+  }
+  current = info;
+  return info;
+}
+
+async function init(requested: BackendRequest): Promise<BackendInfo> {
+  if (requested === 'auto') {
+    if (current != null && tf.getBackend() === current.name) return current;
+    const failures: string[] = [];
+    for (const name of PREFERENCE) {
+      try {
+        return await activate(name);
+      } catch (e) {
+        failures.push(`${name}: ${errorMessage(e)}`);
+      }
+    }
+    throw new BackendError(`no usable tfjs backend (${failures.join('; ')})`);
+  }
+  if (current?.name === requested && tf.getBackend() === requested) return current;
+  try {
+    return await activate(requested);
+  } catch (e) {
+    const hint = requested === 'tensorflow'
+      ? ' (install @tensorflow/tfjs-node or @tensorflow/tfjs-node-gpu, or use --backend wasm)'
+      : '';
+    throw new BackendError(`backend '${requested}' is not available: ${errorMessage(e)}${hint}`, { cause: e });
+  }
+}
+
+/**
+ * Selects and initialises a backend and registers the patches for it.
+ * 'auto' picks the best available the first time and afterwards returns the
+ * active one; an explicit name switches to that backend. Repeated calls return
+ * the same BackendInfo object. Concurrent calls are serialised.
+ */
+export async function initBackend(requested: BackendRequest = 'auto'): Promise<BackendInfo> {
+  if (typeof requested !== 'string' || !REQUESTS.includes(requested)) {
+    throw new BackendError(`unknown backend '${String(requested)}': expected one of ${REQUESTS.join(', ')}`);
+  }
+  const next = queue.then(() => init(requested));
+  queue = next.catch(() => undefined);
+  return next;
+}
+
+/** Name of the backend chosen by initBackend, or null before the first call. */
+export function backendName(): string | null {
+  return current?.name ?? null;
+}

@@ -1,0 +1,100 @@
+import { createRequire } from 'node:module';
+import * as tf from '@tensorflow/tfjs';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { BackendError, backendName, initBackend } from '../../ml/backend.js';
+import * as ops from '../../ml/ops.js';
+import { kernelPatchesFor } from '../../ml/patches/index.js';
+
+function resolvable(spec: string): boolean {
+  try {
+    createRequire(import.meta.url).resolve(spec);
+    return true;
+  } catch {
+    return false;
+  }
+}
+const nodeBackendInstalled = resolvable('@tensorflow/tfjs-node') || resolvable('@tensorflow/tfjs-node-gpu');
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe('initBackend', () => {
+  it('auto picks the best available backend, once', async () => {
+    expect(backendName()).toBeNull();
+    const [a, b] = await Promise.all([initBackend(), initBackend('auto')]);
+    expect(a).toBe(b);
+    expect(a.name).toBe(nodeBackendInstalled ? 'tensorflow' : 'wasm');
+    expect(a.tf.getBackend()).toBe(a.name);
+    expect(backendName()).toBe(a.name);
+    expect(await initBackend()).toBe(a);
+    expect(await initBackend(a.name as 'wasm')).toBe(a);
+  });
+
+  it('rejects unknown names with a usage error (exit code 64)', async () => {
+    const err = await initBackend('gpu' as never).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BackendError);
+    expect((err as BackendError).exitCode).toBe(64);
+    expect((err as Error).message).toMatch(/unknown backend 'gpu'.*auto, tensorflow, wasm, cpu/);
+  });
+
+  it.skipIf(nodeBackendInstalled)('explains a missing tensorflow backend and keeps the current one', async () => {
+    const before = await initBackend();
+    const err = await initBackend('tensorflow').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BackendError);
+    expect((err as Error).message).toMatch(/@tensorflow\/tfjs-node/);
+    expect(tf.getBackend()).toBe(before.name);
+    expect(backendName()).toBe(before.name);
+  });
+
+  it('switches between explicit backends without console noise, patching each once', async () => {
+    const wasm = await initBackend('wasm');
+    const patched = kernelPatchesFor('wasm').map((k) => tf.getKernel(k, 'wasm'));
+    expect(patched.every((k) => k != null)).toBe(true);
+    const warn = vi.spyOn(console, 'warn');
+    const log = vi.spyOn(console, 'log');
+
+    const cpu = await initBackend('cpu');
+    expect(cpu.name).toBe('cpu');
+    expect(tf.getBackend()).toBe('cpu');
+    expect(tf.tidy(() => tf.add(tf.tensor1d([1, 2]), 1).arraySync())).toEqual([2, 3]);
+    expect(await initBackend('wasm')).toBe(wasm);
+    expect(tf.getBackend()).toBe('wasm');
+    expect(await initBackend('cpu')).toBe(cpu);
+    expect(await initBackend('wasm')).toBe(wasm);
+
+    // Re-initialising did not re-wrap the kernels.
+    expect(kernelPatchesFor('wasm').map((k) => tf.getKernel(k, 'wasm'))).toEqual(patched);
+    expect(warn).not.toHaveBeenCalled();
+    expect(log).not.toHaveBeenCalled();
+  });
+});
+
+describe('training on the patched wasm backend', () => {
+  it('a small ConvNet trains (needs Conv2DBackpropFilter) without leaking tensors', async () => {
+    await initBackend('wasm');
+    const x = tf.randomNormal([16, 8, 8, 1], 0, 1, 'float32', 1);
+    const labels = tf.tensor1d(Array.from({ length: 16 }, (_, i) => i % 2), 'int32');
+    // Class 1 gets a brighter centre, so the task is learnable.
+    const mask = tf.pad(tf.ones([16, 4, 4, 1]), [[0, 0], [2, 2], [2, 2], [0, 0]]);
+    const xs = tf.add(x, tf.mul(mask, tf.reshape(tf.cast(labels, 'float32'), [16, 1, 1, 1])));
+    const params = [
+      tf.variable(tf.randomNormal([3, 3, 1, 8], 0, 0.3, 'float32', 2)),
+      tf.variable(tf.randomNormal([8 * 4 * 4, 2], 0, 0.1, 'float32', 3)),
+    ];
+    const loss = () => {
+      const h = ops.relu(ops.instanceNorm(ops.conv2dSame(xs as tf.Tensor4D, params[0] as tf.Tensor4D)));
+      return ops.softmaxCrossEntropy(ops.dense(ops.flatten(ops.avgPool2x2(h)), params[1]!), labels);
+    };
+    const opt = tf.train.sgd(0.5);
+    const step = () => tf.tidy(() => opt.minimize(loss, true)!.dataSync()[0]!);
+    const first = step();
+    const tensors = tf.memory().numTensors;
+    let last = first;
+    for (let i = 0; i < 15; i++) last = step();
+    expect(tf.memory().numTensors).toBe(tensors);
+    expect(last).toBeLessThan(first * 0.5);
+    opt.dispose();
+    tf.dispose([x, labels, mask, xs, ...params]);
+  });
+});
