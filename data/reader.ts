@@ -58,6 +58,8 @@ export class Dataset {
     readonly schema: Schema,
     readonly ownColumns: ColumnSpec[],
     readonly sidecars: Dataset[],
+    /** `_fingerprint` from HF's state.json (datasets written by Python `datasets`). */
+    private readonly hfFingerprint?: string,
   ) {}
 
   /** Opens a dataset directory; checks shard sizes (and sha256 with `verify`). */
@@ -91,7 +93,8 @@ export class Dataset {
     const ownColumns: ColumnSpec[] = curation?.columns
       ?? schema.fields.map((f) => columnFromHfFeature(f.name, features[f.name], f.type));
     const sidecars = await Promise.all((opts.sidecars ?? []).map((s) => Dataset.open(s, { verify: opts.verify })));
-    const ds = new Dataset(path.resolve(dir), curation, info, shards, schema, ownColumns, []);
+    const hfFingerprint = typeof state?._fingerprint === 'string' ? state._fingerprint : undefined;
+    const ds = new Dataset(path.resolve(dir), curation, info, shards, schema, ownColumns, [], hfFingerprint);
     for (const sc of sidecars) ds.attach(sc);
     if (opts.verify) await ds.verify();
     return ds;
@@ -100,6 +103,7 @@ export class Dataset {
   /** The fingerprint: ours from curation.json, else HF's, else a hash of the shard list. */
   get fingerprint(): string {
     return this.curation?.fingerprint
+      ?? this.hfFingerprint
       ?? sha256Hex(this.shards.map((s) => `${s.file}:${s.bytes}`).join(',')).slice(0, 16);
   }
 
@@ -183,48 +187,53 @@ export class Dataset {
   async *blocks(): AsyncGenerator<Block> {
     const sources = [this as Dataset, ...this.sidecars];
     const iters = sources.map((d) => d.recordBatches()[Symbol.asyncIterator]());
-    const cur: { batch: RecordBatch; pos: number }[] = [];
-    for (let i = 0; i < sources.length; i++) {
-      const r = await iters[i].next();
-      cur.push(r.done ? { batch: undefined as unknown as RecordBatch, pos: 0 } : { batch: r.value, pos: 0 });
-    }
-    let offset = 0;
-    for (;;) {
-      // Skip empty batches and advance exhausted ones.
+    // Close every shard reader even when the consumer stops early or throws.
+    try {
+      const cur: { batch: RecordBatch; pos: number }[] = [];
       for (let i = 0; i < sources.length; i++) {
-        while (cur[i].batch && cur[i].pos >= cur[i].batch.numRows) {
-          const r = await iters[i].next();
-          cur[i] = r.done ? { batch: undefined as unknown as RecordBatch, pos: 0 } : { batch: r.value, pos: 0 };
+        const r = await iters[i].next();
+        cur.push(r.done ? { batch: undefined as unknown as RecordBatch, pos: 0 } : { batch: r.value, pos: 0 });
+      }
+      let offset = 0;
+      for (;;) {
+        // Skip empty batches and advance exhausted ones.
+        for (let i = 0; i < sources.length; i++) {
+          while (cur[i].batch && cur[i].pos >= cur[i].batch.numRows) {
+            const r = await iters[i].next();
+            cur[i] = r.done ? { batch: undefined as unknown as RecordBatch, pos: 0 } : { batch: r.value, pos: 0 };
+          }
         }
+        const live = cur.map((c) => c.batch !== undefined);
+        if (!live[0]) {
+          const extra = live.findIndex((l) => l);
+          if (extra > 0) throw new DataError(`sidecar has more rows than the dataset (${offset})`, { file: sources[extra].dir });
+          return;
+        }
+        const dead = live.findIndex((l) => !l);
+        if (dead > 0) throw new DataError(`sidecar has fewer rows (${offset}) than the dataset`, { file: sources[dead].dir });
+        const length = Math.min(...cur.map((c) => c.batch.numRows - c.pos));
+        const parts = cur.map((c) => (c.pos === 0 && length === c.batch.numRows ? c.batch : c.batch.slice(c.pos, c.pos + length)));
+        for (const c of cur) c.pos += length;
+        const owner = new Map<string, Vector>();
+        for (let i = parts.length - 1; i >= 0; i--) {
+          for (const f of parts[i].schema.fields) owner.set(f.name, parts[i].getChild(f.name)!);
+        }
+        if (parts.length > 1) checkIdsAligned(parts, sources, offset);
+        const block: Block = {
+          offset,
+          length,
+          column(name: string) {
+            const v = owner.get(name);
+            if (!v) throw new DataError(`no column "${name}"; columns are: ${[...owner.keys()].join(', ')}`);
+            return v;
+          },
+          has: (name: string) => owner.has(name),
+        };
+        yield block;
+        offset += length;
       }
-      const live = cur.map((c) => c.batch !== undefined);
-      if (!live[0]) {
-        const extra = live.findIndex((l) => l);
-        if (extra > 0) throw new DataError(`sidecar has more rows than the dataset (${offset})`, { file: sources[extra].dir });
-        return;
-      }
-      const dead = live.findIndex((l) => !l);
-      if (dead > 0) throw new DataError(`sidecar has fewer rows (${offset}) than the dataset`, { file: sources[dead].dir });
-      const length = Math.min(...cur.map((c) => c.batch.numRows - c.pos));
-      const parts = cur.map((c) => (c.pos === 0 && length === c.batch.numRows ? c.batch : c.batch.slice(c.pos, c.pos + length)));
-      for (const c of cur) c.pos += length;
-      const owner = new Map<string, Vector>();
-      for (let i = parts.length - 1; i >= 0; i--) {
-        for (const f of parts[i].schema.fields) owner.set(f.name, parts[i].getChild(f.name)!);
-      }
-      if (parts.length > 1) checkIdsAligned(parts, sources, offset);
-      const block: Block = {
-        offset,
-        length,
-        column(name: string) {
-          const v = owner.get(name);
-          if (!v) throw new DataError(`no column "${name}"; columns are: ${[...owner.keys()].join(', ')}`);
-          return v;
-        },
-        has: (name: string) => owner.has(name),
-      };
-      yield block;
-      offset += length;
+    } finally {
+      await Promise.all(iters.map((it) => it.return?.(undefined)));
     }
   }
 
