@@ -1,0 +1,185 @@
+/**
+ * A pool of worker threads, one tfjs backend each, for independent trainings
+ * (evaluation seeds, baselines). wasm runs on one thread in Node, so this is how
+ * work uses every core. Workers run the compiled dist/ml/worker.js.
+ */
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import {
+  ConfigError, DataError, ExitCode, InternalError, IoError, MetacurateError, MissingInputError, OutputError, UsageError,
+} from '../core/errors.js';
+import type { BackendRequest } from './backend.js';
+import { TrainingDivergedError } from './train.js';
+import type { Job, JobResult, SerializedError, WorkerInit, WorkerMessage } from './worker.js';
+
+export type { DataRef, EvaluateJob, EvaluateJobResult, Job, JobResult, TrainJob, TrainJobResult } from './worker.js';
+
+/**
+ * The compiled worker script. Under vitest this module is the .ts source, and
+ * worker threads cannot run TypeScript: use the build output in the package's dist/.
+ */
+export function workerScript(): URL {
+  const here = import.meta.url;
+  return here.endsWith('.ts') ? new URL('../dist/ml/worker.js', here) : new URL('./worker.js', here);
+}
+
+/** Rebuilds a worker's error on this thread: same message, same class (hence exit code). */
+export function rebuildError(e: SerializedError): Error {
+  let err: Error;
+  if (e.diverged) err = new TrainingDivergedError(e.diverged.step, e.diverged.lr, e.diverged.detail);
+  else {
+    const byCode: Record<number, new (m: string) => MetacurateError> = {
+      [ExitCode.usage]: UsageError,
+      [ExitCode.dataError]: DataError,
+      [ExitCode.noInput]: MissingInputError,
+      [ExitCode.cannotCreate]: OutputError,
+      [ExitCode.io]: IoError,
+      [ExitCode.config]: ConfigError,
+    };
+    const Cls = byCode[e.exitCode];
+    err = Cls ? new Cls(e.message) : new InternalError(`in a worker thread: ${e.message}`);
+    if (Cls) err.name = e.name;
+  }
+  if (e.stack) err.stack = `${err.name}: ${err.message}\n    --- in a worker thread ---\n${e.stack.split('\n').slice(1).join('\n')}`;
+  return err;
+}
+
+export interface PoolOptions {
+  /** Worker threads at most (default: os.availableParallelism()). */
+  size?: number;
+  /** The backend each worker initialises (default 'auto'). */
+  backend?: BackendRequest;
+  /** Receives the workers' stdout/stderr lines (default: dropped, so a stage prints nothing). */
+  onOutput?: (line: string, stream: 'stdout' | 'stderr') => void;
+}
+
+interface Pending {
+  id: number;
+  job: Job;
+  resolve: (r: unknown) => void;
+  reject: (e: unknown) => void;
+  onProgress?: (done: number, total: number) => void;
+}
+
+interface Slot {
+  worker: Worker;
+  current?: Pending;
+}
+
+export class WorkerPool {
+  readonly size: number;
+  private readonly backend: BackendRequest;
+  private readonly slots: Slot[] = [];
+  private readonly queue: Pending[] = [];
+  private nextId = 0;
+  private closed: unknown = undefined;
+
+  constructor(private readonly opts: PoolOptions = {}) {
+    this.size = Math.max(1, Math.floor(opts.size ?? os.availableParallelism()));
+    this.backend = opts.backend ?? 'auto';
+  }
+
+  /** Runs a job on the next free worker. */
+  run<J extends Job>(job: J, onProgress?: (done: number, total: number) => void): Promise<JobResult<J>> {
+    if (this.closed !== undefined) return Promise.reject(this.closed);
+    return new Promise((resolve, reject) => {
+      this.queue.push({ id: this.nextId++, job, resolve: resolve as (r: unknown) => void, reject, onProgress });
+      this.dispatch();
+    });
+  }
+
+  /** Stops every worker; queued and running jobs reject with `reason`. */
+  async close(reason: unknown = new InternalError('the worker pool was closed')): Promise<void> {
+    if (this.closed === undefined) this.closed = reason;
+    for (const p of this.queue.splice(0)) p.reject(reason);
+    const slots = this.slots.splice(0);
+    for (const s of slots) s.current?.reject(reason);
+    await Promise.all(slots.map((s) => s.worker.terminate()));
+  }
+
+  private dispatch(): void {
+    while (this.queue.length > 0) {
+      let slot = this.slots.find((s) => !s.current);
+      if (!slot && this.slots.length < this.size) slot = this.spawn();
+      if (!slot) return;
+      const p = this.queue.shift()!;
+      slot.current = p;
+      slot.worker.postMessage({ type: 'job', id: p.id, job: p.job });
+    }
+  }
+
+  private spawn(): Slot {
+    const script = workerScript();
+    if (!existsSync(fileURLToPath(script))) {
+      throw new InternalError(`the worker script ${fileURLToPath(script)} is missing`, { hint: 'Build the package first: npm run build' });
+    }
+    const init: WorkerInit = { backend: this.backend };
+    const worker = new Worker(script, { workerData: { metacurateWorker: init }, stdout: true, stderr: true });
+    const slot: Slot = { worker };
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const s = worker[stream];
+      s.setEncoding('utf8');
+      s.on('data', (chunk: string) => {
+        if (!this.opts.onOutput) return;
+        for (const line of chunk.split('\n')) if (line.trim()) this.opts.onOutput(line, stream);
+      });
+    }
+    worker.on('message', (msg: WorkerMessage) => {
+      const p = slot.current;
+      if (!p || msg.id !== p.id) return;
+      if (msg.type === 'progress') {
+        p.onProgress?.(msg.done, msg.total);
+        return;
+      }
+      slot.current = undefined;
+      if (msg.type === 'result') p.resolve(msg.result);
+      else p.reject(rebuildError(msg.error));
+      this.dispatch();
+    });
+    const lost = (why: string, cause?: unknown) => {
+      const i = this.slots.indexOf(slot);
+      if (i < 0) return; // already removed (close, or the other event)
+      this.slots.splice(i, 1);
+      slot.current?.reject(new InternalError(`a worker thread ${why}`, { cause, hint: 'See the error above; rerun with --backend cpu to rule out the wasm backend' }));
+      slot.current = undefined;
+      void worker.terminate();
+      if (this.closed === undefined) this.dispatch();
+    };
+    worker.on('error', (err) => lost(`failed: ${err.message}`, err));
+    worker.on('exit', (code) => lost(`exited with code ${code}`));
+    this.slots.push(slot);
+    return slot;
+  }
+}
+
+export interface RunJobsOptions extends PoolOptions {
+  signal?: AbortSignal;
+  /** Progress of job `index`: `done` of `total` steps. */
+  onProgress?: (index: number, done: number, total: number) => void;
+  /** Called as each job finishes, in completion order. */
+  onResult?: (index: number, result: unknown) => void;
+}
+
+/**
+ * Runs independent jobs on min(jobs, size) worker threads and returns their results
+ * in job order. The first failure stops the other jobs and is rethrown.
+ */
+export async function runJobs<J extends Job>(jobs: readonly J[], opts: RunJobsOptions = {}): Promise<JobResult<J>[]> {
+  if (jobs.length === 0) return [];
+  const pool = new WorkerPool({ ...opts, size: Math.min(jobs.length, opts.size ?? os.availableParallelism()) });
+  const onAbort = () => void pool.close(opts.signal?.reason);
+  opts.signal?.throwIfAborted();
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await Promise.all(jobs.map((job, i) =>
+      pool.run(job, (done, total) => opts.onProgress?.(i, done, total)).then((r) => {
+        opts.onResult?.(i, r);
+        return r;
+      })));
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+    await pool.close();
+  }
+}

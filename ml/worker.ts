@@ -1,0 +1,177 @@
+/**
+ * A worker thread of the pool (ml/pool.ts): one tfjs backend per thread, jobs run
+ * one at a time. Jobs are plain messages naming datasets by directory; the worker
+ * loads (and caches) the data itself, so no large arrays cross threads.
+ *
+ * Protocol (main → worker): { type: 'job', id, job }.
+ * Worker → main: { type: 'progress', id, done, total }, { type: 'result', id, result }
+ * or { type: 'error', id, error: SerializedError }.
+ */
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { ExitCode, MetacurateError, exitCodeOf } from '../core/errors.js';
+import { loadExamples, subsetExamples, type Examples } from '../data/batch.js';
+import { openDataset } from '../data/reader.js';
+import { initBackend, type BackendInfo, type BackendRequest } from './backend.js';
+import { EVAL_BATCH_SIZE, evaluateModel } from './evaluate.js';
+import { TrainingDivergedError, createTrainer, type TrainConfig } from './train.js';
+
+/** A dataset by reference: its directory, optional sidecars, optional row subset. */
+export interface DataRef {
+  dir: string;
+  sidecars?: string[];
+  /** Rows to keep (in this order); all rows when absent. */
+  indices?: Int32Array;
+}
+
+/** Train a fresh model on `train`, report accuracy and loss on `test`. */
+export interface EvaluateJob {
+  kind: 'evaluate';
+  train: DataRef;
+  test: DataRef;
+  config: TrainConfig;
+  evalBatchSize?: number;
+}
+
+/** Train and return the final parameters. */
+export interface TrainJob {
+  kind: 'train';
+  train: DataRef;
+  config: TrainConfig;
+}
+
+export type Job = EvaluateJob | TrainJob;
+
+export interface EvaluateJobResult {
+  accuracy: number;
+  loss: number;
+  /** Mean training loss over the last epoch's steps. */
+  trainLoss: number;
+  numTrain: number;
+  numTest: number;
+  steps: number;
+  seconds: number;
+  backend: string;
+}
+
+export interface TrainJobResult {
+  params: Float32Array[];
+  shapes: number[][];
+  losses: Float32Array;
+  steps: number;
+  seconds: number;
+  backend: string;
+}
+
+export type JobResult<J extends Job> = J extends EvaluateJob ? EvaluateJobResult : TrainJobResult;
+
+export interface SerializedError {
+  name: string;
+  message: string;
+  exitCode: number;
+  stack?: string;
+  /** TrainingDivergedError's fields, to rebuild it on the main thread. */
+  diverged?: { step: number; lr: number; detail: string };
+}
+
+export type WorkerMessage =
+  | { type: 'progress'; id: number; done: number; total: number }
+  | { type: 'result'; id: number; result: unknown }
+  | { type: 'error'; id: number; error: SerializedError };
+
+export interface WorkerInit {
+  backend: BackendRequest;
+}
+
+export function serializeError(err: unknown): SerializedError {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const own = (err as { exitCode?: unknown })?.exitCode;
+  const exitCode = err instanceof MetacurateError ? err.exitCode : typeof own === 'number' ? own : exitCodeOf(err);
+  return {
+    name: e.name,
+    message: e.message,
+    exitCode: exitCode ?? ExitCode.internal,
+    stack: e.stack,
+    diverged: err instanceof TrainingDivergedError ? { step: err.step, lr: err.lr, detail: err.detail } : undefined,
+  };
+}
+
+const cache = new Map<string, Promise<Examples>>();
+
+async function loadRef(ref: DataRef): Promise<Examples> {
+  const key = JSON.stringify([ref.dir, ref.sidecars ?? []]);
+  let p = cache.get(key);
+  if (!p) {
+    p = openDataset(ref.dir, { sidecars: ref.sidecars }).then(loadExamples);
+    cache.set(key, p);
+    p.catch(() => cache.delete(key));
+  }
+  const ex = await p;
+  return ref.indices ? subsetExamples(ex, ref.indices) : ex;
+}
+
+let backend: Promise<BackendInfo> | undefined;
+
+/** Runs one job in this thread (the worker's entry point; also usable in-process). */
+export async function runJob(job: Job, request: BackendRequest, onProgress?: (done: number, total: number) => void): Promise<EvaluateJobResult | TrainJobResult> {
+  backend ??= initBackend(request);
+  const { name, tf } = await backend;
+  const t0 = performance.now();
+  const train = await loadRef(job.train);
+  const trainer = createTrainer(job.config, train);
+  let last = 0;
+  const { params, losses } = await trainer.run({
+    onStep: (t) => {
+      const now = performance.now();
+      if (now - last > 500 || t === trainer.steps - 1) {
+        last = now;
+        onProgress?.(t + 1, trainer.steps);
+      }
+    },
+  });
+  try {
+    if (job.kind === 'train') {
+      return {
+        // Copies: some backends hand out their own buffers, and these get transferred.
+        params: params.map((p) => (p.dataSync() as Float32Array).slice()),
+        shapes: params.map((p) => p.shape),
+        losses,
+        steps: trainer.steps,
+        seconds: (performance.now() - t0) / 1000,
+        backend: name,
+      };
+    }
+    const test = await loadRef(job.test);
+    const r = evaluateModel(trainer.model, params, test, job.evalBatchSize ?? EVAL_BATCH_SIZE);
+    const perEpoch = Math.min(losses.length, Math.ceil(train.ids.length / trainer.config.batchSize));
+    let tail = 0;
+    for (let i = losses.length - perEpoch; i < losses.length; i++) tail += losses[i];
+    return {
+      accuracy: r.accuracy,
+      loss: r.loss,
+      trainLoss: tail / perEpoch,
+      numTrain: train.ids.length,
+      numTest: test.ids.length,
+      steps: trainer.steps,
+      seconds: (performance.now() - t0) / 1000,
+      backend: name,
+    };
+  } finally {
+    tf.dispose(params);
+  }
+}
+
+if (!isMainThread && parentPort && (workerData as { metacurateWorker?: WorkerInit } | undefined)?.metacurateWorker) {
+  const port = parentPort;
+  const init = (workerData as { metacurateWorker: WorkerInit }).metacurateWorker;
+  port.on('message', async (msg: { type: 'job'; id: number; job: Job }) => {
+    if (msg?.type !== 'job') return;
+    const { id, job } = msg;
+    try {
+      const result = await runJob(job, init.backend, (done, total) => port.postMessage({ type: 'progress', id, done, total } satisfies WorkerMessage));
+      const transfer = 'params' in result ? [...result.params.map((p) => p.buffer), result.losses.buffer] : [];
+      port.postMessage({ type: 'result', id, result } satisfies WorkerMessage, transfer as ArrayBuffer[]);
+    } catch (err) {
+      port.postMessage({ type: 'error', id, error: serializeError(err) } satisfies WorkerMessage);
+    }
+  });
+}

@@ -1,0 +1,569 @@
+/**
+ * The evaluate stage, the referee (DESIGN.md "Stages"): trains fresh models on a
+ * dataset for several seeds, in parallel worker threads, and reports test accuracy
+ * mean ± std — beside a random subset of the full pool of the same size and the
+ * full pool itself, since a curated set means little without them (ANCHORS.md).
+ *
+ * Protocol (the `dc-bench` preset, the common one in dataset distillation):
+ * ConvNet width 128, depth 3, instance norm, ReLU, 2×2 average pooling; SGD
+ * momentum 0.9, lr 0.01, weight decay 5e-4, batch 256, lr ×0.1 at half time;
+ * inputs normalised with the full pool's per-channel mean/std; no augmentation;
+ * cross-entropy against the hard (or soft) labels; std over seeds is the
+ * population std (numpy's default, as DC-bench reports it).
+ *
+ * Default epochs: DC-bench trains tiny distilled sets for 1000 epochs, which for a
+ * large set would be far too many. The default aims at a number of steps instead:
+ * ceil(2000 / steps per epoch), clamped to [10, 1000] epochs — so sets of up to two
+ * batches (e.g. 50 images per class on 10 classes) get DC-bench's 1000 epochs and
+ * 60k images get 10 epochs. The full-pool baseline gets its own default
+ * (`fullEpochs`), since `epochs` is usually chosen for the small set.
+ */
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { DataError, OutputError, UsageError } from '../core/errors.js';
+import { pathExists, writeDirAtomic } from '../core/atomic.js';
+import { fingerprint as computeFingerprint } from '../core/hash.js';
+import { Rng } from '../core/rng.js';
+import { CODE_VERSION } from '../core/version.js';
+import { fixedListValues, numericValues } from '../data/columns.js';
+import { CURATION_FILE, FORMAT_VERSION, type CurationInfo, type PixelShape } from '../data/format.js';
+import { openDataset, type Dataset } from '../data/reader.js';
+import { makeModel, modelSpecSchema, type ModelSpec } from '../ml/models.js';
+import { optimizerSpecSchema, type OptimizerSpec } from '../ml/optim.js';
+import { runJobs, type EvaluateJob, type EvaluateJobResult } from '../ml/pool.js';
+import { scheduleSpecSchema, type ScheduleSpec } from '../ml/schedule.js';
+import type { TrainConfig } from '../ml/train.js';
+import { quietContext, type Stage, type StageContext, type StageResult } from './context.js';
+
+export const EVALUATE_VERSION = '1';
+/** The report written into `out`. */
+export const REPORT_FILE = 'evaluation.json';
+
+const positiveInt = z.number().int().positive();
+
+interface Preset {
+  model: ModelSpec;
+  optimizer: OptimizerSpec;
+  schedule: ScheduleSpec;
+  batchSize: number;
+  /** Default epochs: about `targetSteps` steps, within [minEpochs, maxEpochs]. */
+  targetSteps: number;
+  minEpochs: number;
+  maxEpochs: number;
+}
+
+export const PRESETS = {
+  'dc-bench': {
+    model: { kind: 'convnet', width: 128, depth: 3, norm: 'instance', normBeforeActivation: true },
+    optimizer: { kind: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 5e-4 },
+    schedule: { kind: 'step', milestones: [0.5], gamma: 0.1 },
+    batchSize: 256,
+    targetSteps: 2000,
+    minEpochs: 10,
+    maxEpochs: 1000,
+  },
+  /** A quick check: an MLP with Adam, minutes instead of hours on a CPU. */
+  fast: {
+    model: { kind: 'mlp', hidden: [256] },
+    optimizer: { kind: 'adam', lr: 1e-3 },
+    schedule: { kind: 'constant' },
+    batchSize: 128,
+    targetSteps: 500,
+    minEpochs: 2,
+    maxEpochs: 200,
+  },
+} as const satisfies Record<string, Preset>;
+export type PresetName = keyof typeof PRESETS;
+
+export const evaluateOptions = z.object({
+  /** Held-out test set (or the stage's second input). */
+  test: z.string().min(1).optional(),
+  /** The full pool, for the baselines (or the stage's third input). */
+  fullTrain: z.string().min(1).optional(),
+  preset: z.enum(Object.keys(PRESETS) as [PresetName, ...PresetName[]]).default('dc-bench'),
+  /** A model kind (with the preset's or default settings) or a full model spec. */
+  model: z.union([z.enum(['logreg', 'mlp', 'convnet']), modelSpecSchema]).optional(),
+  /** An optimizer kind (with the preset's or default settings) or a full spec. */
+  optimizer: z.union([z.enum(['sgd', 'adam', 'adamw']), optimizerSpecSchema]).optional(),
+  lr: z.number().positive().optional(),
+  schedule: scheduleSpecSchema.optional(),
+  /** Epochs on the evaluated set and the random baseline (default: by size, see above). */
+  epochs: positiveInt.optional(),
+  /** Epochs on the full pool (default: by size). */
+  fullEpochs: positiveInt.optional(),
+  batchSize: positiveInt.optional(),
+  /** Models trained per arm, each from its own seed. */
+  seeds: positiveInt.default(3),
+  /** Seed of the first model; model i uses seed + i. */
+  seed: z.number().int().min(0).default(0),
+  /** Also train on a random subset of the full pool of the same size, and on the full pool. */
+  baselines: z.boolean().default(true),
+  /** Normalise inputs with the full pool's (else the training set's) per-channel mean and std. */
+  normalize: z.boolean().default(true),
+  evalBatchSize: positiveInt.default(500),
+  backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+  /** Worker threads at most (default: all cores). Does not change the results. */
+  parallelism: positiveInt.optional(),
+  /** Directory to write the report into (evaluation.json + curation.json). */
+  out: z.string().min(1).optional(),
+  overwrite: z.boolean().default(false),
+}).strict();
+
+export type EvaluateOptions = z.input<typeof evaluateOptions>;
+type Parsed = z.output<typeof evaluateOptions>;
+
+export interface SeedStats {
+  mean: number;
+  /** Population std over seeds. */
+  std: number;
+  perSeed: number[];
+}
+
+export interface ArmReport {
+  numTrain: number;
+  epochs: number;
+  steps: number;
+  accuracy: SeedStats;
+  loss: SeedStats;
+  /** Training loss over the last epoch, per seed. */
+  trainLoss: number[];
+  seconds: number;
+}
+
+export interface EvaluateReport {
+  /** Test accuracy of models trained on the evaluated set. */
+  accuracy: SeedStats;
+  loss: SeedStats;
+  numTrain: number;
+  numTest: number;
+  epochs: number;
+  steps: number;
+  baselines?: { random?: ArmReport; full?: ArmReport };
+  /** Why baselines were not run, when they were asked for. */
+  baselinesSkipped?: string;
+  config: {
+    train: string;
+    test: string;
+    fullTrain?: string;
+    preset: PresetName;
+    model: ModelSpec;
+    optimizer: OptimizerSpec;
+    schedule: ScheduleSpec;
+    batchSize: number;
+    seeds: number[];
+    evalBatchSize: number;
+    backend: string;
+    /** The protocol in one line, to print beside the numbers. */
+    protocol: string;
+  };
+  fingerprint: string;
+  seconds: number;
+}
+
+interface DataInfo {
+  dir: string;
+  role: string;
+  ds: Dataset;
+  n: number;
+  shape: PixelShape;
+  numClasses: number;
+  classNames: string[];
+  hasLabels: boolean;
+  hasSoftLabels: boolean;
+}
+
+async function describe(dir: string, role: string): Promise<DataInfo> {
+  const ds = await openDataset(dir);
+  const shape = ds.pixelShape;
+  if (!shape || !ds.column('pixels')) {
+    throw new DataError(`the ${role} set has no pixels column`, { file: dir, hint: 'Ingest the images first (metacurate ingest)' });
+  }
+  const soft = ds.column('soft_label');
+  const hasSoftLabels = soft?.kind === 'float32Vector';
+  const classNames = ds.classNames ?? [];
+  const numClasses = soft?.kind === 'float32Vector' ? soft.length : classNames.length;
+  return {
+    dir, role, ds, n: await ds.countRows(), shape, numClasses, classNames,
+    hasLabels: ds.column('label') !== undefined, hasSoftLabels,
+  };
+}
+
+/** Refuses sets that cannot be trained or tested together; names both. */
+function checkCompatible(a: DataInfo, b: DataInfo): void {
+  if (a.shape.join() !== b.shape.join()) {
+    throw new DataError(`the ${b.role} set's images are ${b.shape.join('×')} but the ${a.role} set's (${a.dir}) are ${a.shape.join('×')}`, {
+      file: b.dir,
+      hint: 'Ingest both at the same working resolution and channels (ingest --size/--channels)',
+    });
+  }
+  if (a.numClasses !== b.numClasses) {
+    throw new DataError(`the ${b.role} set has ${b.numClasses} classes but the ${a.role} set (${a.dir}) has ${a.numClasses}`, {
+      file: b.dir,
+      hint: 'Both must use the same class list (ingest --class-names)',
+    });
+  }
+}
+
+function checkLabelled(d: DataInfo): void {
+  if (!d.hasLabels && !d.hasSoftLabels) {
+    throw new DataError(`the ${d.role} set has no labels`, { file: d.dir, hint: 'Evaluation needs a label (or soft_label) column; ingest with labels' });
+  }
+  if (d.numClasses < 2) {
+    throw new DataError(`the ${d.role} set declares ${d.numClasses} classes`, { file: d.dir, hint: 'The label column needs its class names (a ClassLabel feature with at least 2 classes)' });
+  }
+  if (d.n === 0) throw new DataError(`the ${d.role} set is empty`, { file: d.dir });
+}
+
+/** Hard labels per row: the label column, else the argmax of soft_label. */
+async function readLabels(d: DataInfo): Promise<Int32Array> {
+  const out = new Int32Array(d.n);
+  const k = d.numClasses;
+  for await (const b of d.ds.blocks()) {
+    if (d.hasLabels) out.set(numericValues(b.column('label')), b.offset);
+    else {
+      const soft = fixedListValues<Float32Array>(b.column('soft_label'));
+      for (let r = 0; r < b.length; r++) {
+        let best = 0;
+        for (let j = 1; j < k; j++) if (soft[r * k + j] > soft[r * k + best]) best = j;
+        out[b.offset + r] = best;
+      }
+    }
+  }
+  return out;
+}
+
+/** Per-channel mean and std of the pixels in [0, 1], streamed. */
+async function channelStats(d: DataInfo): Promise<{ mean: number[]; std: number[] }> {
+  const c = d.shape[2];
+  const sum = new Float64Array(c);
+  const sq = new Float64Array(c);
+  let count = 0;
+  for await (const b of d.ds.blocks()) {
+    const px = fixedListValues<Uint8Array>(b.column('pixels'));
+    for (let i = 0; i < px.length; i++) {
+      const v = px[i] / 255;
+      sum[i % c] += v;
+      sq[i % c] += v * v;
+    }
+    count += px.length / c;
+  }
+  const round = (v: number) => Number(v.toPrecision(6));
+  const mean = Array.from(sum, (s) => s / count);
+  // A constant channel would divide by zero; one grey level is the smallest std that means anything.
+  const std = Array.from(sq, (s, j) => Math.max(Math.sqrt(Math.max(0, s / count - mean[j] ** 2)), 1 / 255));
+  return { mean: mean.map(round), std: std.map(round) };
+}
+
+/**
+ * A random subset of the pool with the evaluated set's class counts (DC-bench's
+ * "random real images per class"); classes short of rows are filled uniformly.
+ */
+export function stratifiedSubset(poolLabels: Int32Array, classCounts: number[], rng: Rng): Int32Array {
+  const byClass: number[][] = classCounts.map(() => []);
+  for (let i = 0; i < poolLabels.length; i++) byClass[poolLabels[i]]?.push(i);
+  const chosen: number[] = [];
+  const taken = new Uint8Array(poolLabels.length);
+  let short = 0;
+  classCounts.forEach((k, c) => {
+    const rows = rng.shuffle(byClass[c]);
+    const m = Math.min(k, rows.length);
+    for (let j = 0; j < m; j++) {
+      chosen.push(rows[j]);
+      taken[rows[j]] = 1;
+    }
+    short += k - m;
+  });
+  if (short > 0) {
+    const rest = rng.shuffle(Array.from(poolLabels.keys()).filter((i) => !taken[i]));
+    chosen.push(...rest.slice(0, short));
+  }
+  return Int32Array.from(chosen).sort();
+}
+
+export function defaultEpochs(n: number, batchSize: number, preset: Preset): number {
+  const stepsPerEpoch = Math.ceil(n / batchSize);
+  return Math.min(preset.maxEpochs, Math.max(preset.minEpochs, Math.ceil(preset.targetSteps / stepsPerEpoch)));
+}
+
+function resolveModel(o: Parsed, preset: Preset): ModelSpec {
+  if (o.model === undefined) return preset.model;
+  if (typeof o.model !== 'string') return o.model;
+  return o.model === preset.model.kind ? preset.model : { kind: o.model };
+}
+
+function resolveOptimizer(o: Parsed, preset: Preset): OptimizerSpec {
+  let spec: OptimizerSpec;
+  if (o.optimizer === undefined) spec = preset.optimizer;
+  else if (typeof o.optimizer !== 'string') spec = o.optimizer;
+  else if (o.optimizer === preset.optimizer.kind) spec = preset.optimizer;
+  else spec = o.optimizer === 'sgd' ? { kind: 'sgd', lr: 0.01, momentum: 0.9 } : { kind: o.optimizer, lr: 1e-3 };
+  return o.lr !== undefined ? { ...spec, lr: o.lr } : spec;
+}
+
+function stats(values: number[]): SeedStats {
+  const mean = values.reduce((a, b) => a + b, 0) / values.length;
+  const std = Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / values.length);
+  return { mean, std, perSeed: values };
+}
+
+function describeProtocol(model: ModelSpec, opt: OptimizerSpec, schedule: ScheduleSpec, batchSize: number, epochs: number, seeds: number, soft: boolean): string {
+  const m = modelSpecSchema.parse(model);
+  const arch = m.kind === 'convnet'
+    ? `ConvNet width ${m.width} depth ${m.depth} ${m.norm} norm${m.normBeforeActivation ? '' : ' after ReLU'}, avg pool`
+    : m.kind === 'mlp' ? `MLP hidden ${m.hidden.join('-')}` : 'logistic regression';
+  const o = optimizerSpecSchema.parse(opt);
+  const optText = o.kind === 'sgd'
+    ? `SGD lr ${o.lr}${o.momentum ? ` momentum ${o.momentum}` : ''}${o.weightDecay ? ` wd ${o.weightDecay}` : ''}${o.nesterov ? ' nesterov' : ''}`
+    : `${o.kind === 'adam' ? 'Adam' : 'AdamW'} lr ${o.lr}${o.weightDecay ? ` wd ${o.weightDecay}` : ''}`;
+  const s = scheduleSpecSchema.parse(schedule);
+  const sched = s.kind === 'step' ? `lr ×${s.gamma} at ${s.milestones.join(', ')} of training` : `${s.kind} lr`;
+  const scale = m.outputScale !== 1 ? `, logits ×${m.outputScale}` : '';
+  return `${arch}${scale}; ${optText}, batch ${batchSize}, ${sched}, ${epochs} epochs; ` +
+    `${soft ? 'soft' : 'hard'} labels, cross-entropy, no augmentation; ${seeds} seed${seeds > 1 ? 's' : ''}, mean ± population std`;
+}
+
+/** Options that change the result: not where it is written, nor how many threads. */
+function canonicalOptions(o: Parsed): Record<string, unknown> {
+  const { out: _out, overwrite: _ow, parallelism: _p, test: _t, fullTrain: _f, ...rest } = o;
+  return rest;
+}
+
+interface Inputs {
+  train: string;
+  test: string;
+  fullTrain?: string;
+}
+
+function fingerprintOf(o: Parsed, parents: DataInfo[]): string {
+  return computeFingerprint({
+    stage: 'evaluate',
+    stageVersion: EVALUATE_VERSION,
+    options: canonicalOptions(o),
+    seed: o.seed,
+    parents: parents.map((p) => `${p.role}:${p.ds.fingerprint}`),
+  });
+}
+
+function resolveInputs(trainDir: string, o: Parsed, extra: string[] = []): Inputs {
+  const test = o.test ?? extra[0];
+  if (!test) throw new UsageError('evaluate needs a test set', { hint: 'Pass --test <dir> (a held-out dataset ingested like the training set)' });
+  return { train: trainDir, test, fullTrain: o.fullTrain ?? extra[1] };
+}
+
+async function describeAll(inputs: Inputs): Promise<{ train: DataInfo; test: DataInfo; full?: DataInfo }> {
+  const train = await describe(inputs.train, 'training');
+  const test = await describe(inputs.test, 'test');
+  checkLabelled(train);
+  checkLabelled(test);
+  checkCompatible(train, test);
+  let full: DataInfo | undefined;
+  if (inputs.fullTrain) {
+    full = await describe(inputs.fullTrain, 'full pool');
+    checkLabelled(full);
+    checkCompatible(train, full);
+  }
+  return { train, test, full };
+}
+
+interface Arm {
+  name: 'train' | 'random' | 'full';
+  numTrain: number;
+  epochs: number;
+  steps: number;
+  jobs: EvaluateJob[];
+}
+
+/** Trains fresh models on `trainDir` for several seeds and reports test accuracy (see the top of this file). */
+export async function evaluate(trainDir: string, options: EvaluateOptions, ctx: StageContext = quietContext(), extraInputs: string[] = []): Promise<EvaluateReport> {
+  const t0 = performance.now();
+  const o = evaluateOptions.parse(options);
+  const inputs = resolveInputs(trainDir, o, extraInputs);
+  if (o.out && !o.overwrite && (await pathExists(o.out))) {
+    throw new OutputError('output already exists', { file: o.out, hint: 'Choose another --out, or pass --overwrite to replace it' });
+  }
+  const { train, test, full } = await describeAll(inputs);
+  for (const other of [test, full]) {
+    if (other && other.classNames.length > 0 && train.classNames.length > 0 && other.classNames.join('\n') !== train.classNames.join('\n')) {
+      ctx.log.warn({ train: train.dir, other: other.dir }, `the ${other.role} set names its classes differently from the training set; classes are matched by index`);
+    }
+  }
+  const fingerprint = fingerprintOf(o, [train, test, ...(full ? [full] : [])]);
+  const preset: Preset = PRESETS[o.preset];
+  const batchSize = o.batchSize ?? preset.batchSize;
+  let model = resolveModel(o, preset);
+  if (o.normalize && !modelSpecSchema.parse(model).inputNorm) {
+    model = { ...model, inputNorm: await channelStats(full ?? train) };
+  }
+  // Refuse a model that cannot take these images here, before any worker starts.
+  makeModel(model, { inputShape: train.shape, numClasses: train.numClasses });
+  const optimizer = resolveOptimizer(o, preset);
+  const schedule = o.schedule ?? preset.schedule;
+  const seeds = Array.from({ length: o.seeds }, (_, i) => o.seed + i);
+  const dataRef = (d: DataInfo, indices?: Int32Array) => ({ dir: d.dir, indices });
+  const makeArm = (name: Arm['name'], n: number, epochs: number, ref: (seed: number) => EvaluateJob['train']): Arm => ({
+    name, numTrain: n, epochs, steps: epochs * Math.ceil(n / batchSize),
+    jobs: seeds.map((seed): EvaluateJob => ({
+      kind: 'evaluate',
+      train: ref(seed),
+      test: dataRef(test),
+      config: { model, optimizer, schedule, epochs, batchSize, seed } satisfies TrainConfig,
+      evalBatchSize: o.evalBatchSize,
+    })),
+  });
+
+  const epochs = o.epochs ?? defaultEpochs(train.n, batchSize, preset);
+  const arms: Arm[] = [makeArm('train', train.n, epochs, () => dataRef(train))];
+  let baselinesSkipped: string | undefined;
+  if (o.baselines && !full) {
+    baselinesSkipped = 'no full pool given (fullTrain)';
+    ctx.log.warn({}, 'evaluate: baselines skipped: pass --full-train <dir> to compare with a random subset and the full pool');
+  } else if (o.baselines && full && full.ds.fingerprint === train.ds.fingerprint) {
+    baselinesSkipped = 'the evaluated set is the full pool';
+  } else if (o.baselines && full) {
+    if (train.n < full.n) {
+      const poolLabels = await readLabels(full);
+      const trainLabels = await readLabels(train);
+      const counts = new Array<number>(train.numClasses).fill(0);
+      for (const l of trainLabels) counts[l]++;
+      arms.push(makeArm('random', train.n, epochs, (seed) => dataRef(full, stratifiedSubset(poolLabels, counts, Rng.derive(seed, 'random-baseline')))));
+    } else {
+      baselinesSkipped = 'the evaluated set is as large as the full pool: the random baseline is the full pool';
+    }
+    arms.push(makeArm('full', full.n, o.fullEpochs ?? defaultEpochs(full.n, batchSize, preset), () => dataRef(full)));
+  }
+
+  // Longest jobs first, so the last one to start is a short one.
+  const jobs = arms.flatMap((arm) => arm.jobs.map((job) => ({ arm, job, cost: arm.steps * Math.min(batchSize, arm.numTrain) })));
+  const order = jobs.map((_, i) => i).sort((a, b) => jobs[b].cost - jobs[a].cost || a - b);
+  const totalSteps = jobs.reduce((a, j) => a + j.arm.steps, 0);
+  ctx.log.info({ train: train.dir, rows: train.n, test: test.dir, arms: arms.map((a) => a.name), seeds: seeds.length, epochs, totalSteps }, 'evaluate: training');
+  const progress = ctx.progress('evaluate: training steps', totalSteps);
+  const done = new Array<number>(jobs.length).fill(0);
+  let results: EvaluateJobResult[];
+  try {
+    const sorted = await runJobs(order.map((i) => jobs[i].job), {
+      size: o.parallelism,
+      backend: o.backend,
+      signal: ctx.signal,
+      onOutput: (line, stream) => ctx.log.debug({ stream }, line),
+      onProgress: (k, d) => {
+        const i = order[k];
+        progress.tick(d - done[i]);
+        done[i] = d;
+      },
+    });
+    results = new Array(jobs.length);
+    order.forEach((i, k) => { results[i] = sorted[k]; });
+  } finally {
+    progress.done();
+  }
+
+  let offset = 0;
+  const armReports = arms.map((arm) => {
+    const rs = results.slice(offset, offset + arm.jobs.length);
+    offset += arm.jobs.length;
+    const report: ArmReport = {
+      numTrain: arm.numTrain,
+      epochs: arm.epochs,
+      steps: arm.steps,
+      accuracy: stats(rs.map((r) => r.accuracy)),
+      loss: stats(rs.map((r) => r.loss)),
+      trainLoss: rs.map((r) => r.trainLoss),
+      seconds: rs.reduce((a, r) => a + r.seconds, 0),
+    };
+    return [arm.name, report] as const;
+  });
+  const byName = Object.fromEntries(armReports) as Partial<Record<Arm['name'], ArmReport>>;
+  const main = byName.train!;
+  const baselines = byName.random || byName.full ? { random: byName.random, full: byName.full } : undefined;
+  const report: EvaluateReport = {
+    accuracy: main.accuracy,
+    loss: main.loss,
+    numTrain: train.n,
+    numTest: test.n,
+    epochs,
+    steps: main.steps,
+    baselines,
+    baselinesSkipped,
+    config: {
+      train: train.dir,
+      test: test.dir,
+      fullTrain: full?.dir,
+      preset: o.preset,
+      model,
+      optimizer,
+      schedule,
+      batchSize,
+      seeds,
+      evalBatchSize: o.evalBatchSize,
+      backend: results[0]?.backend ?? o.backend,
+      protocol: describeProtocol(model, optimizer, schedule, batchSize, epochs, seeds.length, train.hasSoftLabels),
+    },
+    fingerprint,
+    seconds: (performance.now() - t0) / 1000,
+  };
+  ctx.log.info({ accuracy: main.accuracy.mean, std: main.accuracy.std, random: byName.random?.accuracy.mean, full: byName.full?.accuracy.mean }, 'evaluate: done');
+  if (o.out) await writeReport(o.out, o, report, [train, test, ...(full ? [full] : [])]);
+  return report;
+}
+
+async function writeReport(out: string, o: Parsed, report: EvaluateReport, parents: DataInfo[]): Promise<void> {
+  const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
+  // curation.json marks the output as current for the pipeline runner (no shards: a report, not a dataset).
+  const curation: CurationInfo = {
+    format_version: FORMAT_VERSION,
+    stage: 'evaluate',
+    stage_version: EVALUATE_VERSION,
+    fingerprint: report.fingerprint,
+    options: canonicalOptions(o),
+    seed: o.seed,
+    parents: parents.map((p) => ({ fingerprint: p.ds.fingerprint, path: p.dir, role: p.role })),
+    code_version: CODE_VERSION,
+    columns: [],
+    shards: [],
+    num_rows: report.numTrain,
+    summary: summaryOf(report),
+    created_at: new Date().toISOString(),
+  };
+  await writeDirAtomic(out, { overwrite: o.overwrite }, async (tmp) => {
+    await fsp.writeFile(path.join(tmp, REPORT_FILE), json(report));
+    await fsp.writeFile(path.join(tmp, CURATION_FILE), json(curation));
+  });
+}
+
+function summaryOf(r: EvaluateReport): Record<string, unknown> {
+  const pick = (a?: ArmReport) => (a ? { mean: a.accuracy.mean, std: a.accuracy.std, numTrain: a.numTrain } : undefined);
+  return {
+    accuracy: r.accuracy.mean,
+    std: r.accuracy.std,
+    perSeed: r.accuracy.perSeed,
+    numTrain: r.numTrain,
+    numTest: r.numTest,
+    random: pick(r.baselines?.random),
+    full: pick(r.baselines?.full),
+    protocol: r.config.protocol,
+  };
+}
+
+export const evaluateStage: Stage<typeof evaluateOptions> = {
+  name: 'evaluate',
+  version: EVALUATE_VERSION,
+  options: evaluateOptions,
+  async fingerprint(inputs, options) {
+    const o = evaluateOptions.parse(options);
+    const { train, test, full } = await describeAll(resolveInputs(singleTrain(inputs), o, inputs.slice(1)));
+    return fingerprintOf(o, [train, test, ...(full ? [full] : [])]);
+  },
+  async run(ctx, inputs, options): Promise<StageResult> {
+    const report = await evaluate(singleTrain(inputs), options, ctx, inputs.slice(1));
+    return { dir: options.out ? path.resolve(options.out) : '', fingerprint: report.fingerprint, numRows: report.numTrain, summary: summaryOf(report) };
+  },
+};
+
+function singleTrain(inputs: string[]): string {
+  if (inputs.length < 1 || inputs.length > 3) {
+    throw new UsageError(`evaluate takes 1 to 3 inputs (train [test [full pool]]), got ${inputs.length}`);
+  }
+  return inputs[0];
+}

@@ -1,0 +1,207 @@
+// The evaluate stage end to end on tiny datasets written with data/writer.ts:
+// seeds in worker threads (the compiled dist/ml/worker.js: `npm test` builds
+// first), baselines, the report on disk, soft labels, and the errors for sets
+// that do not fit together.
+import { promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DataError, ExitCode } from '../../core/errors.js';
+import { readCuration } from '../../data/reader.js';
+import { writeDataset } from '../../data/writer.js';
+import type { ColumnSpec } from '../../data/format.js';
+import { TrainingDivergedError } from '../../ml/train.js';
+import { PRESETS, REPORT_FILE, defaultEpochs, evaluate, evaluateStage, stratifiedSubset, type EvaluateOptions, type EvaluateReport } from '../../stages/evaluate.js';
+import { quietContext } from '../../stages/context.js';
+import { Rng } from '../../core/rng.js';
+
+let tmp: string;
+const SIZE = 6;
+
+interface SetOptions {
+  classes?: number;
+  channels?: number;
+  labels?: 'hard' | 'soft' | 'none';
+}
+
+/** Separable toy images: class c lights up column band c. */
+async function writeSet(name: string, n: number, seed: number, opts: SetOptions = {}): Promise<string> {
+  const k = opts.classes ?? 3;
+  const ch = opts.channels ?? 1;
+  const labels = opts.labels ?? 'hard';
+  const rng = new Rng(seed);
+  const len = SIZE * SIZE * ch;
+  const rows = Array.from({ length: n }, (_, i) => {
+    const c = i % k;
+    const pixels = new Uint8Array(len);
+    for (let j = 0; j < len; j++) {
+      const col = Math.floor(j / ch) % SIZE;
+      const inBand = Math.floor((col * k) / SIZE) === c;
+      pixels[j] = Math.round(255 * Math.min(1, 0.5 * rng.next() + (inBand ? 0.5 : 0)));
+    }
+    const soft = new Float32Array(k).fill(0.1 / (k - 1));
+    soft[c] = 0.9;
+    return { id: `${name}-${i}`, label: c, soft_label: soft, pixels };
+  });
+  const columns: ColumnSpec[] = [{ name: 'id', kind: 'string' }];
+  if (labels === 'hard') columns.push({ name: 'label', kind: 'classLabel', names: Array.from({ length: k }, (_, i) => `c${i}`) });
+  if (labels === 'soft') columns.push({ name: 'soft_label', kind: 'float32Vector', length: k });
+  columns.push({ name: 'pixels', kind: 'uint8Vector', length: len });
+  const dir = path.join(tmp, name);
+  await writeDataset(dir, rows, { columns, pixelShape: [SIZE, SIZE, ch], meta: { stage: 'test', stageVersion: '1', options: { name }, parents: [] } });
+  return dir;
+}
+
+let train: string;
+let test: string;
+let full: string;
+
+// A quick protocol: tiny MLP, few epochs, wasm in each worker.
+const quick: EvaluateOptions = { preset: 'fast', model: { kind: 'mlp', hidden: [16] }, lr: 0.01, epochs: 10, batchSize: 16, backend: 'wasm' };
+
+beforeAll(async () => {
+  tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'metacurate-evaluate-'));
+  train = await writeSet('train', 30, 1);
+  test = await writeSet('test', 60, 2);
+  full = await writeSet('full', 150, 3);
+});
+
+afterAll(async () => {
+  await fsp.rm(tmp, { recursive: true, force: true });
+});
+
+describe('evaluate stage', () => {
+  let report: EvaluateReport;
+  let out: string;
+
+  beforeAll(async () => {
+    out = path.join(tmp, 'eval-out');
+    const ticks: number[] = [];
+    const ctx = { ...quietContext(), progress: () => ({ tick: (n = 1) => void ticks.push(n), setTotal: () => undefined, done: () => undefined }) };
+    report = await evaluate(train, { ...quick, test, fullTrain: full, fullEpochs: 6, seeds: 2, out }, ctx);
+    // Progress counts training steps: every job's steps, once.
+    expect(ticks.reduce((a, b) => a + b, 0)).toBe(2 * report.steps + 2 * report.baselines!.random!.steps + 2 * report.baselines!.full!.steps);
+  });
+
+  it('trains one model per seed in workers and reports mean ± std', () => {
+    expect(report.accuracy.perSeed).toHaveLength(2);
+    const [a, b] = report.accuracy.perSeed;
+    expect(report.accuracy.mean).toBeCloseTo((a + b) / 2, 12);
+    expect(report.accuracy.std).toBeCloseTo(Math.abs(a - b) / 2, 12);
+    expect(report.accuracy.mean).toBeGreaterThan(0.9);
+    expect(report.numTrain).toBe(30);
+    expect(report.numTest).toBe(60);
+    expect(report.epochs).toBe(10);
+    expect(report.steps).toBe(10 * 2);
+    expect(report.config.seeds).toEqual([0, 1]);
+    expect(report.config.backend).toBe('wasm');
+    expect(report.config.protocol).toMatch(/MLP hidden 16; Adam lr 0.01, batch 16, constant lr, 10 epochs; hard labels/);
+    // Inputs are normalised with the full pool's statistics.
+    const norm = (report.config.model as { inputNorm?: { mean: number[]; std: number[] } }).inputNorm!;
+    expect(norm.mean[0]).toBeGreaterThan(0.3);
+    expect(norm.mean[0]).toBeLessThan(0.7);
+  });
+
+  it('adds a random subset of the full pool of the same size, and the full pool', () => {
+    const { random, full: all } = report.baselines!;
+    expect(random!.numTrain).toBe(30);
+    expect(random!.accuracy.perSeed).toHaveLength(2);
+    expect(all!.numTrain).toBe(150);
+    expect(all!.epochs).toBe(6);
+    expect(all!.steps).toBe(6 * 10);
+  });
+
+  it('writes the report and a curation.json whose fingerprint the stage predicts', async () => {
+    const onDisk = JSON.parse(await fsp.readFile(path.join(out, REPORT_FILE), 'utf8'));
+    expect(onDisk.accuracy).toEqual(report.accuracy);
+    const cur = await readCuration(out);
+    expect(cur?.stage).toBe('evaluate');
+    expect(cur?.fingerprint).toBe(report.fingerprint);
+    const options = evaluateStage.options.parse({ ...quick, test, fullTrain: full, fullEpochs: 6, seeds: 2, out });
+    expect(await evaluateStage.fingerprint([train], options)).toBe(report.fingerprint);
+    // Test and full pool may also come as the stage's 2nd and 3rd inputs.
+    const viaInputs = evaluateStage.options.parse({ ...quick, fullEpochs: 6, seeds: 2, out });
+    expect(await evaluateStage.fingerprint([train, test, full], viaInputs)).toBe(report.fingerprint);
+    // Another seed count is another result.
+    expect(await evaluateStage.fingerprint([train], { ...options, seeds: 3 })).not.toBe(report.fingerprint);
+    // The output is not replaced without overwrite.
+    await expect(evaluate(train, { ...quick, test, seeds: 1, baselines: false, out })).rejects.toMatchObject({ exitCode: ExitCode.cannotCreate });
+  });
+});
+
+describe('evaluate: other inputs and errors', () => {
+  it('honours soft labels', async () => {
+    const soft = await writeSet('soft', 30, 4, { labels: 'soft' });
+    const r = await evaluate(soft, { ...quick, test, seeds: 1, baselines: false });
+    expect(r.accuracy.mean).toBeGreaterThan(0.9);
+    expect(r.config.protocol).toMatch(/soft labels/);
+    expect(r.baselines).toBeUndefined();
+  });
+
+  it('refuses a test set with another class count or pixel shape, naming both', async () => {
+    const four = await writeSet('four-classes', 8, 5, { classes: 4 });
+    const err = await evaluate(train, { ...quick, test: four, baselines: false }).catch((e) => e);
+    expect(err).toBeInstanceOf(DataError);
+    expect(err.exitCode).toBe(ExitCode.dataError);
+    expect(err.message).toContain(four);
+    expect(err.message).toContain(train);
+    expect(err.message).toMatch(/4 classes .* has 3/);
+    const rgb = await writeSet('rgb', 8, 6, { channels: 3 });
+    await expect(evaluate(train, { ...quick, test: rgb, baselines: false })).rejects.toThrow(/6×6×3 but the training set's .* are 6×6×1/);
+    await expect(evaluate(train, { ...quick, test, fullTrain: rgb })).rejects.toThrow(DataError);
+  });
+
+  it('refuses unlabelled data and a missing test set', async () => {
+    const bare = await writeSet('unlabelled', 8, 7, { labels: 'none' });
+    await expect(evaluate(bare, { ...quick, test, baselines: false })).rejects.toThrow(/training set has no labels/);
+    await expect(evaluate(train, { ...quick, test: bare, baselines: false })).rejects.toThrow(/test set has no labels/);
+    await expect(evaluate(train, { ...quick, baselines: false })).rejects.toMatchObject({ exitCode: ExitCode.usage });
+  });
+
+  it('refuses a model the images are too small for before training', async () => {
+    await expect(evaluate(train, { ...quick, model: 'convnet', test, baselines: false })).rejects.toMatchObject({ exitCode: ExitCode.config });
+  });
+
+  it('stops the workers when the context is aborted', async () => {
+    const controller = new AbortController();
+    const ctx = { ...quietContext(), signal: controller.signal };
+    const t0 = Date.now();
+    setTimeout(() => controller.abort(), 300);
+    const err = await evaluate(train, { ...quick, test, epochs: 1_000_000, seeds: 2, baselines: false }, ctx).catch((e) => e);
+    expect(err?.name).toBe('AbortError');
+    expect(Date.now() - t0).toBeLessThan(20_000);
+  });
+
+  it('a diverging run in a worker comes back as TrainingDivergedError', async () => {
+    const err = await evaluate(train, { ...quick, test, seeds: 1, baselines: false, optimizer: 'sgd', lr: 1e12 }).catch((e) => e);
+    expect(err).toBeInstanceOf(TrainingDivergedError);
+    expect(err.exitCode).toBe(ExitCode.dataError);
+    expect(err.message).toMatch(/training diverged at step \d+/);
+  });
+});
+
+describe('defaultEpochs', () => {
+  it("gives DC-bench's 1000 epochs to sets of up to two batches, about 2000 steps beyond", () => {
+    const dc = PRESETS['dc-bench'];
+    expect(defaultEpochs(10, 256, dc)).toBe(1000);
+    expect(defaultEpochs(500, 256, dc)).toBe(1000);
+    expect(defaultEpochs(1000, 256, dc)).toBe(500);
+    expect(defaultEpochs(60000, 256, dc)).toBe(10);
+    expect(defaultEpochs(150, 16, PRESETS.fast)).toBe(50);
+  });
+});
+
+describe('stratifiedSubset', () => {
+  it('keeps the class counts and fills short classes at random', () => {
+    const labels = Int32Array.from([0, 0, 0, 1, 1, 2, 0, 1, 2, 2]);
+    const a = stratifiedSubset(labels, [2, 1, 1], new Rng(1));
+    expect(a).toHaveLength(4);
+    expect(Array.from(a).map((i) => labels[i]).sort()).toEqual([0, 0, 1, 2]);
+    expect(stratifiedSubset(labels, [2, 1, 1], new Rng(1))).toEqual(a);
+    // Class 1 has 3 rows; asking for 5 takes them all plus 2 others.
+    const b = stratifiedSubset(labels, [0, 5, 0], new Rng(2));
+    expect(b).toHaveLength(5);
+    expect(new Set(b).size).toBe(5);
+    expect(Array.from(b).filter((i) => labels[i] === 1)).toHaveLength(3);
+  });
+});
