@@ -1,0 +1,294 @@
+/**
+ * Metagradients (MGD): the gradient of a target loss after training with respect
+ * to every training example's loss weight (at the weights the trainer was
+ * created with), by exact reverse mode through the
+ * whole run. States are rebuilt with REPLAY (a lazy k-ary tree of checkpoints,
+ * ANCHORS.md), so memory is O(k·log_k T) optimizer states instead of T.
+ *
+ * Each reverse step is a vector-Jacobian product of one optimizer step,
+ * state_{t+1} = step(state_t, w_{B_t}), taken with tf.grads of a function that
+ * itself calls tf.grads (backward over backward): it yields the cotangent on
+ * state_t (a Hessian-vector product plus optimizer terms) and dφ/dw_i for the
+ * batch's examples. ml/backend registers the gradients that make this exact.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { UsageError } from '../core/errors.js';
+import { Rng } from '../core/rng.js';
+import { gatherPixels, gatherTargets, type Examples } from '../data/batch.js';
+import type { Model } from './models.js';
+import { perExampleCrossEntropy } from './ops.js';
+import type { Trainer } from './train.js';
+
+type State = tf.Tensor[];
+
+export interface MetagradOptions {
+  /** Branching factor of the REPLAY tree (default 4). */
+  k?: number;
+  /** Memory the stored states may take, in bytes (default 2 GiB). Checked before any work. */
+  maxStateBytes?: number;
+  onProgress?: (done: number, total: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface MetagradResult {
+  /** dφ/dw_i for every training example (0 for examples never sampled). */
+  grad: Float32Array;
+  /** The target loss φ after training. */
+  targetLoss: number;
+  stats: {
+    steps: number;
+    k: number;
+    depth: number;
+    forwardSteps: number;
+    backwardSteps: number;
+    peakStoredStates: number;
+    stateBytes: number;
+  };
+}
+
+/**
+ * The target loss φ(params) = Σ_c loss(params, c) over `chunks` chunks (e.g. the
+ * mean CE on a target set, in slices that bound activation memory).
+ */
+export interface TargetLoss {
+  chunks: number;
+  loss(params: tf.Tensor[], chunk: number): tf.Scalar;
+}
+
+/** φ = mean cross-entropy of `model` on `target`, in chunks of `chunkSize` rows. */
+export function meanCrossEntropyTarget(model: Model, target: Examples, chunkSize = 1000): TargetLoss {
+  const n = target.ids.length;
+  const [H, W, C] = target.shape;
+  return {
+    chunks: Math.ceil(n / chunkSize),
+    loss(params, c) {
+      const idx = Int32Array.from({ length: Math.min(chunkSize, n - c * chunkSize) }, (_, i) => c * chunkSize + i);
+      const x = tf.tensor4d(gatherPixels(target, idx), [idx.length, H, W, C]);
+      const y = tf.tensor2d(gatherTargets(target, idx), [idx.length, target.numClasses]);
+      return tf.div(tf.sum(perExampleCrossEntropy(model.apply(params, x), y)), n) as tf.Scalar;
+    },
+  };
+}
+
+/** How deep the REPLAY tree is and how many states it stores at once, for T steps. */
+export function replayPlan(steps: number, k: number): { depth: number; peakStates: number } {
+  if (!(k >= 2)) throw new UsageError(`REPLAY branching factor k must be >= 2, got ${k}`);
+  let depth = 0;
+  let seg = steps;
+  while (seg > k) {
+    seg = Math.ceil(seg / k);
+    depth++;
+  }
+  // k boundary states per level, plus at most k states in a leaf.
+  return { depth, peakStates: k * (depth + 1) + 1 };
+}
+
+function stateBytes(state: State): number {
+  return state.reduce((a, t) => a + t.size * 4, 0);
+}
+
+/** Splits [t0, t1) into at most k contiguous segments of near-equal length. */
+function splitSegments(t0: number, t1: number, k: number): number[] {
+  const n = t1 - t0;
+  const parts = Math.min(k, n);
+  const bounds = [t0];
+  for (let j = 1; j < parts; j++) bounds.push(t0 + Math.round((j * n) / parts));
+  bounds.push(t1);
+  return bounds;
+}
+
+export async function metagradient(trainer: Trainer, targetLoss: TargetLoss, opts: MetagradOptions = {}): Promise<MetagradResult> {
+  const k = opts.k ?? 4;
+  const T = trainer.steps;
+  const n = trainer.numExamples;
+  const plan = replayPlan(T, k);
+
+  const s0 = trainer.initState();
+  const bytes = stateBytes(s0);
+  const maxBytes = opts.maxStateBytes ?? 2 * 1024 ** 3;
+  if (plan.peakStates * bytes > maxBytes) {
+    tf.dispose(s0);
+    throw new UsageError(
+      `metagradient over ${T} steps needs about ${plan.peakStates} stored states of ${(bytes / 2 ** 20).toFixed(1)} MiB ` +
+        `(${((plan.peakStates * bytes) / 2 ** 30).toFixed(2)} GiB), over the ${(maxBytes / 2 ** 30).toFixed(2)} GiB allowed`,
+      { hint: 'Use fewer steps or a smaller model, raise the memory budget, or lower k' },
+    );
+  }
+
+  const grad = new Float32Array(n);
+  const stats = { steps: T, k, depth: plan.depth, forwardSteps: 0, backwardSteps: 0, peakStoredStates: 1, stateBytes: bytes };
+  let stored = 1;
+  const track = (delta: number) => {
+    stored += delta;
+    stats.peakStoredStates = Math.max(stats.peakStoredStates, stored);
+  };
+
+  /** One forward step; the caller owns the returned state. */
+  const forward = (s: State, t: number): State => {
+    stats.forwardSteps++;
+    return tf.tidy(() => {
+      const inputs = trainer.batchInputs(t);
+      return trainer.step(s, trainer.batchWeights(t), t, inputs);
+    });
+  };
+
+  const checkAbort = () => {
+    if (opts.signal?.aborted) throw new UsageError('metagradient cancelled');
+  };
+
+  /** Runs s (at t0) forward to t1, keeping the states at `keep` (t0 < keep < t1). */
+  const advance = (s: State, t0: number, t1: number, keep: Set<number>, kept: Map<number, State>): State => {
+    let cur = s;
+    for (let t = t0; t < t1; t++) {
+      const next = forward(cur, t);
+      if (cur !== s && !kept.has(t)) {
+        tf.dispose(cur);
+        track(-1);
+      }
+      track(1);
+      if (keep.has(t + 1)) kept.set(t + 1, next);
+      cur = next;
+    }
+    return cur;
+  };
+
+  /** The VJP of step t at state s with cotangent v: returns the cotangent on s; adds dφ/dw to grad. */
+  const backward = (s: State, t: number, v: State): State => {
+    stats.backwardSteps++;
+    const S = s.length;
+    const idx = trainer.batches[t];
+    const [vPrev, gw] = tf.tidy(() => {
+      const inputs = trainer.batchInputs(t);
+      const wB = trainer.batchWeights(t);
+      const f = (...args: tf.Tensor[]): tf.Scalar => {
+        const next = trainer.step(args.slice(0, S), args[S] as tf.Tensor1D, t, inputs);
+        let dot = tf.scalar(0);
+        for (let j = 0; j < S; j++) dot = tf.add(dot, tf.sum(tf.mul(next[j], v[j])));
+        return dot as tf.Scalar;
+      };
+      const g = tf.grads(f)([...s, wB]);
+      return [g.slice(0, S), g[S]] as [State, tf.Tensor];
+    });
+    const gwv = gw.dataSync();
+    for (let i = 0; i < idx.length; i++) grad[idx[i]] += gwv[i];
+    gw.dispose();
+    return vPrev;
+  };
+
+  /** Reverse pass over [t0, t1) from s (owned by the caller) with cotangent v at t1 (consumed). */
+  const reverse = (s: State, t0: number, t1: number, v: State): State => {
+    checkAbort();
+    if (t1 - t0 <= k) {
+      // Leaf: store every state of the segment, then walk back through it.
+      const states: State[] = [s];
+      for (let t = t0; t < t1 - 1; t++) {
+        states.push(forward(states[states.length - 1], t));
+        track(1);
+      }
+      for (let t = t1 - 1; t >= t0; t--) {
+        const st = states[t - t0];
+        const vPrev = backward(st, t, v);
+        tf.dispose(v);
+        v = vPrev;
+        if (t > t0) {
+          tf.dispose(st);
+          track(-1);
+        }
+        opts.onProgress?.(stats.backwardSteps, T);
+      }
+      return v;
+    }
+    const bounds = splitSegments(t0, t1, k);
+    const kept = new Map<number, State>([[t0, s]]);
+    const inner = new Set(bounds.slice(1, -1));
+    const end = advance(s, t0, bounds[bounds.length - 2], inner, kept);
+    void end; // the last boundary is kept through `inner`
+    for (let j = bounds.length - 2; j >= 0; j--) {
+      const segStart = kept.get(bounds[j])!;
+      v = reverse(segStart, bounds[j], bounds[j + 1], v);
+      if (j > 0) {
+        tf.dispose(segStart);
+        track(-1);
+      }
+    }
+    return v;
+  };
+
+  // Top level: train forward keeping the first level's boundaries, take φ and
+  // its gradient at the end, then reverse through the segments.
+  const bounds = splitSegments(0, T, k);
+  const kept = new Map<number, State>([[0, s0]]);
+  const final = advance(s0, 0, T, new Set(bounds.slice(1, -1)), kept);
+  const P = trainer.numParams;
+  const params = final.slice(0, P);
+  let targetLossValue = 0;
+  let gParams: tf.Tensor[] = params.map((p) => tf.zerosLike(p));
+  for (let c = 0; c < targetLoss.chunks; c++) {
+    const [value, ...grads] = tf.tidy(() => {
+      const r = tf.valueAndGrads((...p: tf.Tensor[]) => targetLoss.loss(p, c))(params);
+      return [r.value, ...r.grads];
+    });
+    targetLossValue += (await value.data())[0];
+    const summed = gParams.map((g, i) => tf.add(g, grads[i]));
+    tf.dispose([value, ...grads, ...gParams]);
+    gParams = summed;
+  }
+  let v: State = [...gParams, ...final.slice(P).map((t) => tf.zerosLike(t))];
+  if (T > 0 && !bounds.slice(1, -1).includes(T)) {
+    tf.dispose(final);
+    track(-1);
+  }
+  for (let j = bounds.length - 2; j >= 0 && T > 0; j--) {
+    const segStart = kept.get(bounds[j])!;
+    v = reverse(segStart, bounds[j], bounds[j + 1], v);
+    tf.dispose(segStart);
+    track(-1);
+    await new Promise((r) => setImmediate(r));
+  }
+  tf.dispose(v);
+  if (T === 0) tf.dispose(s0);
+  return { grad, targetLoss: targetLossValue, stats };
+}
+
+export interface SmoothnessReport {
+  /** φ at w, w + h·d, w + 2h·d for a random ±1 direction d. */
+  phi: [number, number, number];
+  h: number;
+  /**
+   * |Δ₂ − Δ₁| / max(|Δ₁|, |Δ₂|) with Δ₁ = φ₁ − φ₀, Δ₂ = φ₂ − φ₁: 0 when training
+   * responds linearly to the weights at this scale, ≳ 1 when it is too rough for
+   * metagradients to be useful (MGD's metasmoothness).
+   */
+  roughness: number;
+  /** h·⟨g, d⟩ over Δ₁ when a metagradient g is given: ≈ 1 means it predicts the change. */
+  predictedOverActual?: number;
+}
+
+/**
+ * The metasmoothness diagnostic: trains three times, at w, w + h·d and w + 2h·d
+ * along a seeded random ±1 direction d, and measures how linearly the target
+ * loss responds. `train` builds and runs a trainer for given example weights.
+ */
+export async function metasmoothness(
+  train: (weights: Float32Array) => Promise<number>,
+  n: number,
+  opts: { h?: number; seed?: number; weights?: Float32Array; grad?: Float32Array } = {},
+): Promise<SmoothnessReport> {
+  const h = opts.h ?? 0.1;
+  const rng = Rng.derive(opts.seed ?? 0, 'metasmoothness');
+  const d = Float32Array.from({ length: n }, () => (rng.next() < 0.5 ? -1 : 1));
+  const base = opts.weights ?? new Float32Array(n).fill(1);
+  const at = (s: number) => base.map((w, i) => w + s * h * d[i]);
+  const phi: [number, number, number] = [await train(at(0)), await train(at(1)), await train(at(2))];
+  const d1 = phi[1] - phi[0];
+  const d2 = phi[2] - phi[1];
+  const scale = Math.max(Math.abs(d1), Math.abs(d2));
+  const roughness = scale === 0 ? 0 : Math.abs(d2 - d1) / scale;
+  let predictedOverActual: number | undefined;
+  if (opts.grad) {
+    let dot = 0;
+    for (let i = 0; i < n; i++) dot += opts.grad[i] * d[i];
+    predictedOverActual = d1 === 0 ? undefined : (h * dot) / d1;
+  }
+  return { phi, h, roughness, predictedOverActual };
+}

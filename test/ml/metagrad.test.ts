@@ -1,0 +1,159 @@
+/**
+ * The metagradient must equal finite differences of the *whole training run*:
+ * perturb one example's weight, retrain from scratch, difference the target loss.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../../ml/backend.js';
+import { createTrainer, type TrainConfig } from '../../ml/train.js';
+import { makeModel } from '../../ml/models.js';
+import { meanCrossEntropyTarget, metagradient, metasmoothness, replayPlan } from '../../ml/metagrad.js';
+import type { Examples } from '../../data/batch.js';
+import { Rng } from '../../core/rng.js';
+import type { PixelShape } from '../../data/format.js';
+
+/** A small 3-class problem: class-dependent blobs plus noise, 6×6×1 pixels. */
+function toyExamples(n: number, seed: number, shape: PixelShape = [6, 6, 1]): Examples {
+  const rng = new Rng(seed);
+  const len = shape[0] * shape[1] * shape[2];
+  const pixels = new Uint8Array(n * len);
+  const labels = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    const c = i % 3;
+    labels[i] = c;
+    for (let j = 0; j < len; j++) {
+      const signal = (j % 3 === c ? 150 : 60) + 40 * rng.normal();
+      pixels[i * len + j] = Math.max(0, Math.min(255, Math.round(signal)));
+    }
+  }
+  return { ids: Array.from({ length: n }, (_, i) => `r${i}`), pixels, shape, labels, numClasses: 3, classNames: ['a', 'b', 'c'] };
+}
+
+/** φ: the mean target cross-entropy, in chunks of 7 rows so chunk summation is exercised too. */
+function targetLossFor(cfg: TrainConfig, target: Examples) {
+  const model = makeModel(cfg.model, { inputShape: target.shape, numClasses: target.numClasses });
+  return meanCrossEntropyTarget(model, target, 7);
+}
+
+/** φ(w): train from scratch with weights w, return the target loss (float64 accumulation on the host). */
+async function phiAt(cfg: TrainConfig, train: Examples, target: ReturnType<typeof targetLossFor>, w: Float32Array): Promise<number> {
+  const trainer = createTrainer(cfg, train, { weights: w });
+  const { params } = await trainer.run();
+  let v = 0;
+  for (let c = 0; c < target.chunks; c++) v += tf.tidy(() => target.loss(params, c).dataSync()[0]);
+  tf.dispose(params);
+  return v;
+}
+
+async function checkAgainstFiniteDifferences(cfg: TrainConfig, n: number, probe: number[], k: number, h: number) {
+  const train = toyExamples(n, 1);
+  const target = toyExamples(30, 2);
+  const tl = targetLossFor(cfg, target);
+  const ones = new Float32Array(n).fill(1);
+  const trainer = createTrainer(cfg, train, { weights: ones });
+  const before = tf.memory().numTensors;
+  const res = await metagradient(trainer, tl, { k });
+  expect(tf.memory().numTensors).toBe(before); // nothing leaks through the replay tree
+  expect(res.stats.backwardSteps).toBe(trainer.steps);
+  const fd: number[] = [];
+  for (const i of probe) {
+    const wp = ones.slice(); wp[i] += h;
+    const wm = ones.slice(); wm[i] -= h;
+    fd.push(((await phiAt(cfg, train, tl, wp)) - (await phiAt(cfg, train, tl, wm))) / (2 * h));
+  }
+  const mg = probe.map((i) => res.grad[i]);
+  return { fd, mg, res };
+}
+
+function cosine(a: number[], b: number[]): number {
+  let ab = 0, aa = 0, bb = 0;
+  for (let i = 0; i < a.length; i++) { ab += a[i] * b[i]; aa += a[i] * a[i]; bb += b[i] * b[i]; }
+  return ab / Math.sqrt(aa * bb);
+}
+
+function relErr(a: number[], b: number[]): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) { num += (a[i] - b[i]) ** 2; den += b[i] ** 2; }
+  return Math.sqrt(num / den);
+}
+
+// Weight steps h: small enough not to cross ReLU kinks (h = 0.05 already does on
+// the MLP; instance norm centres the ConvNet's activations at the kink, so it
+// needs a smaller step), large enough for float32 differences.
+describe('metagradient (REPLAY) vs whole-run finite differences', () => {
+  beforeAll(async () => {
+    await initBackend('wasm');
+  });
+
+  it('plans a logarithmic number of stored states', () => {
+    expect(replayPlan(100, 4).peakStates).toBeLessThan(replayPlan(1600, 4).peakStates);
+    // 16× the steps costs only two more tree levels (k states each) at k = 4.
+    expect(replayPlan(1600, 4).peakStates - replayPlan(100, 4).peakStates).toBeLessThanOrEqual(8);
+  });
+
+  it('matches for an MLP trained with plain SGD', async () => {
+    const cfg: TrainConfig = { model: { kind: 'mlp', hidden: [16] }, optimizer: { kind: 'sgd', lr: 0.2 }, epochs: 3, batchSize: 8, seed: 3 };
+    const probe = [0, 1, 2, 5, 9, 13, 17, 22];
+    const { fd, mg } = await checkAgainstFiniteDifferences(cfg, 24, probe, 2, 0.01);
+    expect(cosine(mg, fd)).toBeGreaterThan(0.9999);
+    expect(relErr(mg, fd)).toBeLessThan(0.005);
+  });
+
+  it('matches for an MLP with SGD + momentum + weight decay and a step schedule', async () => {
+    const cfg: TrainConfig = {
+      model: { kind: 'mlp', hidden: [16] },
+      optimizer: { kind: 'sgd', lr: 0.1, momentum: 0.9, weightDecay: 5e-3 },
+      schedule: { kind: 'step', milestones: [0.5], gamma: 0.1 },
+      epochs: 3, batchSize: 8, seed: 4,
+    };
+    const probe = [0, 3, 4, 8, 11, 15, 20, 23];
+    const { fd, mg } = await checkAgainstFiniteDifferences(cfg, 24, probe, 3, 0.01);
+    expect(cosine(mg, fd)).toBeGreaterThan(0.9999);
+    expect(relErr(mg, fd)).toBeLessThan(0.005);
+  });
+
+  it('matches for a ConvNet (conv → instance norm → ReLU → avg pool) with SGD + momentum', async () => {
+    const cfg: TrainConfig = {
+      model: { kind: 'convnet', width: 4, depth: 1, norm: 'instance', outputScale: 1 },
+      optimizer: { kind: 'sgd', lr: 0.1, momentum: 0.5 },
+      epochs: 2, batchSize: 6, seed: 5,
+    };
+    const probe = [0, 1, 2, 7, 10, 14];
+    const { fd, mg } = await checkAgainstFiniteDifferences(cfg, 18, probe, 2, 0.002);
+    expect(cosine(mg, fd)).toBeGreaterThan(0.999);
+    expect(relErr(mg, fd)).toBeLessThan(0.02);
+  });
+
+  it('gives the same metagradient whatever the REPLAY branching factor', async () => {
+    const cfg: TrainConfig = { model: { kind: 'logreg' }, optimizer: { kind: 'sgd', lr: 0.3, momentum: 0.9 }, epochs: 4, batchSize: 6, seed: 6 };
+    const train = toyExamples(24, 7);
+    const tl = targetLossFor(cfg, toyExamples(12, 8));
+    const a = await metagradient(createTrainer(cfg, train), tl, { k: 2 });
+    const b = await metagradient(createTrainer(cfg, train), tl, { k: 16 });
+      expect(a.stats.depth).toBeGreaterThan(b.stats.depth);
+    expect(a.stats.peakStoredStates).toBeLessThan(b.stats.peakStoredStates);
+    for (let i = 0; i < 24; i++) expect(a.grad[i]).toBeCloseTo(b.grad[i], 6);
+  });
+
+  it('refuses, before any work, a run whose states do not fit the memory budget', async () => {
+    const cfg: TrainConfig = { model: { kind: 'mlp', hidden: [64] }, optimizer: { kind: 'sgd', lr: 0.1 }, epochs: 50, batchSize: 4, seed: 1 };
+    const trainer = createTrainer(cfg, toyExamples(24, 1));
+    const before = tf.memory().numTensors;
+    await expect(metagradient(trainer, { chunks: 1, loss: () => tf.scalar(0) }, { maxStateBytes: 100_000 })).rejects.toThrow(/stored states.*over the/);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
+describe('metasmoothness diagnostic', () => {
+  it('finds a smooth run smooth, and the metagradient predicts the change along the probe', async () => {
+    await initBackend('wasm');
+    const cfg: TrainConfig = { model: { kind: 'mlp', hidden: [16], outputScale: 0.1 }, optimizer: { kind: 'sgd', lr: 0.5, momentum: 0.5 }, epochs: 3, batchSize: 8, seed: 9 };
+    const train = toyExamples(24, 10);
+    const tl = targetLossFor(cfg, toyExamples(15, 11));
+    const { grad } = await metagradient(createTrainer(cfg, train), tl, { k: 3 });
+    const report = await metasmoothness((w) => phiAt(cfg, train, tl, w), 24, { h: 0.01, grad, seed: 1 });
+      expect(report.roughness).toBeLessThan(0.2);
+    expect(report.predictedOverActual).toBeGreaterThan(0.9);
+    expect(report.predictedOverActual).toBeLessThan(1.1);
+  });
+});
