@@ -22,6 +22,15 @@ export { writeContactSheet, type ContactSheetOptions, type ContactSheetResult } 
 
 export { quietContext, type Stage, type StageContext, type StageResult, type Logger, type Progress } from './stages/context.js';
 export { ingest, ingestStage } from './stages/ingest.js';
+export { score, scoreStage, type ScoreOptions, type ScoreResult } from './stages/score.js';
+export { select, selectStage, type SelectInput, type SelectResult } from './stages/select.js';
+export { evaluate, evaluateStage, type EvaluateOptions, type EvaluateReport } from './stages/evaluate.js';
+
+export { initBackend, type BackendName, type BackendRequest } from './ml/backend.js';
+export { makeModel, type Model, type ModelSpec } from './ml/models.js';
+export { createTrainer, TrainingDivergedError, type Trainer, type TrainConfig } from './ml/train.js';
+export { metagradient, metasmoothness, meanCrossEntropyTarget, replayPlan, type MetagradResult, type TargetLoss } from './ml/metagrad.js';
+export { computeScores, SCORE_METHODS, type ScoreMethod } from './ml/scoring.js';
 
 export { runPipeline, type RunPipelineOptions } from './pipeline/runner.js';
 export {

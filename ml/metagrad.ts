@@ -17,7 +17,7 @@ import { Rng } from '../core/rng.js';
 import { gatherPixels, gatherTargets, type Examples } from '../data/batch.js';
 import type { Model } from './models.js';
 import { perExampleCrossEntropy } from './ops.js';
-import type { Trainer } from './train.js';
+import { TrainingDivergedError, type Trainer } from './train.js';
 
 type State = tf.Tensor[];
 
@@ -136,6 +136,26 @@ export async function metagradient(trainer: Trainer, targetLoss: TargetLoss, opt
     if (opts.signal?.aborted) throw new UsageError('metagradient cancelled');
   };
 
+  const isFinite = (st: State): boolean => tf.tidy(() => Number.isFinite(tf.addN(st.map((x) => tf.sum(tf.abs(x)))).dataSync()[0]));
+
+  /** Only after a failure: replays from the first-level checkpoints, checking every step. */
+  const firstNonFiniteStep = (kept: Map<number, State>, bounds: number[]): number => {
+    for (let j = 0; j < bounds.length - 1; j++) {
+      let cur = kept.get(bounds[j])!;
+      for (let t = bounds[j]; t < bounds[j + 1]; t++) {
+        const next = forward(cur, t);
+        if (cur !== kept.get(bounds[j])) tf.dispose(cur);
+        cur = next;
+        if (!isFinite(cur)) {
+          tf.dispose(cur);
+          return t;
+        }
+      }
+      tf.dispose(cur);
+    }
+    return T - 1;
+  };
+
   /** Runs s (at t0) forward to t1, keeping the states at `keep` (t0 < keep < t1). */
   const advance = (s: State, t0: number, t1: number, keep: Set<number>, kept: Map<number, State>): State => {
     let cur = s;
@@ -219,6 +239,11 @@ export async function metagradient(trainer: Trainer, targetLoss: TargetLoss, opt
   const bounds = splitSegments(0, T, k);
   const kept = new Map<number, State>([[0, s0]]);
   const final = advance(s0, 0, T, new Set(bounds.slice(1, -1)), kept);
+  if (T > 0 && !isFinite(final)) {
+    const step = firstNonFiniteStep(kept, bounds);
+    tf.dispose([...new Set([...kept.values(), final].flat())]);
+    throw new TrainingDivergedError(step, trainer.lr(step), 'the parameters became non-finite');
+  }
   const P = trainer.numParams;
   const params = final.slice(0, P);
   let targetLossValue = 0;

@@ -14,7 +14,7 @@ import type { BackendRequest } from './backend.js';
 import { TrainingDivergedError } from './train.js';
 import type { Job, JobResult, SerializedError, WorkerInit, WorkerMessage } from './worker.js';
 
-export type { DataRef, EvaluateJob, EvaluateJobResult, Job, JobResult, TrainJob, TrainJobResult } from './worker.js';
+export type { DataRef, EvaluateJob, EvaluateJobResult, Job, JobResult, ScoreJob, ScoreJobResult, TrainJob, TrainJobResult } from './worker.js';
 
 /**
  * The compiled worker script. Under vitest this module is the .ts source, and

@@ -13,6 +13,7 @@ import { loadExamples, subsetExamples, type Examples } from '../data/batch.js';
 import { openDataset } from '../data/reader.js';
 import { initBackend, type BackendInfo, type BackendRequest } from './backend.js';
 import { EVAL_BATCH_SIZE, evaluateModel } from './evaluate.js';
+import { computeScores, type ScoreSettings } from './scoring.js';
 import { TrainingDivergedError, createTrainer, type TrainConfig } from './train.js';
 
 /** A dataset by reference: its directory, optional sidecars, optional row subset. */
@@ -39,7 +40,15 @@ export interface TrainJob {
   config: TrainConfig;
 }
 
-export type Job = EvaluateJob | TrainJob;
+/** Per-example scores of `train` for one seed (ml/scoring). */
+export interface ScoreJob {
+  kind: 'score';
+  train: DataRef;
+  target?: DataRef;
+  settings: ScoreSettings;
+}
+
+export type Job = EvaluateJob | TrainJob | ScoreJob;
 
 export interface EvaluateJobResult {
   accuracy: number;
@@ -62,7 +71,14 @@ export interface TrainJobResult {
   backend: string;
 }
 
-export type JobResult<J extends Job> = J extends EvaluateJob ? EvaluateJobResult : TrainJobResult;
+export interface ScoreJobResult {
+  scores: Float32Array;
+  details: Record<string, unknown>;
+  seconds: number;
+  backend: string;
+}
+
+export type JobResult<J extends Job> = J extends EvaluateJob ? EvaluateJobResult : J extends ScoreJob ? ScoreJobResult : TrainJobResult;
 
 export interface SerializedError {
   name: string;
@@ -112,11 +128,16 @@ async function loadRef(ref: DataRef): Promise<Examples> {
 let backend: Promise<BackendInfo> | undefined;
 
 /** Runs one job in this thread (the worker's entry point; also usable in-process). */
-export async function runJob(job: Job, request: BackendRequest, onProgress?: (done: number, total: number) => void): Promise<EvaluateJobResult | TrainJobResult> {
+export async function runJob(job: Job, request: BackendRequest, onProgress?: (done: number, total: number) => void): Promise<EvaluateJobResult | TrainJobResult | ScoreJobResult> {
   backend ??= initBackend(request);
   const { name, tf } = await backend;
   const t0 = performance.now();
   const train = await loadRef(job.train);
+  if (job.kind === 'score') {
+    const target = job.target ? await loadRef(job.target) : undefined;
+    const { scores, details } = await computeScores(train, target, job.settings, onProgress);
+    return { scores, details, seconds: (performance.now() - t0) / 1000, backend: name };
+  }
   const trainer = createTrainer(job.config, train);
   let last = 0;
   const { params, losses } = await trainer.run({
@@ -168,7 +189,9 @@ if (!isMainThread && parentPort && (workerData as { metacurateWorker?: WorkerIni
     const { id, job } = msg;
     try {
       const result = await runJob(job, init.backend, (done, total) => port.postMessage({ type: 'progress', id, done, total } satisfies WorkerMessage));
-      const transfer = 'params' in result ? [...result.params.map((p) => p.buffer), result.losses.buffer] : [];
+      const transfer = 'params' in result
+        ? [...result.params.map((p) => p.buffer), result.losses.buffer]
+        : 'scores' in result ? [result.scores.buffer] : [];
       port.postMessage({ type: 'result', id, result } satisfies WorkerMessage, transfer as ArrayBuffer[]);
     } catch (err) {
       port.postMessage({ type: 'error', id, error: serializeError(err) } satisfies WorkerMessage);

@@ -11,8 +11,13 @@ import { registerIngest } from './commands/ingest.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerExport } from './commands/export.js';
 import { registerRun } from './commands/run.js';
+import { registerScore } from './commands/score.js';
+import { registerEvaluate } from './commands/evaluate.js';
+import { registerSelect } from './commands/select.js';
 
-const COMMANDS: RegisterCommand[] = [registerIngest, registerInspect, registerExport, registerRun];
+const COMMANDS: RegisterCommand[] = [
+  registerIngest, registerScore, registerSelect, registerEvaluate, registerInspect, registerExport, registerRun,
+];
 
 /** The exit code after SIGINT/SIGTERM (128 + SIGINT). */
 export const EXIT_INTERRUPTED = 130;

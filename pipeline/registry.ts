@@ -6,12 +6,18 @@
 import type { z } from 'zod';
 import type { Stage } from '../stages/context.js';
 import { ingestStage } from '../stages/ingest.js';
+import { scoreStage } from '../stages/score.js';
+import { selectStage } from '../stages/select.js';
+import { evaluateStage } from '../stages/evaluate.js';
 
 export type AnyStage = Stage<z.ZodTypeAny>;
 export type StageRegistry = Readonly<Record<string, AnyStage>>;
 
 export const STAGES: StageRegistry = {
   ingest: ingestStage,
+  score: scoreStage,
+  select: selectStage,
+  evaluate: evaluateStage,
 };
 
 /** Options the runner owns: a pipeline file may not set them. */

@@ -27,14 +27,14 @@ import { fingerprint as computeFingerprint } from '../core/hash.js';
 import { Rng } from '../core/rng.js';
 import { CODE_VERSION } from '../core/version.js';
 import { fixedListValues, numericValues } from '../data/columns.js';
-import { CURATION_FILE, FORMAT_VERSION, type CurationInfo, type PixelShape } from '../data/format.js';
-import { openDataset, type Dataset } from '../data/reader.js';
+import { CURATION_FILE, FORMAT_VERSION, type CurationInfo } from '../data/format.js';
 import { makeModel, modelSpecSchema, type ModelSpec } from '../ml/models.js';
 import { optimizerSpecSchema, type OptimizerSpec } from '../ml/optim.js';
 import { runJobs, type EvaluateJob, type EvaluateJobResult } from '../ml/pool.js';
 import { scheduleSpecSchema, type ScheduleSpec } from '../ml/schedule.js';
 import type { TrainConfig } from '../ml/train.js';
 import { quietContext, type Stage, type StageContext, type StageResult } from './context.js';
+import { checkCompatible, checkLabelled, describeDataset, type DataInfo } from './inputs.js';
 
 export const EVALUATE_VERSION = '1';
 /** The report written into `out`. */
@@ -159,60 +159,6 @@ export interface EvaluateReport {
   };
   fingerprint: string;
   seconds: number;
-}
-
-interface DataInfo {
-  dir: string;
-  role: string;
-  ds: Dataset;
-  n: number;
-  shape: PixelShape;
-  numClasses: number;
-  classNames: string[];
-  hasLabels: boolean;
-  hasSoftLabels: boolean;
-}
-
-async function describe(dir: string, role: string): Promise<DataInfo> {
-  const ds = await openDataset(dir);
-  const shape = ds.pixelShape;
-  if (!shape || !ds.column('pixels')) {
-    throw new DataError(`the ${role} set has no pixels column`, { file: dir, hint: 'Ingest the images first (metacurate ingest)' });
-  }
-  const soft = ds.column('soft_label');
-  const hasSoftLabels = soft?.kind === 'float32Vector';
-  const classNames = ds.classNames ?? [];
-  const numClasses = soft?.kind === 'float32Vector' ? soft.length : classNames.length;
-  return {
-    dir, role, ds, n: await ds.countRows(), shape, numClasses, classNames,
-    hasLabels: ds.column('label') !== undefined, hasSoftLabels,
-  };
-}
-
-/** Refuses sets that cannot be trained or tested together; names both. */
-function checkCompatible(a: DataInfo, b: DataInfo): void {
-  if (a.shape.join() !== b.shape.join()) {
-    throw new DataError(`the ${b.role} set's images are ${b.shape.join('×')} but the ${a.role} set's (${a.dir}) are ${a.shape.join('×')}`, {
-      file: b.dir,
-      hint: 'Ingest both at the same working resolution and channels (ingest --size/--channels)',
-    });
-  }
-  if (a.numClasses !== b.numClasses) {
-    throw new DataError(`the ${b.role} set has ${b.numClasses} classes but the ${a.role} set (${a.dir}) has ${a.numClasses}`, {
-      file: b.dir,
-      hint: 'Both must use the same class list (ingest --class-names)',
-    });
-  }
-}
-
-function checkLabelled(d: DataInfo): void {
-  if (!d.hasLabels && !d.hasSoftLabels) {
-    throw new DataError(`the ${d.role} set has no labels`, { file: d.dir, hint: 'Evaluation needs a label (or soft_label) column; ingest with labels' });
-  }
-  if (d.numClasses < 2) {
-    throw new DataError(`the ${d.role} set declares ${d.numClasses} classes`, { file: d.dir, hint: 'The label column needs its class names (a ClassLabel feature with at least 2 classes)' });
-  }
-  if (d.n === 0) throw new DataError(`the ${d.role} set is empty`, { file: d.dir });
 }
 
 /** Hard labels per row: the label column, else the argmax of soft_label. */
@@ -352,14 +298,14 @@ function resolveInputs(trainDir: string, o: Parsed, extra: string[] = []): Input
 }
 
 async function describeAll(inputs: Inputs): Promise<{ train: DataInfo; test: DataInfo; full?: DataInfo }> {
-  const train = await describe(inputs.train, 'training');
-  const test = await describe(inputs.test, 'test');
+  const train = await describeDataset(inputs.train, 'training');
+  const test = await describeDataset(inputs.test, 'test');
   checkLabelled(train);
   checkLabelled(test);
   checkCompatible(train, test);
   let full: DataInfo | undefined;
   if (inputs.fullTrain) {
-    full = await describe(inputs.fullTrain, 'full pool');
+    full = await describeDataset(inputs.fullTrain, 'full pool');
     checkLabelled(full);
     checkCompatible(train, full);
   }

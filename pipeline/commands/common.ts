@@ -135,3 +135,19 @@ export function choicesOf(schema: z.ZodTypeAny, key: string): string[] | undefin
   }
   return undefined;
 }
+
+/** Commander leaves unset flags as undefined; zod defaults should fill them instead. */
+export function definedOnly(o: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+}
+
+/** `--model mlp` or a JSON spec `--model '{"kind":"mlp","hidden":[512]}'` (likewise --optimizer). */
+export function parseKindOrJson(value: string): unknown {
+  const v = value.trim();
+  if (!v.startsWith('{')) return v;
+  try {
+    return JSON.parse(v);
+  } catch (err) {
+    throw new UsageError(`not valid JSON: ${v}`, { hint: `Pass a kind name or a JSON object (${(err as Error).message})` });
+  }
+}

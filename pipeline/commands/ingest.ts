@@ -3,7 +3,7 @@ import { Option } from 'commander';
 import { ingestStage } from '../../stages/ingest.js';
 import { formatSummary } from '../table.js';
 import {
-  choicesOf, parseBytes, parseCount, parseList, parsePositive, parseSize, parseStageOptions,
+  choicesOf, definedOnly, parseBytes, parseCount, parseList, parsePositive, parseSize, parseStageOptions,
   type RegisterCommand,
 } from './common.js';
 
@@ -46,7 +46,3 @@ export const registerIngest: RegisterCommand = (program, session) => {
       session.output(cmd, result, () => `ingested ${source} -> ${result.dir}\n\n${formatSummary({ fingerprint: result.fingerprint, ...result.summary })}`);
     });
 };
-
-function definedOnly(o: Record<string, unknown>): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
-}

@@ -5,7 +5,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../ml/backend.js';
-import { createTrainer, type TrainConfig } from '../../ml/train.js';
+import { TrainingDivergedError, createTrainer, type TrainConfig } from '../../ml/train.js';
 import { makeModel } from '../../ml/models.js';
 import { meanCrossEntropyTarget, metagradient, metasmoothness, replayPlan } from '../../ml/metagrad.js';
 import type { Examples } from '../../data/batch.js';
@@ -155,5 +155,22 @@ describe('metasmoothness diagnostic', () => {
       expect(report.roughness).toBeLessThan(0.2);
     expect(report.predictedOverActual).toBeGreaterThan(0.9);
     expect(report.predictedOverActual).toBeLessThan(1.1);
+  });
+});
+
+describe('metagradient on a diverging run', () => {
+  it('stops with TrainingDivergedError naming the first non-finite step, leaking nothing', async () => {
+    await initBackend('wasm');
+    const cfg: TrainConfig = { model: { kind: 'mlp', hidden: [8] }, optimizer: { kind: 'sgd', lr: 1e20 }, epochs: 3, batchSize: 8, seed: 1 };
+    const train = toyExamples(24, 1);
+    const trainer = createTrainer(cfg, train);
+    const before = tf.memory().numTensors;
+    const err = await metagradient(trainer, targetLossFor(cfg, toyExamples(9, 2)), { k: 2 }).catch((e) => e);
+    expect(err).toBeInstanceOf(TrainingDivergedError);
+    // Plain training, which checks every step, names the same step.
+    const plain = await createTrainer(cfg, train).run().catch((e) => e);
+    expect(plain).toBeInstanceOf(TrainingDivergedError);
+    expect(err.step).toBeLessThanOrEqual(plain.step + 1);
+    expect(tf.memory().numTensors).toBe(before);
   });
 });

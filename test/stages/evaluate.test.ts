@@ -8,49 +8,13 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DataError, ExitCode } from '../../core/errors.js';
 import { readCuration } from '../../data/reader.js';
-import { writeDataset } from '../../data/writer.js';
-import type { ColumnSpec } from '../../data/format.js';
 import { TrainingDivergedError } from '../../ml/train.js';
 import { PRESETS, REPORT_FILE, defaultEpochs, evaluate, evaluateStage, stratifiedSubset, type EvaluateOptions, type EvaluateReport } from '../../stages/evaluate.js';
 import { quietContext } from '../../stages/context.js';
 import { Rng } from '../../core/rng.js';
+import { writeToySet } from '../helpers/toy.js';
 
 let tmp: string;
-const SIZE = 6;
-
-interface SetOptions {
-  classes?: number;
-  channels?: number;
-  labels?: 'hard' | 'soft' | 'none';
-}
-
-/** Separable toy images: class c lights up column band c. */
-async function writeSet(name: string, n: number, seed: number, opts: SetOptions = {}): Promise<string> {
-  const k = opts.classes ?? 3;
-  const ch = opts.channels ?? 1;
-  const labels = opts.labels ?? 'hard';
-  const rng = new Rng(seed);
-  const len = SIZE * SIZE * ch;
-  const rows = Array.from({ length: n }, (_, i) => {
-    const c = i % k;
-    const pixels = new Uint8Array(len);
-    for (let j = 0; j < len; j++) {
-      const col = Math.floor(j / ch) % SIZE;
-      const inBand = Math.floor((col * k) / SIZE) === c;
-      pixels[j] = Math.round(255 * Math.min(1, 0.5 * rng.next() + (inBand ? 0.5 : 0)));
-    }
-    const soft = new Float32Array(k).fill(0.1 / (k - 1));
-    soft[c] = 0.9;
-    return { id: `${name}-${i}`, label: c, soft_label: soft, pixels };
-  });
-  const columns: ColumnSpec[] = [{ name: 'id', kind: 'string' }];
-  if (labels === 'hard') columns.push({ name: 'label', kind: 'classLabel', names: Array.from({ length: k }, (_, i) => `c${i}`) });
-  if (labels === 'soft') columns.push({ name: 'soft_label', kind: 'float32Vector', length: k });
-  columns.push({ name: 'pixels', kind: 'uint8Vector', length: len });
-  const dir = path.join(tmp, name);
-  await writeDataset(dir, rows, { columns, pixelShape: [SIZE, SIZE, ch], meta: { stage: 'test', stageVersion: '1', options: { name }, parents: [] } });
-  return dir;
-}
 
 let train: string;
 let test: string;
@@ -61,9 +25,9 @@ const quick: EvaluateOptions = { preset: 'fast', model: { kind: 'mlp', hidden: [
 
 beforeAll(async () => {
   tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'metacurate-evaluate-'));
-  train = await writeSet('train', 30, 1);
-  test = await writeSet('test', 60, 2);
-  full = await writeSet('full', 150, 3);
+  train = await writeToySet(tmp, 'train', 30, 1);
+  test = await writeToySet(tmp, 'test', 60, 2);
+  full = await writeToySet(tmp, 'full', 150, 3);
 });
 
 afterAll(async () => {
@@ -131,7 +95,7 @@ describe('evaluate stage', () => {
 
 describe('evaluate: other inputs and errors', () => {
   it('honours soft labels', async () => {
-    const soft = await writeSet('soft', 30, 4, { labels: 'soft' });
+    const soft = await writeToySet(tmp, 'soft', 30, 4, { labels: 'soft' });
     const r = await evaluate(soft, { ...quick, test, seeds: 1, baselines: false });
     expect(r.accuracy.mean).toBeGreaterThan(0.9);
     expect(r.config.protocol).toMatch(/soft labels/);
@@ -139,20 +103,20 @@ describe('evaluate: other inputs and errors', () => {
   });
 
   it('refuses a test set with another class count or pixel shape, naming both', async () => {
-    const four = await writeSet('four-classes', 8, 5, { classes: 4 });
+    const four = await writeToySet(tmp, 'four-classes', 8, 5, { classes: 4 });
     const err = await evaluate(train, { ...quick, test: four, baselines: false }).catch((e) => e);
     expect(err).toBeInstanceOf(DataError);
     expect(err.exitCode).toBe(ExitCode.dataError);
     expect(err.message).toContain(four);
     expect(err.message).toContain(train);
     expect(err.message).toMatch(/4 classes .* has 3/);
-    const rgb = await writeSet('rgb', 8, 6, { channels: 3 });
+    const rgb = await writeToySet(tmp, 'rgb', 8, 6, { channels: 3 });
     await expect(evaluate(train, { ...quick, test: rgb, baselines: false })).rejects.toThrow(/6×6×3 but the training set's .* are 6×6×1/);
     await expect(evaluate(train, { ...quick, test, fullTrain: rgb })).rejects.toThrow(DataError);
   });
 
   it('refuses unlabelled data and a missing test set', async () => {
-    const bare = await writeSet('unlabelled', 8, 7, { labels: 'none' });
+    const bare = await writeToySet(tmp, 'unlabelled', 8, 7, { labels: 'none' });
     await expect(evaluate(bare, { ...quick, test, baselines: false })).rejects.toThrow(/training set has no labels/);
     await expect(evaluate(train, { ...quick, test: bare, baselines: false })).rejects.toThrow(/test set has no labels/);
     await expect(evaluate(train, { ...quick, baselines: false })).rejects.toMatchObject({ exitCode: ExitCode.usage });

@@ -1,0 +1,86 @@
+// The score stage end to end on tiny datasets: sidecar layout and alignment, seeds
+// averaged in worker threads (compiled dist/: `npm test` builds first), and the
+// refusals for inputs that cannot be scored.
+import { promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DataError, OutputError, UsageError } from '../../core/errors.js';
+import { numericValues } from '../../data/columns.js';
+import { openDataset } from '../../data/reader.js';
+import { TrainingDivergedError } from '../../ml/train.js';
+import { score, scoreOptions, scoreStage, type ScoreOptions } from '../../stages/score.js';
+import { writeToySet } from '../helpers/toy.js';
+
+let tmp: string;
+let train: string;
+let target: string;
+const quick: Partial<ScoreOptions> = { model: { kind: 'mlp', hidden: [8] }, epochs: 2, batchSize: 10, backend: 'wasm', lr: 0.1 };
+
+beforeAll(async () => {
+  tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'metacurate-score-'));
+  train = await writeToySet(tmp, 'train', 40, 1);
+  target = await writeToySet(tmp, 'target', 30, 2);
+});
+
+afterAll(async () => {
+  await fsp.rm(tmp, { recursive: true, force: true });
+});
+
+describe('score stage', () => {
+  it('writes metagrad scores as a sidecar aligned with the training set, mean and std over seeds', async () => {
+    const out = path.join(tmp, 'mg');
+    const res = await score(train, { ...quick, out, target, method: 'metagrad', seeds: 2 });
+    expect(res.numRows).toBe(40);
+    expect(res.summary.columns).toEqual(['metagrad', 'metagrad_std']);
+    const ds = await openDataset(train, { sidecars: [out] });
+    const sc = await openDataset(out);
+    expect(sc.curation?.sidecar_of).toBe(ds.fingerprint);
+    expect(sc.curation?.stage).toBe('score');
+    expect(await scoreStage.fingerprint([train], scoreOptions.parse({ ...quick, out, target, method: 'metagrad', seeds: 2 }))).toBe(res.fingerprint);
+    let rows = 0;
+    let spread = 0;
+    for await (const b of ds.blocks()) {
+      const s = numericValues(b.column('metagrad'));
+      const sd = numericValues(b.column('metagrad_std'));
+      for (let i = 0; i < b.length; i++) {
+        expect(Number.isFinite(s[i])).toBe(true);
+        expect(sd[i]).toBeGreaterThanOrEqual(0);
+        spread += sd[i];
+      }
+      rows += b.length;
+    }
+    expect(rows).toBe(40);
+    // Two seeds train different models, so the per-row std is not all zero.
+    expect(spread).toBeGreaterThan(0);
+  });
+
+  it('is deterministic: the same options give the same scores', async () => {
+    const a = await score(train, { ...quick, out: path.join(tmp, 'a'), target, method: 'metagrad' });
+    const b = await score(train, { ...quick, out: path.join(tmp, 'b'), target, method: 'metagrad', parallelism: 1 });
+    expect(a.fingerprint).toBe(b.fingerprint);
+    const read = async (d: string) => { const out: number[] = []; for await (const bl of (await openDataset(d)).blocks()) out.push(...numericValues(bl.column('metagrad'))); return out; };
+    expect(await read(a.dir)).toEqual(await read(b.dir));
+  });
+
+  it('runs a baseline without a target', async () => {
+    const res = await score(train, { ...quick, out: path.join(tmp, 'loss'), method: 'loss' });
+    expect(res.summary.columns).toEqual(['loss']);
+    expect(res.summary.max).toBeLessThanOrEqual(0); // −loss
+  });
+
+  it('refuses what cannot be scored', async () => {
+    await expect(score(train, { ...quick, out: path.join(tmp, 'x1'), method: 'metagrad' })).rejects.toBeInstanceOf(UsageError);
+    const fourClasses = await writeToySet(tmp, 'four', 20, 3, { classes: 4 });
+    await expect(score(train, { ...quick, out: path.join(tmp, 'x2'), target: fourClasses, method: 'metagrad' })).rejects.toThrow(/4 classes/);
+    const unlabelled = await writeToySet(tmp, 'nolabel', 20, 4, { labels: 'none' });
+    await expect(score(unlabelled, { ...quick, out: path.join(tmp, 'x3'), method: 'loss' })).rejects.toBeInstanceOf(DataError);
+    await expect(score(train, { ...quick, out: path.join(tmp, 'a'), target, method: 'metagrad' })).rejects.toBeInstanceOf(OutputError);
+    await expect(score(train, { ...quick, out: path.join(tmp, 'x4'), target, method: 'metagrad', maxMemoryMiB: 1, model: { kind: 'mlp', hidden: [4096] } })).rejects.toThrow(/stored states/);
+    // A learning rate that blows training up stops with the step, never NaN scores.
+    const err = await score(train, { ...quick, out: path.join(tmp, 'x5'), target, method: 'metagrad', lr: 1e20 }).catch((e) => e);
+    expect(err).toBeInstanceOf(TrainingDivergedError);
+    expect(String(err.message)).toMatch(/step \d+/);
+    for (const d of ['x1', 'x2', 'x3', 'x4', 'x5']) await expect(fsp.access(path.join(tmp, d))).rejects.toThrow();
+  });
+});
