@@ -20,12 +20,14 @@ test('the committed JSON Schema is up to date (regenerate: npm run build && node
   expect(ingest.properties.options.properties).not.toHaveProperty('overwrite');
 });
 
-test('the shipped default pipeline is valid and ingests both built-in splits', async () => {
+test('the shipped default pipeline is valid: ingest both built-in splits, score, evaluate', async () => {
   const file = path.join(REPO, 'pipelines/default.yaml');
   const raw = parseDocument(readFileSync(file, 'utf8')).toJS();
   expect(pipelineSchema().safeParse(raw).success).toBe(true);
   const cfg = await loadPipelineConfig(file);
   expect(cfg.workdir).toBe(path.join(REPO, 'out/default'));
-  expect(cfg.stages.map((s) => [s.id, s.stage, s.options.split])).toEqual([['train', 'ingest', 'train'], ['test', 'ingest', 'test']]);
-  expect(cfg.stages.every((s) => s.inputPaths[0] === path.join(REPO, 'data/builtin/fashion-mnist'))).toBe(true);
+  expect(cfg.stages.map((s) => [s.id, s.stage])).toEqual([['train', 'ingest'], ['test', 'ingest'], ['scores', 'score'], ['evaluation', 'evaluate']]);
+  expect(cfg.stages.slice(0, 2).map((s) => s.options.split)).toEqual(['train', 'test']);
+  expect(cfg.stages.slice(0, 2).every((s) => s.inputPaths[0] === path.join(REPO, 'data/builtin/fashion-mnist'))).toBe(true);
+  expect(cfg.stages[2].inputPaths).toEqual([path.join(REPO, 'out/default/train'), path.join(REPO, 'out/default/test')]);
 });
