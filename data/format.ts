@@ -125,6 +125,14 @@ export interface ShardRecord {
   sha256: string;
 }
 
+/** A dataset (or source) an output was made from. */
+export interface ParentRef {
+  fingerprint: string;
+  path?: string;
+  /** What it was to the stage: 'source', 'train', 'target', ... */
+  role?: string;
+}
+
 /** Our sidecar metadata: `curation.json`. */
 export interface CurationInfo {
   format_version: number;
@@ -133,7 +141,7 @@ export interface CurationInfo {
   fingerprint: string;
   options: Record<string, unknown>;
   seed?: number;
-  parents: { fingerprint: string; path?: string; role?: string }[];
+  parents: ParentRef[];
   /** Set on sidecar datasets: the fingerprint of the dataset whose rows they annotate. */
   sidecar_of?: string;
   code_version: string;

@@ -16,7 +16,7 @@ import { InternalError, UsageError } from '../core/errors.js';
 import { columnData } from './columns.js';
 import {
   CURATION_FILE, DATASET_INFO_FILE, FORMAT_VERSION, STATE_FILE, hfDatasetInfo, hfState, makeSchema,
-  shardFileName, type ColumnSpec, type CurationInfo, type PixelShape, type ShardRecord,
+  shardFileName, type ColumnSpec, type CurationInfo, type ParentRef, type PixelShape, type ShardRecord,
 } from './format.js';
 
 export interface DatasetMeta {
@@ -24,7 +24,7 @@ export interface DatasetMeta {
   stageVersion: string;
   options: Record<string, unknown>;
   seed?: number;
-  parents: { fingerprint: string; path?: string; role?: string }[];
+  parents: ParentRef[];
   /** For sidecars: the fingerprint of the annotated dataset. */
   sidecarOf?: string;
   description?: string;
