@@ -1,0 +1,129 @@
+/**
+ * Benchmark: the metagradient (REPLAY) against plain training of the same run.
+ *
+ *   npm run build && node dist/scripts/bench/metagrad.js [--steps 100,400,1600] [--k 4] [--model mlp|convnet] [--out file.json]
+ *
+ * For each T it runs, each in a fresh child process so peak RSS is its own:
+ * plain training for T steps, then the metagradient of the target loss through
+ * those T steps. It prints wall time, the ratio to training, peak RSS, and the
+ * REPLAY tree's stored states, and writes JSON. Data: the built-in Fashion-MNIST
+ * subset (6,000 train; the 1,000 test rows are the target set).
+ */
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { benchMeta, printTable, writeBenchJson } from './common.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '../../..');
+
+interface ChildResult {
+  mode: 'train' | 'metagrad';
+  steps: number;
+  seconds: number;
+  peakRssMiB: number;
+  backend: string;
+  peakStoredStates?: number;
+  stateMiB?: number;
+  depth?: number;
+  targetLoss?: number;
+}
+
+async function child(mode: 'train' | 'metagrad', steps: number, k: number, model: string): Promise<void> {
+  const { initBackend } = await import('../../ml/backend.js');
+  const { createTrainer } = await import('../../ml/train.js');
+  const { makeModel } = await import('../../ml/models.js');
+  const { meanCrossEntropyTarget, metagradient } = await import('../../ml/metagrad.js');
+  const { loadExamples } = await import('../../data/batch.js');
+  const { ingest } = await import('../../stages/ingest.js');
+  const { openDataset } = await import('../../data/reader.js');
+  const { name: backend } = await initBackend('auto');
+  const cache = path.join(root, '.bench', 'data');
+  const load = async (split: 'train' | 'test') => {
+    const dir = path.join(cache, `builtin-${split}`);
+    try {
+      return await loadExamples(await openDataset(dir));
+    } catch {
+      await ingest(path.join(root, 'data/builtin/fashion-mnist'), { out: dir, split, overwrite: true });
+      return loadExamples(await openDataset(dir));
+    }
+  };
+  const train = await load('train');
+  const target = await load('test');
+  // 6,000 rows in batches of 120: 50 steps an epoch, so T = 100/400/1600 are whole epochs.
+  const batchSize = 120;
+  const perEpoch = Math.ceil(train.ids.length / batchSize);
+  const epochs = Math.max(1, Math.round(steps / perEpoch));
+  const spec = model === 'convnet'
+    ? { kind: 'convnet' as const, width: 32, depth: 3, norm: 'instance' as const, outputScale: 0.1 }
+    : { kind: 'mlp' as const, hidden: [256], outputScale: 0.1 };
+  const trainer = createTrainer(
+    { model: spec, optimizer: { kind: 'sgd', lr: 0.05, momentum: 0.9 }, epochs, batchSize, seed: 0 },
+    train,
+  );
+  const t0 = performance.now();
+  const out: ChildResult = { mode, steps: trainer.steps, seconds: 0, peakRssMiB: 0, backend };
+  if (mode === 'train') {
+    const { params } = await trainer.run();
+    params.forEach((p) => p.dispose());
+  } else {
+    const m = makeModel(spec, { inputShape: train.shape, numClasses: train.numClasses });
+    const res = await metagradient(trainer, meanCrossEntropyTarget(m, target), { k });
+    out.peakStoredStates = res.stats.peakStoredStates;
+    out.stateMiB = res.stats.stateBytes / 2 ** 20;
+    out.depth = res.stats.depth;
+    out.targetLoss = res.targetLoss;
+  }
+  out.seconds = (performance.now() - t0) / 1000;
+  out.peakRssMiB = process.resourceUsage().maxRSS / 1024;
+  process.stdout.write(JSON.stringify(out) + '\n');
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      steps: { type: 'string', default: '100,400,1600' },
+      k: { type: 'string', default: '16' },
+      model: { type: 'string', default: 'mlp' },
+      out: { type: 'string' },
+      child: { type: 'string' },
+    },
+  });
+  const k = Number(values.k);
+  if (values.child) {
+    const [mode, steps] = values.child.split(':');
+    return child(mode as 'train' | 'metagrad', Number(steps), k, values.model!);
+  }
+  const self = fileURLToPath(import.meta.url);
+  const rows: Record<string, unknown>[] = [];
+  const runs: ChildResult[] = [];
+  for (const T of values.steps!.split(',').map(Number)) {
+    const run = (mode: string): ChildResult => {
+      const stdout = execFileSync(process.execPath, [self, '--child', `${mode}:${T}`, '--k', String(k), '--model', values.model!], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+      return JSON.parse(stdout.trim().split('\n').pop()!);
+    };
+    const train = run('train');
+    const mg = run('metagrad');
+    runs.push(train, mg);
+    rows.push({
+      T,
+      'train s': train.seconds.toFixed(2),
+      'metagrad s': mg.seconds.toFixed(2),
+      'ratio': (mg.seconds / train.seconds).toFixed(2),
+      'train RSS MiB': train.peakRssMiB.toFixed(0),
+      'metagrad RSS MiB': mg.peakRssMiB.toFixed(0),
+      'stored states': mg.peakStoredStates,
+      'state MiB': mg.stateMiB?.toFixed(2),
+      'tree depth': mg.depth,
+    });
+  }
+  printTable(`metagradient vs training (${values.model}, batch 120, SGD momentum, k=${k}, backend ${runs[0]?.backend})`, rows);
+  const file = await writeBenchJson('metagrad', { meta: benchMeta(), k, model: values.model, runs, rows }, values.out);
+  console.log(`wrote ${file}`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
