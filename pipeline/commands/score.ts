@@ -20,7 +20,7 @@ export const registerScore: RegisterCommand = (program, session) => {
     .option('--batch-size <n>', 'batch size (default 128)', parsePositive)
     .option('--seeds <n>', 'independent runs to average; adds a <method>_std column', parsePositive)
     .option('--seed <n>', 'first seed (default 0)', parseCount)
-    .option('--k <n>', 'metagrad: REPLAY branching factor (default 4)', parsePositive)
+    .option('--k <n>', 'metagrad: REPLAY branching factor (default 16)', parsePositive)
     .option('--max-memory-mib <n>', 'metagrad: memory for stored training states (default 2048)', parsePositive)
     .option('--epochs-for-score <n>', 'el2n, grand: epochs trained before scoring', parseCount)
     .addOption(new Option('--backend <name>', 'compute backend (default: best available)').choices(choicesOf(schema, 'backend') ?? []))
@@ -33,7 +33,7 @@ Every score is oriented so that higher means more valuable to keep:
   tracin      sum over checkpoints of lr <grad target loss, grad loss_i>
 
 Example:
-  metacurate score out/default/train --target out/default/target --method metagrad --out out/scores`)
+  metacurate score out/pool --target out/heldout --method metagrad --out out/scores`)
     .action(async (train: string, flags: Record<string, unknown>, cmd) => {
       const options = parseStageOptions(schema, definedOnly(flags));
       const ctx = session.context(cmd);
