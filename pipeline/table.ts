@@ -37,7 +37,9 @@ export function formatSummary(summary: Record<string, unknown>): string {
   const scalars: Cell[][] = [];
   const tables: string[] = [];
   for (const [key, value] of Object.entries(summary)) {
-    if (value && typeof value === 'object' && !Array.isArray(value)) {
+    // Entries that do not apply (e.g. another strategy's settings) are left out.
+    if (value === undefined || value === null) continue;
+    if (typeof value === 'object' && !Array.isArray(value)) {
       const entries = Object.entries(value as Record<string, unknown>);
       if (entries.length === 0) continue;
       tables.push(formatTable([key, 'value'], entries.map(([k, v]) => [k, scalarCell(v)])));
