@@ -2,13 +2,26 @@
  * The pipeline report: what each stage did (ran or skipped as current), its
  * fingerprint, rows and summary. Written as `<workdir>/report.json` and
  * `report.md`, and printed by `metacurate run`.
+ *
+ * When the pipeline evaluated selections (an evaluate stage whose first input is
+ * a select stage's output), the report also compares them by budget: a table of
+ * test accuracy per method and budget beside the evaluate stages' random and
+ * full-data baselines, and the chart `budget.svg` (+ `budget.png`). It is built
+ * from the stage summaries alone, so it is the same whether the stages ran now or
+ * were skipped as current.
  */
 import path from 'node:path';
+import sharp from 'sharp';
 import { writeFileAtomic } from '../core/atomic.js';
+import { budgetPlotSvg, type BudgetSeries } from './plot.js';
 import { formatNumber, formatSummary, formatTable } from './table.js';
 
 export const REPORT_JSON = 'report.json';
 export const REPORT_MD = 'report.md';
+export const BUDGET_SVG = 'budget.svg';
+export const BUDGET_PNG = 'budget.png';
+/** The series name of the evaluate stages' own random baseline (class-matched random subsets). */
+export const RANDOM_BASELINE = 'random (evaluate baseline)';
 
 export type StageStatus = 'ran' | 'skipped';
 
@@ -38,6 +51,40 @@ export interface PipelineReport {
   finished_at: string;
   seconds: number;
   stages: StageReport[];
+  /** Accuracy by selection budget (see the top of this file); set by writeReport when there is any. */
+  budget?: BudgetReport;
+}
+
+/** Accuracy in %, mean and population std over seeds. */
+export interface AccuracyStat {
+  mean: number;
+  std: number;
+}
+
+/** One evaluated selection. */
+export interface BudgetRow {
+  /** How the rows were chosen: "topk by metagrad", "random", "mgd", "all but random", … */
+  method: string;
+  /** Ids of the select and evaluate stages. */
+  selection: string;
+  evaluation: string;
+  /** Fraction of the pool kept. */
+  budget: number;
+  rows: number;
+  rowsIn: number;
+  accuracy: AccuracyStat;
+  /** The evaluate stage's baselines: a class-matched random subset of the same size, and the full pool. */
+  random?: AccuracyStat;
+  full?: AccuracyStat;
+  protocol?: string;
+}
+
+export interface BudgetReport {
+  rows: BudgetRow[];
+  /** The full-data baseline drawn in the chart (the first evaluate stage's). */
+  full?: AccuracyStat;
+  /** Files beside report.md (relative to the workdir). */
+  plot?: { svg: string; png?: string; pngError?: string };
 }
 
 export function statusText(s: StageReport): string {
@@ -51,6 +98,99 @@ export function formatStageTable(report: PipelineReport): string {
     ['stage', 'kind', 'status', 'rows', 'seconds', 'fingerprint', 'output'],
     report.stages.map((s) => [s.id, s.stage, statusText(s), s.numRows, round(s.seconds), s.fingerprint, s.dir]),
   );
+}
+
+type Summary = Record<string, unknown>;
+
+const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+
+/** An evaluate summary's `{ mean, std }` (fractions) as %. */
+function percent(v: unknown): AccuracyStat | undefined {
+  const o = v as { mean?: unknown; std?: unknown } | undefined;
+  const mean = num(o?.mean);
+  return mean === undefined ? undefined : { mean: 100 * mean, std: 100 * (num(o?.std) ?? 0) };
+}
+
+/** A select summary's method, e.g. "topk by metagrad". */
+export function selectionMethod(s: Summary): string {
+  const by = typeof s.by === 'string' ? s.by : undefined;
+  const strategy = String(s.strategy ?? 'select');
+  const base = strategy === 'mgd' ? `mgd${by ? ` (start: topk by ${by})` : ''}` : by && strategy !== 'random' ? `${strategy} by ${by}` : strategy;
+  return s.invert ? `all but ${base}` : base;
+}
+
+/**
+ * Collects the evaluated selections from the stage reports: each evaluate stage
+ * whose first input is a select stage's output gives one row. Undefined when
+ * there is none.
+ */
+export function budgetReport(stages: StageReport[]): BudgetReport | undefined {
+  const selections = new Map(stages.filter((s) => s.stage === 'select').map((s) => [s.dir, s]));
+  const rows: BudgetRow[] = [];
+  for (const ev of stages) {
+    if (ev.stage !== 'evaluate' || ev.inputs.length === 0) continue;
+    const sel = selections.get(ev.inputs[0]);
+    const accuracy = percent({ mean: ev.summary.accuracy, std: ev.summary.std });
+    const rowsIn = num(sel?.summary.rows_in);
+    const kept = num(sel?.summary.rows);
+    if (!sel || !accuracy || !rowsIn || kept === undefined) continue;
+    // The budget in rows (Σ counts for MGD); the kept rows for an inverted or uncapped selection.
+    const chosen = sel.summary.invert ? kept : num(sel.summary.budget) ?? kept;
+    rows.push({
+      method: selectionMethod(sel.summary),
+      selection: sel.id,
+      evaluation: ev.id,
+      budget: Number((chosen / rowsIn).toFixed(4)),
+      rows: kept,
+      rowsIn,
+      accuracy,
+      random: percent(ev.summary.random),
+      full: percent(ev.summary.full),
+      protocol: typeof ev.summary.protocol === 'string' ? ev.summary.protocol : undefined,
+    });
+  }
+  if (rows.length === 0) return undefined;
+  rows.sort((a, b) => a.method.localeCompare(b.method) || a.budget - b.budget);
+  return { rows, full: rows.find((r) => r.full)?.full };
+}
+
+/** The chart's lines: one per method, plus the evaluate stages' random baseline (one point per budget). */
+export function budgetSeries(b: BudgetReport): BudgetSeries[] {
+  const byMethod = new Map<string, BudgetSeries>();
+  for (const r of b.rows) {
+    let s = byMethod.get(r.method);
+    if (!s) byMethod.set(r.method, (s = { name: r.method, points: [] }));
+    s.points.push({ budget: r.budget, ...r.accuracy });
+  }
+  const baseline: BudgetSeries = { name: RANDOM_BASELINE, points: [] };
+  for (const r of b.rows) {
+    if (r.random && !baseline.points.some((p) => p.budget === r.budget)) baseline.points.push({ budget: r.budget, ...r.random });
+  }
+  return [...byMethod.values(), ...(baseline.points.length ? [baseline] : [])];
+}
+
+function pm(a: AccuracyStat | undefined): string {
+  return a ? `${a.mean.toFixed(2)} ± ${a.std.toFixed(2)}` : '–';
+}
+
+function budgetMarkdown(b: BudgetReport): string[] {
+  const lines = ['', '## Accuracy vs budget', ''];
+  if (b.plot) lines.push(`![test accuracy vs budget](${b.plot.svg})`, '');
+  lines.push(
+    `Test accuracy (%), mean ± std over seeds. "${RANDOM_BASELINE}" and "full data" are the evaluate stage's own baselines: ` +
+      'a random subset of the pool with the selection\'s class counts, and the whole pool; Δ is the selection minus that random subset.',
+    '',
+    `| method | budget | rows | accuracy % | ${RANDOM_BASELINE} % | Δ | full data % | selection | evaluation |`,
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |',
+    ...b.rows.map((r) => {
+      const delta = r.random ? (r.accuracy.mean - r.random.mean).toFixed(2) : '–';
+      return `| ${r.method} | ${r.budget} | ${formatNumber(r.rows)} of ${formatNumber(r.rowsIn)} | ${pm(r.accuracy)} | ${pm(r.random)} | ${delta} | ${pm(r.full)} | ${r.selection} | ${r.evaluation} |`;
+    }),
+  );
+  const protocols = [...new Set(b.rows.map((r) => r.protocol).filter((p): p is string => p !== undefined))];
+  if (protocols.length) lines.push('', `Protocol: ${protocols.join(' / ')}`);
+  if (b.plot?.pngError) lines.push('', `(The PNG could not be rendered: ${b.plot.pngError})`);
+  return lines;
 }
 
 export function reportMarkdown(report: PipelineReport): string {
@@ -68,6 +208,7 @@ export function reportMarkdown(report: PipelineReport): string {
       `| ${s.id} | ${s.stage} | ${statusText(s)} | ${formatNumber(s.numRows)} | ${formatNumber(round(s.seconds))} | \`${s.fingerprint}\` | \`${s.dir}\` |`,
     ),
   ];
+  if (report.budget) lines.push(...budgetMarkdown(report.budget));
   for (const s of report.stages) {
     lines.push('', `## ${s.id} (${s.stage})`, '');
     if (s.inputs.length) lines.push(`inputs: ${s.inputs.map((i) => `\`${i}\``).join(', ')}`, '');
@@ -76,13 +217,34 @@ export function reportMarkdown(report: PipelineReport): string {
   return lines.join('\n') + '\n';
 }
 
-/** Writes report.json and report.md into the workdir (each atomically). */
-export async function writeReport(workdir: string, report: PipelineReport): Promise<{ json: string; md: string }> {
+/**
+ * Writes report.json and report.md into the workdir (each atomically), and, when
+ * selections were evaluated, budget.svg and budget.png; sets `report.budget`.
+ */
+export async function writeReport(workdir: string, report: PipelineReport): Promise<{ json: string; md: string; svg?: string; png?: string }> {
   const json = path.join(workdir, REPORT_JSON);
   const md = path.join(workdir, REPORT_MD);
+  const budget = budgetReport(report.stages);
+  let svg: string | undefined;
+  let png: string | undefined;
+  if (budget) {
+    const text = budgetPlotSvg(budgetSeries(budget), { title: `${report.name}: test accuracy vs budget`, full: budget.full });
+    svg = path.join(workdir, BUDGET_SVG);
+    await writeFileAtomic(svg, text);
+    budget.plot = { svg: BUDGET_SVG };
+    try {
+      await writeFileAtomic(path.join(workdir, BUDGET_PNG), await sharp(Buffer.from(text)).png().toBuffer());
+      png = path.join(workdir, BUDGET_PNG);
+      budget.plot.png = BUDGET_PNG;
+    } catch (err) {
+      // The SVG is the chart; a PNG renderer problem must not fail a finished pipeline.
+      budget.plot.pngError = (err as Error).message;
+    }
+    report.budget = budget;
+  }
   await writeFileAtomic(json, JSON.stringify(report, null, 2) + '\n');
   await writeFileAtomic(md, reportMarkdown(report));
-  return { json, md };
+  return { json, md, svg, png };
 }
 
 function round(x: number): number {

@@ -15,7 +15,7 @@ import { DatasetWriter } from '../data/writer.js';
 import { modelSpecSchema, type ModelSpec } from '../ml/models.js';
 import { optimizerSpecSchema, type OptimizerSpec } from '../ml/optim.js';
 import { runJobs, type ScoreJob } from '../ml/pool.js';
-import { scheduleSpecSchema } from '../ml/schedule.js';
+import { scheduleSpecSchema, type ScheduleSpec } from '../ml/schedule.js';
 import { DEFAULT_SEEDS } from '../ml/scores.js';
 import { NEEDS_TARGET, SCORE_METHODS, type ScoreMethod, type ScoreSettings } from '../ml/scoring.js';
 import type { TrainConfig } from '../ml/train.js';
@@ -26,24 +26,31 @@ export const SCORE_VERSION = '1';
 
 const positiveInt = z.number().int().positive();
 
+/** `model`: a kind with the defaults in MODEL_DEFAULTS, or a full model spec. */
+export const modelChoice = z.union([z.enum(['logreg', 'mlp', 'convnet']), modelSpecSchema]);
+/** `optimizer`: a kind with the defaults in OPTIMIZER_DEFAULTS, or a full spec. */
+export const optimizerChoice = z.union([z.enum(['sgd', 'adam', 'adamw']), optimizerSpecSchema]);
+/** The scored training run's defaults (score's option defaults; other stages that train a scorer reuse them). */
+export const TRAIN_DEFAULTS = { model: 'mlp', optimizer: 'sgd', epochs: 2, batchSize: 128 } as const;
+
 export const scoreOptions = z.object({
   out: z.string().min(1),
   /** The target (validation) set: clean, held out from the training pool. Needed by metagrad and tracin. */
   target: z.string().min(1).optional(),
   method: z.enum(SCORE_METHODS).default('metagrad'),
   /** A model kind with defaults below, or a full model spec. */
-  model: z.union([z.enum(['logreg', 'mlp', 'convnet']), modelSpecSchema]).default('mlp'),
+  model: modelChoice.default(TRAIN_DEFAULTS.model),
   /** An optimizer kind with defaults below, or a full spec. */
-  optimizer: z.union([z.enum(['sgd', 'adam', 'adamw']), optimizerSpecSchema]).default('sgd'),
+  optimizer: optimizerChoice.default(TRAIN_DEFAULTS.optimizer),
   lr: z.number().positive().optional(),
   schedule: scheduleSpecSchema.default({ kind: 'constant' }),
-  epochs: positiveInt.default(2),
-  batchSize: positiveInt.default(128),
+  epochs: positiveInt.default(TRAIN_DEFAULTS.epochs),
+  batchSize: positiveInt.default(TRAIN_DEFAULTS.batchSize),
   /** Independent runs averaged (default: 4 for el2n and grand, as the papers do, else 1). */
   seeds: positiveInt.optional(),
   seed: z.number().int().min(0).default(0),
   /** metagrad: REPLAY branching factor (memory O(k log_k T) states). */
-  k: z.number().int().min(2).default(4),
+  k: z.number().int().min(2).default(16),
   /** metagrad: memory the stored training states may take, MiB. */
   maxMemoryMiB: positiveInt.default(2048),
   /** el2n, grand: epochs trained before scoring (default 10% of the run, at least 1). */
@@ -58,12 +65,12 @@ export type ScoreOptions = z.input<typeof scoreOptions>;
 type Parsed = z.output<typeof scoreOptions>;
 
 /** What `--model <kind>` and `--optimizer <kind>` mean without a full spec. */
-const MODEL_DEFAULTS: Record<'logreg' | 'mlp' | 'convnet', ModelSpec> = {
+export const MODEL_DEFAULTS: Record<'logreg' | 'mlp' | 'convnet', ModelSpec> = {
   logreg: { kind: 'logreg' },
   mlp: { kind: 'mlp', hidden: [256] },
   convnet: { kind: 'convnet', width: 32, depth: 3, norm: 'instance' },
 };
-const OPTIMIZER_DEFAULTS: Record<'sgd' | 'adam' | 'adamw', OptimizerSpec> = {
+export const OPTIMIZER_DEFAULTS: Record<'sgd' | 'adam' | 'adamw', OptimizerSpec> = {
   sgd: { kind: 'sgd', lr: 0.05, momentum: 0.9 },
   adam: { kind: 'adam', lr: 1e-3 },
   adamw: { kind: 'adamw', lr: 1e-3 },
@@ -88,7 +95,18 @@ export interface ScoreResult extends StageResult {
   summary: ScoreSummary & Record<string, unknown>;
 }
 
-function trainConfigOf(o: Parsed, seed: number): TrainConfig {
+/** The training choices a stage's options make (score's, or select's for mgd, with defaults filled in). */
+export interface TrainChoices {
+  model: z.output<typeof modelChoice>;
+  optimizer: z.output<typeof optimizerChoice>;
+  lr?: number;
+  schedule: ScheduleSpec;
+  epochs: number;
+  batchSize: number;
+}
+
+/** Resolves kinds to specs and applies `lr`: the full training config of one seed. */
+export function trainConfigOf(o: TrainChoices, seed: number): TrainConfig {
   const model = typeof o.model === 'string' ? MODEL_DEFAULTS[o.model] : o.model;
   const base = typeof o.optimizer === 'string' ? OPTIMIZER_DEFAULTS[o.optimizer] : o.optimizer;
   const optimizer = o.lr !== undefined ? { ...base, lr: o.lr } : base;
@@ -239,7 +257,7 @@ export async function score(trainDir: string, options: ScoreOptions, ctx: StageC
   }
 }
 
-async function shardSizes(d: DataInfo): Promise<number[]> {
+export async function shardSizes(d: DataInfo): Promise<number[]> {
   const known = d.ds.shards.map((s) => s.rows);
   if (known.every((r): r is number => r !== undefined)) return known;
   // Datasets written by Python `datasets` do not record rows per shard.

@@ -10,8 +10,14 @@
  * - `shift-gsample` (Alchemist): drop the top `shift`, sample the rest around the
  *   percentile `mu` with width `sigma`;
  * - `random`: uniform, seeded — the baseline every selection is compared with;
- * - `mgd`: metagradient descent on integer counts at a fixed budget; needs a
- *   metagradient callback (library only, see `select`).
+ * - `mgd`: metagradient descent on integer counts at a fixed budget. Its
+ *   metagradient comes from the built-in engine (stages/mgd.ts: training on the
+ *   pool, φ = loss on the `target` set, options as the score stage's) or, from the
+ *   library, from a `metagrad` callback.
+ *
+ * `invert` keeps the complement of what the strategy chooses: e.g. `random` with
+ * a budget of 1000 carves a held-out target, and the same options with `invert`
+ * give the rest as the pool (same seed, same draw, so the two never overlap).
  *
  * Two passes, so memory holds only ids, labels and the score column: the first
  * reads those and decides the kept rows, the second streams the parent again and
@@ -30,11 +36,17 @@ import { z } from 'zod';
 import { DataError, UsageError } from '../core/errors.js';
 import { fingerprint as computeFingerprint, sha256Hex } from '../core/hash.js';
 import { Rng } from '../core/rng.js';
+import { loadExamples } from '../data/batch.js';
 import { columnData, numericValues } from '../data/columns.js';
 import { makeSchema, type ColumnSpec } from '../data/format.js';
 import { openDataset, type Dataset } from '../data/reader.js';
 import { DatasetWriter } from '../data/writer.js';
+import { scheduleSpecSchema } from '../ml/schedule.js';
+import type { TrainConfig } from '../ml/train.js';
 import { quietContext, type Stage, type StageContext, type StageResult } from './context.js';
+import { checkCompatible, checkLabelled, describeDataset, type DataInfo } from './inputs.js';
+import { createMgdEngine, mgdEngineKey } from './mgd.js';
+import { TRAIN_DEFAULTS, modelChoice, optimizerChoice, trainConfigOf } from './score.js';
 import { rowReader } from './select/rows.js';
 import {
   aboveThreshold, bottomK, mgdSelect, randomK, resolveBudget, shiftGsample, stratifiedTopK, topK,
@@ -60,6 +72,8 @@ export type SelectStrategy = (typeof SELECT_STRATEGIES)[number];
 export const SHIFT_GSAMPLE_DEFAULTS = { shift: 0.1, mu: 0.5, sigma: 0.15 } as const;
 /** MGD defaults: 10 rounds (ANCHORS: "repeat tens of times" at larger scale), 20% of the budget moved in the first. */
 export const MGD_DEFAULTS = { rounds: 10, swap: 0.2, maxCount: 1 } as const;
+/** The built-in engine's REPLAY settings (the score stage's defaults). */
+export const MGD_ENGINE_DEFAULTS = { k: 16, maxMemoryMiB: 2048 } as const;
 
 const positiveInt = z.number().int().positive();
 
@@ -88,10 +102,37 @@ export const selectOptions = z.object({
   /** mgd: highest count a row may reach (1 = a plain subset). */
   maxCount: positiveInt.optional(),
   /**
-   * mgd: names the metagradient setup (e.g. the score stage's fingerprint). It goes
-   * into the output fingerprint, since the callback itself cannot.
+   * mgd with a library callback: names the metagradient setup (e.g. the score
+   * stage's fingerprint). It goes into the output fingerprint, since the callback
+   * itself cannot. With `target` the engine's key is computed instead.
    */
   metagradKey: z.string().min(1).optional(),
+  /**
+   * mgd: the target set φ is measured on (clean, held out from the pool). In a
+   * pipeline it may instead be an input after the first that holds images
+   * (score sidecars never do): inputs: ['${pool}', '${target}'].
+   */
+  target: z.string().min(1).optional(),
+  /** mgd: the model trained through (as score's: logreg, mlp, convnet, or a spec; default mlp). */
+  model: modelChoice.optional(),
+  /** mgd: the optimizer (as score's: sgd lr 0.05 momentum 0.9 by default, adam, adamw, or a spec). */
+  optimizer: optimizerChoice.optional(),
+  /** mgd: learning rate (overrides the optimizer's). */
+  lr: z.number().positive().optional(),
+  /** mgd: learning-rate schedule (default constant). */
+  schedule: scheduleSpecSchema.optional(),
+  /** mgd: epochs of the training run differentiated through (default 2). */
+  epochs: positiveInt.optional(),
+  /** mgd: its batch size (default 128). */
+  batchSize: positiveInt.optional(),
+  /** mgd: REPLAY branching factor (default 4; memory O(k log_k T) states). */
+  k: z.number().int().min(2).optional(),
+  /** mgd: memory the stored training states may take, MiB (default 2048; does not change the result). */
+  maxMemoryMiB: positiveInt.optional(),
+  /** Compute backend of the mgd engine (default: best available; ignored by other strategies, so a pipeline-wide backend applies). */
+  backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).optional(),
+  /** Keep the rows the strategy does not choose (the complement; weights dropped). */
+  invert: z.boolean().default(false),
   /** random, shift-gsample, mgd: the seed of every random draw (other strategies draw none). */
   seed: z.number().int().default(0),
   shardRows: positiveInt.optional(),
@@ -111,7 +152,18 @@ const STRATEGY_ONLY: Partial<Record<keyof SelectOptions, SelectStrategy[]>> = {
   swap: ['mgd'],
   maxCount: ['mgd'],
   metagradKey: ['mgd'],
+  target: ['mgd'],
+  model: ['mgd'],
+  optimizer: ['mgd'],
+  lr: ['mgd'],
+  schedule: ['mgd'],
+  epochs: ['mgd'],
+  batchSize: ['mgd'],
+  k: ['mgd'],
+  maxMemoryMiB: ['mgd'],
 };
+/** Options of the built-in mgd engine: they need `target`, and a library callback takes none of them. */
+const ENGINE_OPTIONS = ['model', 'optimizer', 'lr', 'schedule', 'epochs', 'batchSize', 'k', 'maxMemoryMiB'] as const;
 const SEEDED: ReadonlySet<SelectStrategy> = new Set(['random', 'shift-gsample', 'mgd']);
 const NUMERIC_KINDS: ReadonlySet<string> = new Set(['int32', 'int64', 'float32', 'float64']);
 const LABEL_KINDS: ReadonlySet<string> = new Set(['classLabel', 'int64', 'int32']);
@@ -126,11 +178,19 @@ export interface SelectSummary extends Record<string, unknown> {
   budget: number | null;
   /** The budget as given (fraction or count). */
   budget_requested: number | null;
+  /** True when the output is the complement of the strategy's choice (rows = rows_in − chosen). */
+  invert?: boolean;
   per_class?: { before: Record<string, number>; after: Record<string, number> };
   /** Mean score of the kept and the dropped rows (null when none). */
   score?: { kept_mean: number | null; dropped_mean: number | null; kept_min: number | null; kept_max: number | null };
   shift_gsample?: { shift: number; mu: number; sigma: number; dropped_top: number; kept_percentile_mean: number | null };
-  mgd?: { rounds_run: number; total_count: number; history: MgdRound[] };
+  mgd?: {
+    rounds_run: number;
+    total_count: number;
+    history: MgdRound[];
+    /** Built-in engine: φ (target loss after training) at the counts each round started from. */
+    target_loss?: number[];
+  };
   selection_file: string;
   selection_sha256: string;
   seconds: number;
@@ -171,9 +231,89 @@ function parseOptions(options: unknown): SelectOptions {
   return o;
 }
 
+/** The built-in mgd engine's setup (stages/mgd.ts): the target set and the training run differentiated through. */
+interface EngineSetup {
+  target: DataInfo;
+  train: TrainConfig;
+  k: number;
+  /** mgdEngineKey(target, train, k): the output fingerprint's metagradKey. */
+  key: string;
+}
+
+interface ResolvedInputs {
+  /** Score sidecars: the inputs after the first (except an mgd target), then `scores`, each once. */
+  sidecars: string[];
+  engine?: EngineSetup;
+}
+
+/** Does `dir` hold images, i.e. is it a dataset rather than a score sidecar? */
+async function holdsImages(dir: string): Promise<boolean> {
+  return (await openDataset(dir)).column('pixels') !== undefined;
+}
+
+/**
+ * Sorts the inputs into the dataset's score sidecars and, for mgd without a
+ * library callback, the engine's setup: the target is `target`, or else the one
+ * input after the first that holds images.
+ */
+async function resolveInputs(inputs: string[], o: SelectOptions, hooks: SelectHooks): Promise<ResolvedInputs> {
+  if (inputs.length < 1) throw new UsageError('select takes a dataset (and optionally score sidecars), got no input');
+  const usesEngine = o.strategy === 'mgd' && !hooks.metagrad;
+  if (!usesEngine) {
+    if (hooks.metagrad) {
+      const given = [...(o.target !== undefined ? ['target'] : []), ...ENGINE_OPTIONS.filter((key) => o[key] !== undefined)];
+      if (given.length) {
+        throw new UsageError(`option ${given.map((g) => `"${g}"`).join(', ')} configures the built-in metagradient engine, but a metagrad callback was given`, {
+          hint: 'Pass either the callback or the engine\'s options (target, model, epochs, ...), not both',
+        });
+      }
+    }
+    return { sidecars: sidecarDirs(inputs.slice(1), o) };
+  }
+  let targetDir = o.target;
+  let extra = inputs.slice(1);
+  if (targetDir === undefined) {
+    const withImages: string[] = [];
+    for (const d of extra) if (await holdsImages(d)) withImages.push(d);
+    if (withImages.length > 1) {
+      throw new UsageError(`mgd takes one target set, but ${withImages.length} inputs hold images: ${withImages.join(', ')}`, {
+        hint: 'Name the target with --target; other inputs after the first must be score sidecars',
+      });
+    }
+    targetDir = withImages[0];
+    extra = extra.filter((d) => d !== targetDir);
+  }
+  if (targetDir === undefined) {
+    throw new UsageError('mgd selection needs the score stage\'s metagradient engine, and the engine needs a target set to measure φ on', {
+      hint: 'Pass --target <dir>: a clean, labelled set held out from the pool (e.g. carved with select --strategy random, the pool being the same selection with --invert)',
+    });
+  }
+  if (o.metagradKey !== undefined) {
+    throw new UsageError('metagradKey names the setup of a library metagrad callback; with a target the engine\'s key is computed', { hint: 'Drop metagradKey' });
+  }
+  if (o.seed < 0) throw new UsageError(`mgd trains with seed ${o.seed}; the training seed must be 0 or more`, { hint: 'Pass --seed <n ≥ 0>' });
+  const pool = await describeDataset(inputs[0], 'pool');
+  const target = await describeDataset(targetDir, 'target');
+  checkLabelled(pool);
+  checkLabelled(target);
+  checkCompatible(pool, target);
+  const train = trainConfigOf({
+    model: o.model ?? TRAIN_DEFAULTS.model,
+    optimizer: o.optimizer ?? TRAIN_DEFAULTS.optimizer,
+    lr: o.lr,
+    schedule: o.schedule ?? { kind: 'constant' },
+    epochs: o.epochs ?? TRAIN_DEFAULTS.epochs,
+    batchSize: o.batchSize ?? TRAIN_DEFAULTS.batchSize,
+  }, o.seed);
+  const k = o.k ?? MGD_ENGINE_DEFAULTS.k;
+  return { sidecars: sidecarDirs(extra, o), engine: { target, train, k, key: mgdEngineKey(target.ds.fingerprint, { train, k }) } };
+}
+
 /** The options that decide the output, with the strategy's defaults filled in: curation.json's and the fingerprint's. */
-function canonicalOptions(o: SelectOptions): Record<string, unknown> {
+function canonicalOptions(o: SelectOptions, engine?: EngineSetup): Record<string, unknown> {
   const c: Record<string, unknown> = { strategy: o.strategy, by: o.by, budget: o.budget, shardRows: o.shardRows };
+  // Only when set, so the fingerprints of plain selections stay as they were.
+  if (o.invert) c.invert = true;
   if (o.strategy === 'threshold') c.threshold = o.threshold;
   if (o.strategy === 'shift-gsample') {
     c.shift = o.shift ?? SHIFT_GSAMPLE_DEFAULTS.shift;
@@ -184,7 +324,12 @@ function canonicalOptions(o: SelectOptions): Record<string, unknown> {
     c.rounds = o.rounds ?? MGD_DEFAULTS.rounds;
     c.swap = o.swap ?? MGD_DEFAULTS.swap;
     c.maxCount = o.maxCount ?? MGD_DEFAULTS.maxCount;
-    c.metagradKey = o.metagradKey;
+    c.metagradKey = engine?.key ?? o.metagradKey;
+    // Also spelled out (they are in the key), so curation.json says how φ was trained.
+    if (engine) {
+      c.train = engine.train;
+      c.k = engine.k;
+    }
   }
   return c;
 }
@@ -193,11 +338,11 @@ function seedOf(o: SelectOptions): number | undefined {
   return SEEDED.has(o.strategy) ? o.seed : undefined;
 }
 
-/** The sidecars: the inputs after the first, then `scores`, each once. */
-function sidecarDirs(inputs: string[], o: SelectOptions): string[] {
+/** The sidecars: `extra` (the inputs after the first, less an mgd target), then `scores`, each once. */
+function sidecarDirs(extra: string[], o: SelectOptions): string[] {
   const seen = new Set<string>();
   const out: string[] = [];
-  for (const d of [...inputs.slice(1), ...o.scores]) {
+  for (const d of [...extra, ...o.scores]) {
     const key = path.resolve(d);
     if (!seen.has(key)) {
       seen.add(key);
@@ -207,9 +352,8 @@ function sidecarDirs(inputs: string[], o: SelectOptions): string[] {
   return out;
 }
 
-async function openInputs(inputs: string[], o: SelectOptions): Promise<Dataset> {
-  if (inputs.length < 1) throw new UsageError('select takes a dataset (and optionally score sidecars), got no input');
-  const ds = await openDataset(inputs[0], { sidecars: sidecarDirs(inputs, o) });
+async function openInputs(datasetDir: string, sidecars: string[]): Promise<Dataset> {
+  const ds = await openDataset(datasetDir, { sidecars });
   for (const sc of ds.sidecars) {
     const of = sc.curation?.sidecar_of;
     if (of !== undefined && of !== ds.fingerprint) {
@@ -222,13 +366,22 @@ async function openInputs(inputs: string[], o: SelectOptions): Promise<Dataset> 
   return ds;
 }
 
-function selectFingerprint(ds: Dataset, o: SelectOptions): string {
+/** The parents of the output, in the order curation.json lists them: the dataset, its sidecars, an mgd target. */
+function parentsOf(ds: Dataset, engine?: EngineSetup): { fingerprint: string; path: string; role: string }[] {
+  return [
+    { fingerprint: ds.fingerprint, path: ds.dir, role: 'dataset' },
+    ...ds.sidecars.map((s) => ({ fingerprint: s.fingerprint, path: s.dir, role: 'scores' })),
+    ...(engine ? [{ fingerprint: engine.target.ds.fingerprint, path: engine.target.dir, role: 'target' }] : []),
+  ];
+}
+
+function selectFingerprint(ds: Dataset, o: SelectOptions, engine?: EngineSetup): string {
   return computeFingerprint({
     stage: 'select',
     stageVersion: SELECT_VERSION,
-    options: canonicalOptions(o),
+    options: canonicalOptions(o, engine),
     seed: seedOf(o),
-    parents: [ds.fingerprint, ...ds.sidecars.map((s) => s.fingerprint)],
+    parents: parentsOf(ds, engine).map((p) => p.fingerprint),
   });
 }
 
@@ -340,7 +493,7 @@ interface Decision {
   mgd?: SelectSummary['mgd'];
 }
 
-async function decide(ctx: StageContext, ds: Dataset, o: SelectOptions, loaded: Loaded, hooks: SelectHooks): Promise<Decision> {
+async function decide(ctx: StageContext, ds: Dataset, o: SelectOptions, loaded: Loaded, metagrad: MetagradFn | undefined): Promise<Decision> {
   const n = loaded.ids.length;
   const k = o.budget === undefined ? undefined : resolveBudget(o.budget, n, ds.dir);
   const scores = loaded.scores!;
@@ -369,7 +522,7 @@ async function decide(ctx: StageContext, ds: Dataset, o: SelectOptions, loaded: 
       const initial = loaded.scores ? topK(scores, k!).indices : randomK(n, k!, rng('mgd-init')).indices;
       const progress = ctx.progress('select: mgd rounds', rounds);
       try {
-        const r = await mgdSelect(n, initial, hooks.metagrad!, {
+        const r = await mgdSelect(n, initial, metagrad!, {
           rounds,
           swap: o.swap ?? MGD_DEFAULTS.swap,
           maxCount: o.maxCount ?? MGD_DEFAULTS.maxCount,
@@ -386,6 +539,16 @@ async function decide(ctx: StageContext, ds: Dataset, o: SelectOptions, loaded: 
       }
     }
   }
+}
+
+/** The rows a selection leaves out, ascending (no weights: each is kept once). */
+function complement(n: number, chosen: Selection): Selection {
+  const isChosen = new Uint8Array(n);
+  for (const i of chosen.indices) isChosen[i] = 1;
+  const rest = new Uint32Array(n - chosen.indices.length);
+  let j = 0;
+  for (let i = 0; i < n; i++) if (!isChosen[i]) rest[j++] = i;
+  return { indices: rest };
 }
 
 function finiteOrNull(x: number): number | null {
@@ -493,12 +656,8 @@ async function writeKept(
 async function runSelect(ctx: StageContext, inputs: string[], options: SelectOptions, hooks: SelectHooks = {}): Promise<SelectResult> {
   const started = performance.now();
   const o = parseOptions(options);
-  if (o.strategy === 'mgd' && !hooks.metagrad) {
-    throw new UsageError('mgd selection needs the score stage\'s metagradient engine, which is not wired to this command yet', {
-      hint: 'Call select() from the library with a metagrad callback, or use --strategy topk --by metagrad on a metagradient score sidecar',
-    });
-  }
-  const ds = await openInputs(inputs, o);
+  const resolved = await resolveInputs(inputs, o, hooks);
+  const ds = await openInputs(inputs[0], resolved.sidecars);
   checkColumns(ds, o);
   const n = await ds.countRows();
   // Validate the budget before reading any row.
@@ -508,7 +667,23 @@ async function runSelect(ctx: StageContext, inputs: string[], options: SelectOpt
   const loaded = await loadSelectionColumns(ctx, ds, n, o.by);
   if (o.by !== undefined) checkScores(ds, o.by, loaded.scores!, loaded.ids);
   if (o.strategy === 'stratified') checkLabels(ds, loaded.labels!, loaded.ids);
-  const decision = await decide(ctx, ds, o, loaded, hooks);
+  let metagrad = hooks.metagrad;
+  let targetLosses: number[] | undefined;
+  if (resolved.engine) {
+    const { target, train, k } = resolved.engine;
+    ctx.log.info({ target: target.dir, train, k }, 'select: loading the pool and the target for the metagradient engine');
+    const engine = createMgdEngine(await loadExamples(await openDataset(inputs[0])), await loadExamples(target.ds), {
+      train,
+      k,
+      maxStateBytes: (o.maxMemoryMiB ?? MGD_ENGINE_DEFAULTS.maxMemoryMiB) * 2 ** 20,
+      backend: o.backend,
+    }, ctx);
+    metagrad = engine.metagrad;
+    targetLosses = engine.targetLosses;
+  }
+  const decision = await decide(ctx, ds, o, loaded, metagrad);
+  if (decision.mgd && targetLosses) decision.mgd.target_loss = targetLosses;
+  if (o.invert) decision.selection = complement(n, decision.selection);
   const kept = decision.selection.indices;
   if (kept.length === 0) ctx.log.warn({ threshold: o.threshold }, 'select: no row passes; the output is empty');
 
@@ -521,13 +696,10 @@ async function runSelect(ctx: StageContext, inputs: string[], options: SelectOpt
     meta: {
       stage: 'select',
       stageVersion: SELECT_VERSION,
-      options: canonicalOptions(o),
+      options: canonicalOptions(o, resolved.engine),
       seed: seedOf(o),
-      parents: [
-        { fingerprint: ds.fingerprint, path: ds.dir, role: 'dataset' },
-        ...ds.sidecars.map((s) => ({ fingerprint: s.fingerprint, path: s.dir, role: 'scores' })),
-      ],
-      description: `Selected by metacurate: ${o.strategy}${o.by ? ` by ${o.by}` : ''}`,
+      parents: parentsOf(ds, resolved.engine),
+      description: `Selected by metacurate: ${o.invert ? 'all but ' : ''}${o.strategy}${o.by ? ` by ${o.by}` : ''}`,
       license: ds.info?.license,
     },
     shardRows: o.shardRows,
@@ -550,6 +722,7 @@ async function runSelect(ctx: StageContext, inputs: string[], options: SelectOpt
     rows: kept.length,
     budget: decision.budget,
     budget_requested: o.budget ?? null,
+    invert: o.invert || undefined,
     per_class: loaded.labels ? perClass(ds, loaded.labels, kept) : undefined,
     score: loaded.scores ? scoreStats(loaded.scores, kept) : undefined,
     shift_gsample: decision.shiftGsample,
@@ -575,15 +748,17 @@ export const selectStage: Stage<typeof selectOptions> = {
   options: selectOptions,
   async fingerprint(inputs, options) {
     const o = parseOptions(options);
-    return selectFingerprint(await openInputs(inputs, o), o);
+    const resolved = await resolveInputs(inputs, o, {});
+    return selectFingerprint(await openInputs(inputs[0], resolved.sidecars), o, resolved.engine);
   },
   run: (ctx, inputs, options) => runSelect(ctx, inputs, options),
 };
 
 /**
  * Selects rows of the dataset at `datasetDir` into `options.out` (the library form
- * of `metacurate select`). `metagrad` is the hook for the mgd strategy: given the
- * per-row counts c, it returns dφ/dc (ml/metagrad.ts computes it).
+ * of `metacurate select`). For the mgd strategy, either pass `target` (and the
+ * engine's training options) to use the built-in engine (stages/mgd.ts), or a
+ * `metagrad` hook: given the per-row counts c, it returns dφ/dc.
  */
 export async function select(
   datasetDir: string,

@@ -1,0 +1,108 @@
+/**
+ * The metagradient engine behind `select --strategy mgd --target <dir>`: the
+ * MetagradFn that MGD selection (stages/select/strategies.ts) calls each round,
+ * built from a training config, the pool and the target set.
+ *
+ * Each call trains the pool with per-example loss weights derived from the counts
+ * c and returns dφ/dc by exact reverse mode through that run (ml/metagrad.ts),
+ * φ = mean cross-entropy on the target after training. Rows with c_i = 0 add
+ * nothing to training, yet their dφ/dc_i is well defined (the derivative of φ
+ * with respect to letting them in), which is what lets MGD add rows.
+ *
+ * Normalisation: the trainer's batch loss is Σ w_i ℓ_i / B over a batch of B pool
+ * rows. With w = c, a batch holds about B·f selected rows (f = Σc / n, the
+ * fraction selected), so the step would shrink with f: a selection of 30% would
+ * train with 30% of the learning rate. The engine trains with w = c · n / Σc
+ * instead (mean weight over the pool = 1), which makes every step the mean loss
+ * over the batch's selected rows: the same run as training on the subset alone
+ * with batches of ≈ B·f rows, for the same epochs and learning rate — the run the
+ * selection will later get, up to the batch size. Σc is the budget and MGD's swaps
+ * keep it, so the factor s = n / Σc is a constant and dφ/dc = s · dφ/dw (the term
+ * from differentiating s itself is the same for every row, so it cannot change
+ * which swaps help, and is left out).
+ *
+ * Runs in the calling thread: MGD's rounds are sequential by nature.
+ */
+import { UsageError } from '../core/errors.js';
+import { fingerprint as computeFingerprint } from '../core/hash.js';
+import type { Examples } from '../data/batch.js';
+import { initBackend, type BackendRequest } from '../ml/backend.js';
+import { meanCrossEntropyTarget, metagradient } from '../ml/metagrad.js';
+import { createTrainer, trainConfigSchema, type TrainConfig } from '../ml/train.js';
+import { quietContext, type StageContext } from './context.js';
+import type { MetagradFn } from './select/strategies.js';
+
+/** Bumped when the engine's definition of dφ/dc changes (it is part of the key). */
+export const MGD_ENGINE_VERSION = '1';
+
+export interface MgdEngineSettings {
+  /** The training run differentiated through (its seed included). */
+  train: TrainConfig;
+  /** REPLAY branching factor. */
+  k: number;
+  /** Memory the stored training states may take, bytes (does not change the result). */
+  maxStateBytes: number;
+  backend?: BackendRequest;
+}
+
+/**
+ * Names the engine's setup for the selection's fingerprint: the target's
+ * fingerprint, the training config and k (everything that decides dφ/dc besides
+ * the pool and the counts).
+ */
+export function mgdEngineKey(targetFingerprint: string, s: Pick<MgdEngineSettings, 'train' | 'k'>): string {
+  return computeFingerprint({
+    stage: 'mgd-engine',
+    stageVersion: MGD_ENGINE_VERSION,
+    options: { train: trainConfigSchema.parse(s.train), k: s.k },
+    parents: [targetFingerprint],
+  });
+}
+
+export interface MgdEngine {
+  metagrad: MetagradFn;
+  /** φ after each call's training run, in call order (the target loss of each round's counts). */
+  targetLosses: number[];
+}
+
+/** The weights the engine trains with: c scaled to mean 1 over the pool (see the top of this file). */
+export function normalisedWeights(counts: Float32Array): { weights: Float32Array; scale: number } {
+  let total = 0;
+  for (const c of counts) total += c;
+  if (!(total > 0)) throw new UsageError('MGD counts sum to 0: the selection is empty', { hint: 'Use a positive budget' });
+  const scale = counts.length / total;
+  return { weights: counts.map((c) => c * scale), scale };
+}
+
+/** The metagradient callback for MGD selection of `pool` rows against `target`. */
+export function createMgdEngine(pool: Examples, target: Examples, s: MgdEngineSettings, ctx: StageContext = quietContext()): MgdEngine {
+  const targetLosses: number[] = [];
+  let ready: Promise<unknown> | undefined;
+  const metagrad: MetagradFn = async (counts, { round }) => {
+    ready ??= initBackend(s.backend ?? 'auto').then((b) => ctx.log.info({ backend: b.name }, 'select: metagradient engine in this thread'));
+    await ready;
+    const { weights, scale } = normalisedWeights(counts);
+    const trainer = createTrainer(s.train, pool, { weights });
+    const progress = ctx.progress(`select: metagradient, round ${round + 1}`, trainer.steps);
+    let done = 0;
+    try {
+      const res = await metagradient(trainer, meanCrossEntropyTarget(trainer.model, target), {
+        k: s.k,
+        maxStateBytes: s.maxStateBytes,
+        signal: ctx.signal,
+        onProgress: (d) => {
+          progress.tick(d - done);
+          done = d;
+        },
+      });
+      targetLosses.push(res.targetLoss);
+      ctx.log.debug({ round, targetLoss: res.targetLoss, steps: res.stats.steps }, 'select: metagradient');
+      const grad = res.grad;
+      for (let i = 0; i < grad.length; i++) grad[i] *= scale;
+      return grad;
+    } finally {
+      progress.done();
+    }
+  };
+  return { metagrad, targetLosses };
+}
