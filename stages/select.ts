@@ -46,7 +46,7 @@ import type { TrainConfig } from '../ml/train.js';
 import { quietContext, type Stage, type StageContext, type StageResult } from './context.js';
 import { checkCompatible, checkLabelled, describeDataset, type DataInfo } from './inputs.js';
 import { createMgdEngine, mgdEngineKey } from './mgd.js';
-import { TRAIN_DEFAULTS, modelChoice, optimizerChoice, trainConfigOf } from './score.js';
+import { modelChoice, optimizerChoice, trainChoicesFor, trainConfigOf } from './score.js';
 import { rowReader } from './select/rows.js';
 import {
   aboveThreshold, bottomK, mgdSelect, randomK, resolveBudget, shiftGsample, stratifiedTopK, topK,
@@ -297,14 +297,7 @@ async function resolveInputs(inputs: string[], o: SelectOptions, hooks: SelectHo
   checkLabelled(pool);
   checkLabelled(target);
   checkCompatible(pool, target);
-  const train = trainConfigOf({
-    model: o.model ?? TRAIN_DEFAULTS.model,
-    optimizer: o.optimizer ?? TRAIN_DEFAULTS.optimizer,
-    lr: o.lr,
-    schedule: o.schedule ?? { kind: 'constant' },
-    epochs: o.epochs ?? TRAIN_DEFAULTS.epochs,
-    batchSize: o.batchSize ?? TRAIN_DEFAULTS.batchSize,
-  }, o.seed);
+  const train = trainConfigOf(trainChoicesFor('metagrad', { ...o, schedule: o.schedule ?? { kind: 'constant' } }), o.seed);
   const k = o.k ?? MGD_ENGINE_DEFAULTS.k;
   return { sidecars: sidecarDirs(extra, o), engine: { target, train, k, key: mgdEngineKey(target.ds.fingerprint, { train, k }) } };
 }

@@ -3,7 +3,7 @@
  * labels in Fashion-MNIST with 20% symmetric label noise, as AUROC.
  *
  *   npm run build && node dist/scripts/bench/noise-auroc.js [--quick] [--methods metagrad,loss,...]
- *       [--pool N] [--target N] [--jobs 2] [--src DIR] [--out FILE]
+ *       [--pool N] [--target N] [--jobs 2] [--src DIR] [--out FILE] [--metagrad-config JSON]
  *
  * Protocol (settings fixed in SETTINGS below before any result was seen):
  * 1. Ingest the full Fashion-MNIST training split (60,000 rows) into .bench/data/
@@ -31,6 +31,10 @@
  * excluded), on a machine that may be shared: the CPU seconds of the child and
  * the 1-minute load average are recorded beside it.
  *
+ * `--metagrad-config JSON` runs the `metagrad` method (only it) with the given
+ * TrainConfig instead of SETTINGS.train, e.g. a setting chosen by
+ * scripts/bench/metasmooth-sweep; the JSON records it beside the result.
+ *
  * `--quick` shrinks to a 1,000-row target and a 4,000-row pool for a smoke run.
  * Prints a table and a Spearman matrix between the methods' scores, and writes
  * JSON (default .bench/noise-auroc.json).
@@ -41,7 +45,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { MissingInputError, UsageError, exitCodeOf } from '../../core/errors.js';
+import { ConfigError, MissingInputError, UsageError, exitCodeOf } from '../../core/errors.js';
 import { fingerprint as computeFingerprint } from '../../core/hash.js';
 import { auroc, spearman } from '../../core/metrics.js';
 import { Rng } from '../../core/rng.js';
@@ -52,7 +56,7 @@ import { ingest, ingestOptions, ingestStage } from '../../stages/ingest.js';
 import { largestRemainder } from '../../stages/select/strategies.js';
 import { rowReader } from '../../stages/select/rows.js';
 import type { SmoothnessReport } from '../../ml/metagrad.js';
-import type { TrainConfig } from '../../ml/train.js';
+import { trainConfigSchema, type TrainConfig } from '../../ml/train.js';
 import { addLabelNoise, labelNoiseFingerprint } from '../add-label-noise.js';
 import { benchMeta, printTable, writeBenchJson } from './common.js';
 
@@ -85,7 +89,27 @@ const SETTINGS = {
   smoothOutputScale: 0.1,
 } as const;
 
+/** `--metagrad-config`: the `metagrad` method's TrainConfig, replacing SETTINGS.train for it alone. */
+let metagradOverride: TrainConfig | undefined;
+
+function parseTrainConfig(json: string): TrainConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch (err) {
+    throw new ConfigError(`--metagrad-config is not JSON: ${(err as Error).message}`, { hint: 'Pass a TrainConfig as JSON, e.g. \'{"model":{"kind":"mlp","hidden":[256]},"optimizer":{"kind":"sgd","lr":0.05},"epochs":2,"batchSize":256,"seed":0}\'' });
+  }
+  const parsed = trainConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new ConfigError(`--metagrad-config is not a valid TrainConfig: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`, {
+      hint: 'See ml/train.ts (trainConfigSchema) for the fields',
+    });
+  }
+  return raw as TrainConfig;
+}
+
 function trainConfigFor(method: Method): TrainConfig {
+  if (method === 'metagrad' && metagradOverride) return metagradOverride;
   const t = SETTINGS.train;
   const model = method === 'metagrad-smooth' ? { ...t.model, hidden: [...t.model.hidden], outputScale: SETTINGS.smoothOutputScale } : { ...t.model, hidden: [...t.model.hidden] };
   return { ...t, model, optimizer: { ...t.optimizer } };
@@ -286,7 +310,9 @@ async function prepare(src: string, targetSize: number, poolSize: number | undef
 
 function runChild(method: Method, dataDir: string, resultFile: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [fileURLToPath(import.meta.url), '--child', method, '--data', dataDir, '--result', resultFile], {
+    const args = ['--child', method, '--data', dataDir, '--result', resultFile];
+    if (metagradOverride) args.push('--metagrad-config', JSON.stringify(metagradOverride));
+    const proc = spawn(process.execPath, [fileURLToPath(import.meta.url), ...args], {
       stdio: ['ignore', 'inherit', 'inherit'],
     });
     proc.on('error', reject);
@@ -321,6 +347,7 @@ function methodSettings(m: Method, r: ChildResult): string {
   const parts: string[] = [];
   if (m.startsWith('metagrad')) {
     parts.push(`k=${SETTINGS.metagrad.k}`, `T=${d.replay?.steps}`);
+    if (m === 'metagrad' && metagradOverride) parts.push(`config=${JSON.stringify(metagradOverride)}`);
     if (m === 'metagrad-smooth') parts.push(`outputScale=${SETTINGS.smoothOutputScale}`);
     parts.push(`φ=${Number(d.targetLoss).toFixed(3)}`);
     const sm = d.smoothness as SmoothnessReport | undefined;
@@ -347,8 +374,10 @@ async function main(): Promise<void> {
       child: { type: 'string' },
       data: { type: 'string' },
       result: { type: 'string' },
+      'metagrad-config': { type: 'string' },
     },
   });
+  if (values['metagrad-config'] !== undefined) metagradOverride = parseTrainConfig(values['metagrad-config']);
   const methods = values.methods!.split(',').map((s) => s.trim()).filter(Boolean);
   for (const m of methods) {
     if (!(METHODS as readonly string[]).includes(m)) throw new UsageError(`unknown method '${m}'`, { hint: `Use some of ${METHODS.join(', ')}` });
@@ -391,7 +420,7 @@ async function main(): Promise<void> {
     rows.push({ method: m, AUROC: Number(a.toFixed(4)), seconds: Number(r.seconds.toFixed(1)), 'cpu s': Number(r.cpuSeconds.toFixed(1)), load: r.loadAvg.map((l) => l.toFixed(1)).join('→'), settings: methodSettings(m, r) });
     records.push({ method: m, auroc: a, seconds: r.seconds, cpuSeconds: r.cpuSeconds, loadAvg: r.loadAvg, backend: r.backend, optimizer: r.optimizer, trainConfig: trainConfigFor(m), details: r.details });
   }
-  printTable(`AUROC at finding flipped labels (−score vs noisy): Fashion-MNIST pool ${data.poolRows} rows, ${data.flipped} flipped (${SETTINGS.noise.rate * 100}% symmetric), target ${data.targetRows} clean; MLP 784-256-10, SGD lr 0.05 m 0.9, batch 128, ${SETTINGS.train.epochs} epochs`, rows);
+  printTable(`AUROC at finding flipped labels (−score vs noisy): Fashion-MNIST pool ${data.poolRows} rows, ${data.flipped} flipped (${SETTINGS.noise.rate * 100}% symmetric), target ${data.targetRows} clean; MLP 784-256-10, SGD lr 0.05 m 0.9, batch 128, ${SETTINGS.train.epochs} epochs${metagradOverride ? ' (metagrad: --metagrad-config, see its settings)' : ''}`, rows);
 
   const corr: Record<string, Record<string, number>> = {};
   for (const a of scored) {
@@ -402,7 +431,7 @@ async function main(): Promise<void> {
 
   const file = await writeBenchJson('noise-auroc', {
     meta: benchMeta(), settings: SETTINGS, quick: values.quick, pool: data.poolRows, target: data.targetRows, flipped: data.flipped,
-    wallSeconds: wall, jobs, results: records, spearman: corr,
+    metagradConfig: metagradOverride, wallSeconds: wall, jobs, results: records, spearman: corr,
   }, values.out);
   console.log(`wrote ${path.relative(process.cwd(), file)} (${wall.toFixed(0)} s in all)`);
 }
