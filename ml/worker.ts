@@ -14,6 +14,7 @@ import { openDataset } from '../data/reader.js';
 import { initBackend, type BackendInfo, type BackendRequest } from './backend.js';
 import { EVAL_BATCH_SIZE, evaluateModel } from './evaluate.js';
 import { computeScores, type ScoreSettings } from './scoring.js';
+import { rateRange, trainRater, type NamedWeights, type RateRange, type RaterArch, type RaterTrainSettings } from './rater.js';
 import { TrainingDivergedError, createTrainer, type TrainConfig } from './train.js';
 
 /** A dataset by reference: its directory, optional sidecars, optional row subset. */
@@ -48,7 +49,23 @@ export interface ScoreJob {
   settings: ScoreSettings;
 }
 
-export type Job = EvaluateJob | TrainJob | ScoreJob;
+/** Rate rows of one shard with a saved rater (ml/rater): streams the shard, returns ids and ratings. */
+export interface RateJob {
+  kind: 'rate';
+  rater: string;
+  range: RateRange;
+}
+
+/** Train a rater (ml/rater) on `train`, against `target` (meta) or onto `scores` (regress). */
+export interface TrainRaterJob {
+  kind: 'trainRater';
+  train: DataRef;
+  target?: DataRef;
+  scores?: Float32Array;
+  settings: RaterTrainSettings;
+}
+
+export type Job = EvaluateJob | TrainJob | ScoreJob | RateJob | TrainRaterJob;
 
 export interface EvaluateJobResult {
   accuracy: number;
@@ -78,7 +95,23 @@ export interface ScoreJobResult {
   backend: string;
 }
 
-export type JobResult<J extends Job> = J extends EvaluateJob ? EvaluateJobResult : J extends ScoreJob ? ScoreJobResult : TrainJobResult;
+export interface RateJobResult {
+  ids: string[];
+  ratings: Float32Array;
+  seconds: number;
+  backend: string;
+}
+
+export interface TrainRaterJobResult {
+  arch: RaterArch;
+  weights: NamedWeights[];
+  details: Record<string, unknown>;
+  seconds: number;
+  backend: string;
+}
+
+export type JobResult<J extends Job> = J extends EvaluateJob ? EvaluateJobResult : J extends ScoreJob ? ScoreJobResult
+  : J extends RateJob ? RateJobResult : J extends TrainRaterJob ? TrainRaterJobResult : TrainJobResult;
 
 export interface SerializedError {
   name: string;
@@ -128,11 +161,22 @@ async function loadRef(ref: DataRef): Promise<Examples> {
 let backend: Promise<BackendInfo> | undefined;
 
 /** Runs one job in this thread (the worker's entry point; also usable in-process). */
-export async function runJob(job: Job, request: BackendRequest, onProgress?: (done: number, total: number) => void): Promise<EvaluateJobResult | TrainJobResult | ScoreJobResult> {
+export async function runJob(
+  job: Job,
+  request: BackendRequest,
+  onProgress?: (done: number, total: number) => void,
+): Promise<EvaluateJobResult | TrainJobResult | ScoreJobResult | RateJobResult | TrainRaterJobResult> {
   backend ??= initBackend(request);
   const { name, tf } = await backend;
   const t0 = performance.now();
+  // Rating streams its rows: it never loads a whole dataset.
+  if (job.kind === 'rate') return { ...(await rateRange(job.rater, job.range)), seconds: (performance.now() - t0) / 1000, backend: name };
   const train = await loadRef(job.train);
+  if (job.kind === 'trainRater') {
+    const target = job.target ? await loadRef(job.target) : undefined;
+    const out = await trainRater(train, { target, scores: job.scores }, job.settings, onProgress);
+    return { ...out, seconds: (performance.now() - t0) / 1000, backend: name };
+  }
   if (job.kind === 'score') {
     const target = job.target ? await loadRef(job.target) : undefined;
     const { scores, details } = await computeScores(train, target, job.settings, onProgress);
@@ -191,7 +235,9 @@ if (!isMainThread && parentPort && (workerData as { metacurateWorker?: WorkerIni
       const result = await runJob(job, init.backend, (done, total) => port.postMessage({ type: 'progress', id, done, total } satisfies WorkerMessage));
       const transfer = 'params' in result
         ? [...result.params.map((p) => p.buffer), result.losses.buffer]
-        : 'scores' in result ? [result.scores.buffer] : [];
+        : 'scores' in result ? [result.scores.buffer]
+          : 'ratings' in result ? [result.ratings.buffer]
+            : 'weights' in result ? result.weights.map((w) => w.values.buffer) : [];
       port.postMessage({ type: 'result', id, result } satisfies WorkerMessage, transfer as ArrayBuffer[]);
     } catch (err) {
       port.postMessage({ type: 'error', id, error: serializeError(err) } satisfies WorkerMessage);

@@ -1,0 +1,448 @@
+/**
+ * The rate stage (DESIGN.md "Stages"): an Alchemist-style rater (ml/rater.ts)
+ * rates every row of a dataset; the ratings are a sidecar (`id`, `rating`
+ * float32, row-aligned with the parent's shards), higher = more valuable to keep,
+ * like the score stage's columns.
+ *
+ * Two uses:
+ * - rate with a trained rater: `rate(dataset, { rater, out })`. Any dataset with
+ *   the rater's pixel shape (and classes, for a label-conditioned rater) works,
+ *   including data ingested after the rater was trained: the path for scheduled
+ *   jobs where new shards arrive daily.
+ * - train, then rate the training set: `rate(train, { trainRater: true, target |
+ *   scores, out })`. The rater is written to `raterOut`, by default into the
+ *   sidecar itself (`<out>/rater/`, committed with it); `rater` accepts either.
+ *
+ * Rating streams: the rows are cut into ranges (within shards, a function of the
+ * row counts only), rated by worker threads in parallel (one tfjs backend each),
+ * and written in order as they come back; memory holds a few ranges at a time.
+ * A row's rating does not depend on the other rows, and the ranges do not depend
+ * on the number of workers, so the output is the same with any parallelism.
+ *
+ * Pipeline inputs: the first is the dataset. With `trainRater`, later inputs are
+ * the target set, or a score sidecar (a dataset whose curation.json names the one
+ * it annotates); otherwise the second input is the rater (a rater directory or a
+ * ratings sidecar holding one). Options `target`, `scores`, `rater` name them too.
+ */
+import os from 'node:os';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { pathExists, writeDirAtomic } from '../core/atomic.js';
+import { DataError, InternalError, OutputError, UsageError } from '../core/errors.js';
+import { fingerprint as computeFingerprint } from '../core/hash.js';
+import { featureLength } from '../data/batch.js';
+import { numericValues } from '../data/columns.js';
+import { openDataset, readCuration } from '../data/reader.js';
+import { DatasetWriter } from '../data/writer.js';
+import { modelSpecSchema, type ModelSpec } from '../ml/models.js';
+import { WorkerPool } from '../ml/pool.js';
+import {
+  BODY_DEFAULTS, PROXY_DEFAULTS, RATE_BATCH_SIZE, RATER_FORMAT_VERSION, RATER_MODES, checkRaterFits, raterTrainSchema,
+  readRater, writeRaterFiles, type RaterTrainSettings, type SavedRater,
+} from '../ml/rater.js';
+import type { RateJob, TrainRaterJob } from '../ml/worker.js';
+import { quietContext, type Stage, type StageContext, type StageResult } from './context.js';
+import { checkCompatible, checkLabelled, describeDataset, type DataInfo } from './inputs.js';
+import { shardSizes } from './score.js';
+
+export const RATE_VERSION = '1';
+/** The ratings column. */
+export const RATING_COLUMN = 'rating';
+
+const positiveInt = z.number().int().positive();
+
+/**
+ * Training knobs are optional: unset ones take ml/rater.ts's defaults
+ * (raterTrainSchema), the one home of those numbers.
+ */
+export const rateOptions = z.object({
+  /** The ratings sidecar directory. */
+  out: z.string().min(1),
+  /** A trained rater: its directory, or a ratings sidecar holding one in `rater/`. */
+  rater: z.string().min(1).optional(),
+  /** Train a rater on the input, then rate the input with it. */
+  trainRater: z.boolean().default(false),
+  /** Where the trained rater goes (default `<out>/rater`). */
+  raterOut: z.string().min(1).optional(),
+  /** meta: the target (validation) set, clean and held out from the training pool. */
+  target: z.string().min(1).optional(),
+  /** regress: a score sidecar of the training set, and its column. */
+  scores: z.string().min(1).optional(),
+  by: z.string().min(1).default('metagrad'),
+  mode: z.enum(RATER_MODES).default('meta'),
+  /** The rater's body: a kind with the defaults of ml/rater BODY_DEFAULTS, or a model spec. */
+  body: z.union([z.enum(['mlp', 'convnet']), modelSpecSchema]).default('mlp'),
+  featureDim: positiveInt.optional(),
+  /** Condition the rater on labels (default: when the training set has them). */
+  labels: z.boolean().optional(),
+  epochs: positiveInt.optional(),
+  batchSize: positiveInt.optional(),
+  /** The rater's AdamW learning rate. */
+  lr: z.number().positive().optional(),
+  weightDecay: z.number().min(0).optional(),
+  /** meta: the proxy model, a kind (ml/rater PROXY_DEFAULTS) or a model spec; trained with SGD, momentum 0.9. */
+  proxy: z.union([z.enum(['logreg', 'mlp', 'convnet']), modelSpecSchema]).default('mlp'),
+  proxyLr: z.number().positive().optional(),
+  warmupSteps: z.number().int().min(0).optional(),
+  valMix: z.number().min(0).max(1).optional(),
+  logitPenalty: z.number().min(0).optional(),
+  targetBatchSize: positiveInt.optional(),
+  /** regress: fraction of rows held out to measure the ratings' rank correlation with the scores. */
+  holdout: z.number().min(0).lt(1).optional(),
+  seed: z.number().int().min(0).default(0),
+  /** Rows per rating batch. */
+  rateBatchSize: positiveInt.default(RATE_BATCH_SIZE),
+  backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+  /** Worker threads at most (default: all cores). Does not change the results. */
+  parallelism: positiveInt.optional(),
+  overwrite: z.boolean().default(false),
+}).strict();
+
+export type RateOptions = z.input<typeof rateOptions>;
+type Parsed = z.output<typeof rateOptions>;
+
+export interface RateSummary {
+  rows: number;
+  column: string;
+  mean: number;
+  min: number;
+  max: number;
+  rater: { dir: string; fingerprint: string; mode: string };
+  /** Rating throughput: rows, seconds, rows per second, worker threads. */
+  rating: { seconds: number; rowsPerSecond: number; workers: number; ranges: number };
+  /** Present when the rater was trained by this run. */
+  training?: { seconds: number; settings: Record<string, unknown>; details: Record<string, unknown> };
+  seconds: number;
+  backend: string;
+}
+
+export interface RateResult extends StageResult {
+  summary: RateSummary & Record<string, unknown>;
+}
+
+/** The training settings the options ask for, every default filled in (what the rater's fingerprint hashes). */
+export function trainSettingsOf(o: Parsed): z.output<typeof raterTrainSchema> {
+  const body: ModelSpec = typeof o.body === 'string' ? BODY_DEFAULTS[o.body] : o.body;
+  const proxy: ModelSpec = typeof o.proxy === 'string' ? PROXY_DEFAULTS[o.proxy] : o.proxy;
+  const settings: RaterTrainSettings = {
+    mode: o.mode, body, featureDim: o.featureDim, labelConditioned: o.labels, epochs: o.epochs, batchSize: o.batchSize,
+    lr: o.lr, weightDecay: o.weightDecay, seed: o.seed,
+    ...(o.mode === 'meta'
+      ? {
+        proxy,
+        proxyOptimizer: o.proxyLr !== undefined ? { kind: 'sgd', lr: o.proxyLr, momentum: 0.9 } : undefined,
+        warmupSteps: o.warmupSteps, valMix: o.valMix, logitPenalty: o.logitPenalty, targetBatchSize: o.targetBatchSize,
+      }
+      : { holdout: o.holdout }),
+  };
+  const parsed = raterTrainSchema.parse(settings);
+  // Options of the other mode do not change the rater: keep them out of its fingerprint.
+  if (parsed.mode === 'meta') {
+    const { holdout: _h, ...meta } = parsed;
+    return meta as z.output<typeof raterTrainSchema>;
+  }
+  const { proxy: _p, proxyOptimizer: _o, warmupSteps: _w, valMix: _v, valMixSteps: _s, logitPenalty: _l, targetBatchSize: _t, ...regress } = parsed;
+  return regress as z.output<typeof raterTrainSchema>;
+}
+
+interface Plan {
+  data: DataInfo;
+  /** Rate mode: the rater read from disk. */
+  rater?: SavedRater;
+  /** Train mode. */
+  target?: DataInfo;
+  scores?: { dir: string; fingerprint: string; column: string };
+  settings?: z.output<typeof raterTrainSchema>;
+  raterFingerprint: string;
+  /** The sidecar's options and parents, as recorded and hashed. */
+  options: Record<string, unknown>;
+  parents: { fingerprint: string; path: string; role: string }[];
+}
+
+/** Sorts the extra inputs into rater / target / scores (see the top of the file). */
+async function classifyInputs(inputs: string[], o: Parsed): Promise<{ rater?: string; target?: string; scores?: string }> {
+  const out: { rater?: string; target?: string; scores?: string } = { rater: o.rater, target: o.target, scores: o.scores };
+  for (const dir of inputs.slice(1)) {
+    let role: 'rater' | 'target' | 'scores';
+    if (!o.trainRater) role = 'rater';
+    else role = (await readCuration(dir))?.sidecar_of ? 'scores' : 'target';
+    if (out[role] && path.resolve(out[role]!) !== path.resolve(dir)) {
+      throw new UsageError(`two ${role === 'scores' ? 'score sidecars' : `${role}s`} given: ${out[role]} and ${dir}`);
+    }
+    out[role] = dir;
+  }
+  return out;
+}
+
+async function planOf(inputs: string[], o: Parsed): Promise<Plan> {
+  if (inputs.length < 1) throw new UsageError('rate takes a dataset to rate (or to train on), got no input');
+  const named = await classifyInputs(inputs, o);
+  const data = await describeDataset(inputs[0], o.trainRater ? 'training' : 'rated');
+  const dataParent = { fingerprint: data.ds.fingerprint, path: path.resolve(data.dir), role: o.trainRater ? 'train' : 'data' };
+  if (!o.trainRater) {
+    if (!named.rater) {
+      throw new UsageError('rate needs a trained rater', { hint: 'Pass --rater <dir>, or train one with --train-rater --target <dir>' });
+    }
+    const rater = await readRater(named.rater);
+    checkRaterFits(rater, data);
+    return {
+      data, rater, raterFingerprint: rater.meta.fingerprint,
+      options: { rateBatchSize: o.rateBatchSize },
+      parents: [dataParent, { fingerprint: rater.meta.fingerprint, path: path.resolve(rater.dir), role: 'rater' }],
+    };
+  }
+  if (named.rater) throw new UsageError('--rater names a rater to rate with; with --train-rater the rater is written to --rater-out');
+  const settings = trainSettingsOf(o);
+  const parents = [dataParent];
+  let target: DataInfo | undefined;
+  let scores: Plan['scores'];
+  if (settings.mode === 'meta') {
+    if (!named.target) throw new UsageError('meta-training a rater needs a target set', { hint: 'Pass --target <dataset>: a clean set held out from the training pool' });
+    checkLabelled(data);
+    target = await describeDataset(named.target, 'target');
+    checkLabelled(target);
+    checkCompatible(data, target);
+    parents.push({ fingerprint: target.ds.fingerprint, path: path.resolve(target.dir), role: 'target' });
+  } else {
+    if (!named.scores) throw new UsageError('regress mode needs scores', { hint: 'Pass --scores <sidecar> (written by metacurate score) and --by <column>' });
+    const sc = await openDataset(named.scores);
+    const col = sc.ownColumns.find((c) => c.name === o.by);
+    if (!col || !['float32', 'float64', 'int32', 'int64'].includes(col.kind)) {
+      const numeric = sc.ownColumns.filter((c) => ['float32', 'float64', 'int32', 'int64'].includes(c.kind)).map((c) => c.name);
+      throw new UsageError(`the score sidecar has no numeric column "${o.by}"; its numeric columns are: ${numeric.join(', ') || '(none)'}`, { file: named.scores, hint: 'Pick one with --by' });
+    }
+    scores = { dir: named.scores, fingerprint: sc.fingerprint, column: o.by };
+    parents.push({ fingerprint: sc.fingerprint, path: path.resolve(named.scores), role: 'scores' });
+  }
+  const raterFingerprint = computeFingerprint({
+    stage: 'rater',
+    stageVersion: String(RATER_FORMAT_VERSION),
+    options: { ...settings, ...(scores ? { by: scores.column } : {}) },
+    seed: o.seed,
+    parents: parents.map((p) => p.fingerprint),
+  });
+  return {
+    data, target, scores, settings, raterFingerprint,
+    options: { trainRater: true, rater: raterFingerprint, rateBatchSize: o.rateBatchSize },
+    parents,
+  };
+}
+
+function sidecarFingerprint(plan: Plan, o: Parsed): string {
+  return computeFingerprint({ stage: 'rate', stageVersion: RATE_VERSION, options: plan.options, seed: o.seed, parents: plan.parents.map((p) => p.fingerprint) });
+}
+
+/** Reads the score column of a sidecar aligned with `train` (ids checked by the reader); refuses NaN. */
+async function readScores(train: DataInfo, scores: NonNullable<Plan['scores']>): Promise<Float32Array> {
+  const ds = await openDataset(train.dir, { sidecars: [scores.dir] });
+  const out = new Float32Array(train.n);
+  for await (const b of ds.blocks()) {
+    const v = numericValues(b.column(scores.column));
+    for (let i = 0; i < b.length; i++) {
+      if (!Number.isFinite(v[i])) {
+        throw new DataError(`the "${scores.column}" score of row ${b.offset + i} (id ${b.column('id').get(i)}) is ${v[i]}`, {
+          file: scores.dir,
+          row: b.offset + i,
+          hint: 'Rescore the data: a rater cannot learn from non-finite scores',
+        });
+      }
+    }
+    out.set(v, b.offset);
+  }
+  return out;
+}
+
+/** Pixel bytes a rating range may hold in a worker. */
+const RANGE_BYTES = 64 * 2 ** 20;
+
+/**
+ * Row ranges for rating: within shards, about an eighth of the rows each (so two
+ * workers share even a one-shard dataset), between 4 and 64 batches and at most
+ * RANGE_BYTES of pixels (but at least one batch), a whole number of batches. A
+ * function of the row counts and shapes only, never of the parallelism.
+ */
+export function planRanges(sizes: readonly number[], batchSize: number, rowBytes: number): { shard: number; start: number; end: number; offset: number }[] {
+  const total = sizes.reduce((a, b) => a + b, 0);
+  const byBytes = Math.max(1, Math.floor(RANGE_BYTES / Math.max(1, rowBytes) / batchSize));
+  const batches = Math.min(64, byBytes, Math.max(4, Math.ceil(total / 8 / batchSize)));
+  const rows = batches * batchSize;
+  const out: { shard: number; start: number; end: number; offset: number }[] = [];
+  let offset = 0;
+  sizes.forEach((size, shard) => {
+    for (let start = 0; start < size; start += rows) {
+      out.push({ shard, start, end: Math.min(size, start + rows), offset: offset + start });
+    }
+    offset += size;
+  });
+  return out;
+}
+
+/** Rates every row of `data` with the rater at `raterDir` on `pool`, writing `id`, `rating` in order. */
+async function rateInto(
+  pool: WorkerPool,
+  ctx: StageContext,
+  data: DataInfo,
+  raterDir: string,
+  writer: DatasetWriter,
+  o: Parsed,
+): Promise<{ mean: number; min: number; max: number; seconds: number; ranges: number; backend: string }> {
+  const t0 = performance.now();
+  const ranges = planRanges(await shardSizes(data), o.rateBatchSize, featureLength(data.shape));
+  const progress = ctx.progress('rate', data.n);
+  const inFlight = pool.size * 2;
+  const results: (Promise<{ ids: string[]; ratings: Float32Array; backend: string }> | undefined)[] = [];
+  const submit = (i: number) => {
+    const job: RateJob = { kind: 'rate', rater: raterDir, range: { dir: data.dir, ...ranges[i], batchSize: o.rateBatchSize } };
+    const p = pool.run(job);
+    p.catch(() => undefined); // awaited in order below; avoid an unhandled rejection meanwhile
+    results[i] = p;
+  };
+  for (let i = 0; i < Math.min(inFlight, ranges.length); i++) submit(i);
+  let sum = 0;
+  let min = Infinity;
+  let max = -Infinity;
+  let rows = 0;
+  let backend = 'unknown';
+  for (let i = 0; i < ranges.length; i++) {
+    const r = await results[i]!;
+    results[i] = undefined;
+    if (i + inFlight < ranges.length) submit(i + inFlight);
+    const want = ranges[i].end - ranges[i].start;
+    if (r.ratings.length !== want || r.ids.length !== want) throw new InternalError(`a rating job returned ${r.ratings.length} ratings for ${want} rows`);
+    for (let j = 0; j < want; j++) {
+      const v = r.ratings[j];
+      if (!Number.isFinite(v)) throw new DataError(`the rating of row ${ranges[i].offset + j} (id ${r.ids[j]}) is ${v}`, { file: data.dir, hint: `The rater (${raterDir}) is corrupt` });
+      sum += v;
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
+    await writer.writeColumns({ id: r.ids, [RATING_COLUMN]: r.ratings });
+    rows += want;
+    backend = r.backend;
+    progress.tick(want);
+  }
+  progress.done();
+  if (rows !== data.n) throw new InternalError(`rated ${rows} rows of ${data.n}`);
+  return { mean: rows > 0 ? sum / rows : 0, min, max, seconds: (performance.now() - t0) / 1000, ranges: ranges.length, backend };
+}
+
+/** Rates `dataset` (training a rater on it first with `trainRater`) and writes the ratings sidecar to `options.out`. */
+export async function rate(dataset: string, options: RateOptions, ctx: StageContext = quietContext(), extraInputs: string[] = []): Promise<RateResult> {
+  const o = rateOptions.parse(options);
+  const t0 = performance.now();
+  const plan = await planOf([dataset, ...extraInputs], o);
+  const { data } = plan;
+  const nested = o.trainRater && !o.raterOut;
+  if (o.trainRater && o.raterOut) {
+    if (path.resolve(o.raterOut) === path.resolve(o.out)) throw new UsageError('--rater-out and --out must differ', { hint: 'Leave --rater-out unset to keep the rater in <out>/rater' });
+    if (!o.overwrite && (await pathExists(o.raterOut))) {
+      throw new OutputError('output already exists', { file: o.raterOut, hint: 'Choose another --rater-out, or pass --overwrite to replace it' });
+    }
+  }
+  // Refuse an existing output before training, not after.
+  const writer = await DatasetWriter.create(o.out, {
+    columns: [{ name: 'id', kind: 'string' }, { name: RATING_COLUMN, kind: 'float32' }],
+    shardSizes: await shardSizes(data),
+    overwrite: o.overwrite,
+    meta: {
+      stage: 'rate',
+      stageVersion: RATE_VERSION,
+      options: plan.options,
+      seed: o.seed,
+      parents: plan.parents,
+      sidecarOf: data.ds.fingerprint,
+      description: `ratings of ${path.basename(data.dir)} by an Alchemist-style rater (higher = more valuable to keep)`,
+    },
+  });
+  const pool = new WorkerPool({ size: o.parallelism ?? os.availableParallelism(), backend: o.backend, onOutput: (line, stream) => ctx.log.debug({ stream }, line) });
+  const onAbort = () => void pool.close(ctx.signal?.reason);
+  ctx.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    ctx.signal?.throwIfAborted();
+    let raterDir: string;
+    let raterMode: string;
+    let training: RateSummary['training'];
+    if (plan.rater) {
+      raterDir = plan.rater.dir;
+      raterMode = plan.rater.meta.training.mode;
+    } else {
+      const settings = plan.settings!;
+      const tt = performance.now();
+      ctx.log.info({ mode: settings.mode, rows: data.n, epochs: settings.epochs }, `training a rater (${settings.mode}) on ${data.n} rows`);
+      const scores = plan.scores ? await readScores(data, plan.scores) : undefined;
+      const job: TrainRaterJob = {
+        kind: 'trainRater',
+        train: { dir: data.dir },
+        target: plan.target ? { dir: plan.target.dir } : undefined,
+        scores,
+        settings,
+      };
+      const bar = ctx.progress('train rater');
+      let lastDone = 0;
+      const trained = await pool.run(job, (done, total) => {
+        bar.setTotal(total);
+        bar.tick(done - lastDone);
+        lastDone = done;
+      });
+      bar.done();
+      const prov = {
+        fingerprint: plan.raterFingerprint,
+        mode: settings.mode,
+        settings: { ...settings, ...(plan.scores ? { by: plan.scores.column } : {}) } as Record<string, unknown>,
+        parents: plan.parents.map((p) => ({ ...p, rows: p.role === 'train' ? data.n : p.role === 'target' ? plan.target?.n : undefined })),
+        seconds: (performance.now() - tt) / 1000,
+        details: trained.details,
+      };
+      if (nested) {
+        raterDir = path.join(writer.tempDir, 'rater');
+        await fsp.mkdir(raterDir);
+        await writeRaterFiles(raterDir, trained.arch, trained.weights, prov);
+      } else {
+        raterDir = path.resolve(o.raterOut!);
+        await writeDirAtomic(raterDir, { overwrite: o.overwrite }, (tmp) => writeRaterFiles(tmp, trained.arch, trained.weights, prov));
+      }
+      raterMode = settings.mode;
+      training = { seconds: prov.seconds, settings: prov.settings, details: trained.details };
+      ctx.log.info({ rater: nested ? path.join(o.out, 'rater') : raterDir, seconds: Math.round(prov.seconds * 10) / 10 }, 'rater trained');
+    }
+    const rated = await rateInto(pool, ctx, data, raterDir, writer, o);
+    const summary: RateSummary = {
+      rows: data.n,
+      column: RATING_COLUMN,
+      mean: rated.mean,
+      min: rated.min,
+      max: rated.max,
+      rater: { dir: nested ? 'rater' : raterDir, fingerprint: plan.raterFingerprint, mode: raterMode },
+      rating: { seconds: rated.seconds, rowsPerSecond: data.n / Math.max(rated.seconds, 1e-9), workers: Math.min(pool.size, rated.ranges), ranges: rated.ranges },
+      training,
+      seconds: (performance.now() - t0) / 1000,
+      backend: rated.backend,
+    };
+    const written = await writer.finish(summary as unknown as Record<string, unknown>);
+    const expected = sidecarFingerprint(plan, o);
+    if (written.fingerprint !== expected) ctx.log.warn({ written: written.fingerprint, expected }, 'fingerprint mismatch');
+    return { dir: written.dir, fingerprint: written.fingerprint, numRows: written.numRows, summary: summary as RateResult['summary'] };
+  } catch (err) {
+    await writer.abort();
+    if (ctx.signal?.aborted) throw ctx.signal.reason ?? err;
+    throw err;
+  } finally {
+    ctx.signal?.removeEventListener('abort', onAbort);
+    await pool.close();
+  }
+}
+
+export const rateStage: Stage<typeof rateOptions> = {
+  name: 'rate',
+  version: RATE_VERSION,
+  options: rateOptions,
+  async fingerprint(inputs, options) {
+    const o = rateOptions.parse(options);
+    return sidecarFingerprint(await planOf(inputs, o), o);
+  },
+  async run(ctx, inputs, options) {
+    if (inputs.length < 1) throw new UsageError('rate takes a dataset to rate (or to train on), got no input');
+    return rate(inputs[0], options, ctx, inputs.slice(1));
+  },
+};
