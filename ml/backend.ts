@@ -6,6 +6,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { registerPatches } from './patches/index.js';
+import { UsageError } from '../core/errors.js';
 
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
 export type BackendRequest = 'auto' | BackendName;
@@ -15,17 +16,17 @@ export interface BackendInfo {
   tf: typeof import('@tensorflow/tfjs');
 }
 
-/** Bad backend request (sysexits EX_USAGE). */
-export class BackendError extends Error {
-  exitCode = 64;
+/** An unknown or unavailable backend was asked for (a usage error, exit 64). */
+export class BackendError extends UsageError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'BackendError';
+    super(message, { cause: options?.cause });
   }
 }
 
 const PREFERENCE: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu'];
-const REQUESTS: readonly string[] = ['auto', ...PREFERENCE];
+/** What `--backend` accepts. */
+export const BACKEND_REQUESTS = ['auto', 'tensorflow', 'wasm', 'cpu'] as const satisfies readonly BackendRequest[];
+const REQUESTS: readonly string[] = BACKEND_REQUESTS;
 // Optional packages: computed specifiers so TypeScript does not need them installed.
 const NODE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'];
 

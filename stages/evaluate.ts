@@ -34,7 +34,7 @@ import { runJobs, type EvaluateJob, type EvaluateJobResult } from '../ml/pool.js
 import { scheduleSpecSchema, type ScheduleSpec } from '../ml/schedule.js';
 import type { TrainConfig } from '../ml/train.js';
 import { quietContext, type Stage, type StageContext, type StageResult } from './context.js';
-import { checkCompatible, checkLabelled, describeDataset, type DataInfo } from './inputs.js';
+import { checkCompatible, checkLabelled, describeDataset, type DataInfo, backendOption } from './inputs.js';
 
 export const EVALUATE_VERSION = '1';
 /** The report written into `out`. */
@@ -102,7 +102,7 @@ export const evaluateOptions = z.object({
   /** Normalise inputs with the full pool's (else the training set's) per-channel mean and std. */
   normalize: z.boolean().default(true),
   evalBatchSize: positiveInt.default(500),
-  backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+  backend: backendOption,
   /** Worker threads at most (default: all cores). Does not change the results. */
   parallelism: positiveInt.optional(),
   /** Directory to write the report into (evaluation.json + curation.json). */

@@ -2,7 +2,9 @@
  * Describing and checking a stage's input datasets: pixel shape, classes, labels.
  * Shared by the stages that train on one dataset and test or target another.
  */
+import { z } from 'zod';
 import { DataError } from '../core/errors.js';
+import { BACKEND_REQUESTS } from '../ml/backend.js';
 import type { PixelShape } from '../data/format.js';
 import { openDataset, type Dataset } from '../data/reader.js';
 
@@ -60,3 +62,6 @@ export function checkLabelled(d: DataInfo): void {
   if (d.n === 0) throw new DataError(`the ${d.role} set is empty`, { file: d.dir });
 }
 
+
+/** The `backend` option of every stage that computes: a name, or 'auto' for the best available. */
+export const backendOption = z.enum(BACKEND_REQUESTS).default('auto');

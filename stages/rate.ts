@@ -43,7 +43,7 @@ import {
 } from '../ml/rater.js';
 import type { RateJob, TrainRaterJob } from '../ml/worker.js';
 import { quietContext, type Stage, type StageContext, type StageResult } from './context.js';
-import { checkCompatible, checkLabelled, describeDataset, type DataInfo } from './inputs.js';
+import { checkCompatible, checkLabelled, describeDataset, type DataInfo, backendOption } from './inputs.js';
 import { shardSizes } from './score.js';
 
 export const RATE_VERSION = '1';
@@ -93,7 +93,7 @@ export const rateOptions = z.object({
   seed: z.number().int().min(0).default(0),
   /** Rows per rating batch. */
   rateBatchSize: positiveInt.default(RATE_BATCH_SIZE),
-  backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+  backend: backendOption,
   /** Worker threads at most (default: all cores). Does not change the results. */
   parallelism: positiveInt.optional(),
   overwrite: z.boolean().default(false),

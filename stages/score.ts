@@ -20,7 +20,7 @@ import { DEFAULT_SEEDS } from '../ml/scores.js';
 import { NEEDS_TARGET, SCORE_METHODS, type ScoreMethod, type ScoreSettings } from '../ml/scoring.js';
 import type { TrainConfig } from '../ml/train.js';
 import { quietContext, type Stage, type StageContext, type StageResult } from './context.js';
-import { checkCompatible, checkLabelled, describeDataset, type DataInfo } from './inputs.js';
+import { checkCompatible, checkLabelled, describeDataset, type DataInfo, backendOption } from './inputs.js';
 
 export const SCORE_VERSION = '2';
 
@@ -81,7 +81,7 @@ export const scoreOptions = z.object({
   maxMemoryMiB: positiveInt.default(2048),
   /** el2n, grand: epochs trained before scoring (default 10% of the run, at least 1). */
   epochsForScore: z.number().int().min(0).optional(),
-  backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+  backend: backendOption,
   /** Worker threads at most (default: all cores). Does not change the results. */
   parallelism: positiveInt.optional(),
   overwrite: z.boolean().default(false),

@@ -47,6 +47,7 @@ import { quietContext, type Stage, type StageContext, type StageResult } from '.
 import { checkCompatible, checkLabelled, describeDataset, type DataInfo } from './inputs.js';
 import { createMgdEngine, mgdEngineKey } from './mgd.js';
 import { modelChoice, optimizerChoice, trainChoicesFor, trainConfigOf } from './score.js';
+import { BACKEND_REQUESTS } from '../ml/backend.js';
 import { rowReader } from './select/rows.js';
 import {
   aboveThreshold, bottomK, mgdSelect, randomK, resolveBudget, shiftGsample, stratifiedTopK, topK,
@@ -130,7 +131,7 @@ export const selectOptions = z.object({
   /** mgd: memory the stored training states may take, MiB (default 2048; does not change the result). */
   maxMemoryMiB: positiveInt.optional(),
   /** Compute backend of the mgd engine (default: best available; ignored by other strategies, so a pipeline-wide backend applies). */
-  backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).optional(),
+  backend: z.enum(BACKEND_REQUESTS).optional(),
   /** Keep the rows the strategy does not choose (the complement; weights dropped). */
   invert: z.boolean().default(false),
   /** random, shift-gsample, mgd: the seed of every random draw (other strategies draw none). */
