@@ -24,7 +24,9 @@ export { quietContext, type Stage, type StageContext, type StageResult, type Log
 export { ingest, ingestStage } from './stages/ingest.js';
 export { score, scoreStage, type ScoreOptions, type ScoreResult } from './stages/score.js';
 export { select, selectStage, type SelectInput, type SelectResult } from './stages/select.js';
+export { rate, rateStage, type RateOptions, type RateResult } from './stages/rate.js';
 export { evaluate, evaluateStage, type EvaluateOptions, type EvaluateReport } from './stages/evaluate.js';
+export { distill, distillStage, type DistillOptions, type DistillResult } from './stages/distill.js';
 
 export { initBackend, type BackendName, type BackendRequest } from './ml/backend.js';
 export { makeModel, type Model, type ModelSpec } from './ml/models.js';

@@ -76,12 +76,19 @@ export interface Model {
   init(seed: number): tf.Tensor[];
   /** Logits [B, numClasses] for inputs x [B, H, W, C] in [0, 1]. */
   apply(params: readonly tf.Tensor[], x: tf.Tensor, opts?: ApplyOptions): tf.Tensor2D;
+  /**
+   * Penultimate features [B, D]: the input of the final dense layer (whose two
+   * parameters, the last two, are not used). Random-feature kernels and
+   * embeddings (distillation) are built on these.
+   */
+  features(params: readonly tf.Tensor[], x: tf.Tensor): tf.Tensor2D;
 }
 
-type Forward = (p: () => tf.Tensor, x: tf.Tensor) => tf.Tensor;
+/** Everything but the final dense layer, taking parameters in order; returns [B, D]. */
+type Body = (p: () => tf.Tensor, x: tf.Tensor) => tf.Tensor;
 
-/** Assembles a Model from parameter specs and a forward pass that takes parameters in order. */
-function buildModel(name: string, spec: ParsedModelSpec, io: ModelIO, params: ParamSpec[], forward: Forward): Model {
+/** Assembles a Model from parameter specs and a body; the last two parameters are the final dense layer. */
+function buildModel(name: string, spec: ParsedModelSpec, io: ModelIO, params: ParamSpec[], body: Body): Model {
   const [, , channels] = io.inputShape;
   if (spec.inputNorm) {
     const { mean, std } = spec.inputNorm;
@@ -99,18 +106,29 @@ function buildModel(name: string, spec: ParsedModelSpec, io: ModelIO, params: Pa
     size: params.reduce((a, p) => a + sizeOf(p.shape), 0),
     init: (seed) => initParams(params, seed),
     apply(values, x) {
-      if (values.length !== params.length) {
-        throw new ConfigError(`${name} takes ${params.length} parameter tensors, got ${values.length}`);
-      }
-      let i = 0;
-      const next = () => values[i++];
-      let h = x;
-      if (spec.inputNorm) h = tf.div(tf.sub(h, tf.tensor1d(spec.inputNorm.mean)), tf.tensor1d(spec.inputNorm.std));
-      let logits = forward(next, h);
+      const next = reader(values);
+      let logits: tf.Tensor = affine(next, runBody(next, x));
       if (spec.outputScale !== 1) logits = tf.mul(logits, spec.outputScale);
       return logits as tf.Tensor2D;
     },
+    features(values, x) {
+      return runBody(reader(values), x) as tf.Tensor2D;
+    },
   };
+
+  function reader(values: readonly tf.Tensor[]): () => tf.Tensor {
+    if (values.length !== params.length) {
+      throw new ConfigError(`${name} takes ${params.length} parameter tensors, got ${values.length}`);
+    }
+    let i = 0;
+    return () => values[i++];
+  }
+
+  function runBody(next: () => tf.Tensor, x: tf.Tensor): tf.Tensor {
+    let h = x;
+    if (spec.inputNorm) h = tf.div(tf.sub(h, tf.tensor1d(spec.inputNorm.mean)), tf.tensor1d(spec.inputNorm.std));
+    return body(next, h);
+  }
 }
 
 function denseParams(name: string, fanIn: number, fanOut: number): ParamSpec[] {
@@ -130,7 +148,7 @@ const affine = (p: () => tf.Tensor, x: tf.Tensor): tf.Tensor2D => {
 export function logreg(io: ModelIO, opts: Omit<z.input<typeof logregSpecSchema>, 'kind'> = {}): Model {
   const spec = logregSpecSchema.parse({ ...opts, kind: 'logreg' });
   const d = sizeOf(io.inputShape);
-  return buildModel('logreg', spec, io, denseParams('fc', d, io.numClasses), (p, x) => affine(p, flatten(x)));
+  return buildModel('logreg', spec, io, denseParams('fc', d, io.numClasses), (_p, x) => flatten(x));
 }
 
 /** Fully connected ReLU network on the flattened pixels. */
@@ -144,7 +162,7 @@ export function mlp(io: ModelIO, opts: Omit<z.input<typeof mlpSpecSchema>, 'kind
   return buildModel(name, spec, io, params, (p, x) => {
     let h: tf.Tensor = flatten(x);
     for (let l = 0; l < spec.hidden.length; l++) h = tf.relu(affine(p, h));
-    return affine(p, h);
+    return h;
   });
 }
 
@@ -192,7 +210,7 @@ export function convnet(io: ModelIO, opts: Omit<z.input<typeof convnetSpecSchema
       else z = normalise(p, tf.relu(conv2dSame(a, w)));
       a = avgPool2x2(z);
     }
-    return affine(p, flatten(a));
+    return flatten(a);
   });
 }
 

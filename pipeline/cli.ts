@@ -14,9 +14,11 @@ import { registerRun } from './commands/run.js';
 import { registerScore } from './commands/score.js';
 import { registerEvaluate } from './commands/evaluate.js';
 import { registerSelect } from './commands/select.js';
+import { registerDistill } from './commands/distill.js';
+import { registerRate } from './commands/rate.js';
 
 const COMMANDS: RegisterCommand[] = [
-  registerIngest, registerScore, registerSelect, registerEvaluate, registerInspect, registerExport, registerRun,
+  registerIngest, registerScore, registerRate, registerSelect, registerDistill, registerEvaluate, registerInspect, registerExport, registerRun,
 ];
 
 /** The exit code after SIGINT/SIGTERM (128 + SIGINT). */

@@ -8,7 +8,9 @@ import type { Stage } from '../stages/context.js';
 import { ingestStage } from '../stages/ingest.js';
 import { scoreStage } from '../stages/score.js';
 import { selectStage } from '../stages/select.js';
+import { rateStage } from '../stages/rate.js';
 import { evaluateStage } from '../stages/evaluate.js';
+import { distillStage } from '../stages/distill.js';
 
 export type AnyStage = Stage<z.ZodTypeAny>;
 export type StageRegistry = Readonly<Record<string, AnyStage>>;
@@ -16,8 +18,10 @@ export type StageRegistry = Readonly<Record<string, AnyStage>>;
 export const STAGES: StageRegistry = {
   ingest: ingestStage,
   score: scoreStage,
+  rate: rateStage,
   select: selectStage,
   evaluate: evaluateStage,
+  distill: distillStage,
 };
 
 /** Options the runner owns: a pipeline file may not set them. */

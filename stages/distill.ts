@@ -1,0 +1,412 @@
+/**
+ * The distill stage: synthesises `ipc` images per class (and soft labels) whose
+ * training effect stands in for the whole training set (DESIGN.md "Stages").
+ * Methods (ml/distill/): `rcig` (convexified implicit gradients), `krr`
+ * (KIP/RFAD: kernel ridge regression on random ConvNet features) and `dm`
+ * (distribution matching). The synthetic set starts from real images of each
+ * class, chosen with the seed.
+ *
+ * Output: a full dataset — `id`, `label` (the class each image was made for),
+ * `soft_label` (float32 × classes, rows sum to 1; `evaluate` trains on it),
+ * `pixels` (uint8, the input's shape) — plus `contact_sheet.png`, written
+ * atomically.
+ *
+ * Resuming: every `checkpointEvery` steps (and on interruption) the whole
+ * optimisation state goes to `<out>.checkpoint/`; a rerun with the same
+ * options continues from there and gives the same result as an uninterrupted
+ * run. A checkpoint made with other options (or another input) is refused, naming
+ * what differs. When a run ends early for its time budget the checkpoint is
+ * kept, so a rerun with `--overwrite` continues it; after the last step it is
+ * removed.
+ */
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import { pathExists, TEMP_PREFIX, writeDirAtomic } from '../core/atomic.js';
+import { DataError, OutputError, UsageError } from '../core/errors.js';
+import { canonicalJson, fingerprint as computeFingerprint } from '../core/hash.js';
+import { loadExamples } from '../data/batch.js';
+import { writeContactSheet } from '../data/export.js';
+import type { ColumnSpec } from '../data/format.js';
+import { DatasetWriter, writeDataset } from '../data/writer.js';
+import { initBackend } from '../ml/backend.js';
+import { DistillDivergedError, makeRealSet, rowLength, toUint8, type RealSet, type SavedState } from '../ml/distill/common.js';
+import { createDistiller, DISTILL_METHODS, type DistillMethod, type MethodSettings } from '../ml/distill/index.js';
+import type { ModelSpec } from '../ml/models.js';
+import { quietContext, type Stage, type StageContext, type StageResult } from './context.js';
+import { describeDataset, type DataInfo, backendOption } from './inputs.js';
+
+export const DISTILL_VERSION = '1';
+export const CONTACT_SHEET_FILE = 'contact_sheet.png';
+/** The checkpoint directory of an output directory. */
+export const checkpointDirOf = (out: string): string => `${path.resolve(out)}.checkpoint`;
+const CHECKPOINT_STATE = 'checkpoint.json';
+const CHECKPOINT_TENSORS = 'tensors.bin';
+
+const positiveInt = z.number().int().positive();
+
+export const distillOptions = z.object({
+  out: z.string().min(1),
+  method: z.enum(DISTILL_METHODS).default('rcig'),
+  /** Synthetic images per class. */
+  ipc: positiveInt.default(10),
+  /** Outer steps (default per method, see METHOD_DEFAULTS). */
+  steps: positiveInt.optional(),
+  /** Stop after this many seconds of this run and write what there is (the checkpoint is kept). */
+  timeBudget: z.number().positive().optional(),
+  seed: z.number().int().min(0).default(0),
+  /** Steps between checkpoints. */
+  checkpointEvery: positiveInt.default(50),
+  /** Learning rate of the synthetic images (and labels): Adam for krr/rcig, SGD for dm. */
+  lr: z.number().positive().optional(),
+  /** Real images per step (dm: per class). */
+  batchSize: positiveInt.optional(),
+  /** Width and depth of the ConvNets the methods use (random features, embeddings, the pool). */
+  width: positiveInt.optional(),
+  depth: positiveInt.optional(),
+  /** Normalisation in those ConvNets (rcig needs 'none': its linearisation has no norm layers). */
+  norm: z.enum(['none', 'instance']).optional(),
+  /** krr: random nets per kernel; rcig: models in the pool. */
+  nets: positiveInt.optional(),
+  /** krr, rcig: learn the labels too (else they stay one-hot). */
+  learnLabels: z.boolean().default(true),
+  /** krr: cross-entropy with a learned temperature, or MSE against centred one-hot targets. */
+  loss: z.enum(['ce', 'mse']).default('ce'),
+  /** rcig: Adam steps of the inner solve and of the H⁻¹ solve. */
+  innerSteps: positiveInt.optional(),
+  hinvSteps: positiveInt.optional(),
+  /** Ridge factor (krr: λ·mean diag K; rcig: λ·n·mean diag K). */
+  ridge: z.number().positive().optional(),
+  backend: backendOption,
+  overwrite: z.boolean().default(false),
+}).strict();
+
+export type DistillOptions = z.input<typeof distillOptions>;
+type Parsed = z.output<typeof distillOptions>;
+
+/** Defaults per method; chosen for 2 CPU cores (see the README's distillation table for what they reach). */
+export const METHOD_DEFAULTS = {
+  krr: { steps: 1000, lr: 0.01, batchSize: 256, width: 32, depth: 3, nets: 4, ridge: 1e-3, norm: 'none' },
+  dm: { steps: 2000, lr: 1, batchSize: 64, width: 64, depth: 3, norm: 'instance' },
+  rcig: { steps: 500, lr: 0.003, batchSize: 256, width: 32, depth: 3, nets: 30, ridge: 5e-4, innerSteps: 20, hinvSteps: 20, norm: 'none' },
+} as const;
+
+/** Everything that determines the trajectory of a run (what a checkpoint must agree on). */
+export function resolveSettings(o: Parsed, inputDepthLimit?: number): MethodSettings {
+  const d = METHOD_DEFAULTS[o.method];
+  const depth = o.depth ?? (inputDepthLimit !== undefined ? Math.min(d.depth, inputDepthLimit) : d.depth);
+  const net: ModelSpec = { kind: 'convnet', width: o.width ?? d.width, depth, norm: o.norm ?? d.norm };
+  const common = { ipc: o.ipc, seed: o.seed, lr: o.lr ?? d.lr, batchSize: o.batchSize ?? d.batchSize, net };
+  switch (o.method) {
+    case 'krr': {
+      const k = METHOD_DEFAULTS.krr;
+      return { method: 'krr', ...common, nets: o.nets ?? k.nets, renewEvery: 1, ridge: o.ridge ?? k.ridge, learnLabels: o.learnLabels, loss: o.loss };
+    }
+    case 'dm':
+      return { method: 'dm', ...common };
+    case 'rcig': {
+      const r = METHOD_DEFAULTS.rcig;
+      return {
+        method: 'rcig', ...common, poolSize: o.nets ?? r.nets, innerSteps: o.innerSteps ?? r.innerSteps, hinvSteps: o.hinvSteps ?? r.hinvSteps,
+        ridge: o.ridge ?? r.ridge, learnLabels: o.learnLabels, poolLr: 5e-5, maxPoolSteps: 16, poolReset: 100, emaDecay: 0.99,
+      };
+    }
+  }
+}
+
+function stepsOf(o: Parsed): number {
+  return o.steps ?? METHOD_DEFAULTS[o.method].steps;
+}
+
+/** The options the output is a function of: the settings, the steps asked for and the time budget. */
+function canonicalOptions(o: Parsed, settings: MethodSettings): Record<string, unknown> {
+  return { ...settings, steps: stepsOf(o), timeBudget: o.timeBudget };
+}
+
+function fingerprintOf(o: Parsed, settings: MethodSettings, train: DataInfo): string {
+  return computeFingerprint({ stage: 'distill', stageVersion: DISTILL_VERSION, options: canonicalOptions(o, settings), seed: o.seed, parents: [train.ds.fingerprint] });
+}
+
+/** The deepest ConvNet (2×2 pooling per layer) the images allow. */
+function maxDepth(shape: [number, number, number]): number {
+  let d = 0;
+  for (let s = Math.min(shape[0], shape[1]); s >= 2; s = Math.floor(s / 2)) d++;
+  return d;
+}
+
+async function describeInput(trainDir: string): Promise<DataInfo> {
+  const train = await describeDataset(trainDir, 'training');
+  if (!train.hasLabels) {
+    throw new DataError(train.hasSoftLabels ? 'the training set has only soft labels' : 'the training set has no labels', {
+      file: trainDir,
+      hint: 'Distillation makes images per class: it needs a label column with class names (ingest with labels)',
+    });
+  }
+  if (train.numClasses < 2) {
+    throw new DataError(`the training set declares ${train.numClasses} classes`, { file: trainDir, hint: 'The label column needs its class names (a ClassLabel feature with at least 2 classes)' });
+  }
+  return train;
+}
+
+export interface DistillSummary {
+  method: DistillMethod;
+  ipc: number;
+  rows: number;
+  stepsRequested: number;
+  stepsDone: number;
+  /** Why the run ended: all steps, or the time budget. */
+  stoppedBy: 'steps' | 'time-budget';
+  resumedFrom: number | null;
+  firstLoss: number | null;
+  /** Mean loss over the last 10 steps run. */
+  lastLoss: number | null;
+  skippedSteps: number;
+  seconds: number;
+  backend: string;
+  settings: MethodSettings;
+  details: Record<string, number>;
+}
+
+export interface DistillResult extends StageResult {
+  summary: DistillSummary & Record<string, unknown>;
+}
+
+interface CheckpointFile {
+  version: string;
+  input: string;
+  settings: MethodSettings;
+  step: number;
+  scalars: Record<string, number>;
+  tensors: { name: string; shape: number[]; offset: number; length: number }[];
+}
+
+async function writeCheckpoint(dir: string, input: string, settings: MethodSettings, step: number, state: SavedState): Promise<void> {
+  const entries = Object.entries(state.tensors);
+  const total = entries.reduce((a, [, t]) => a + t.data.length, 0);
+  const buf = new Float32Array(total);
+  const tensors: CheckpointFile['tensors'] = [];
+  let offset = 0;
+  for (const [name, t] of entries) {
+    buf.set(t.data, offset);
+    tensors.push({ name, shape: t.shape, offset, length: t.data.length });
+    offset += t.data.length;
+  }
+  const meta: CheckpointFile = { version: DISTILL_VERSION, input, settings, step, scalars: state.scalars, tensors };
+  await writeDirAtomic(dir, { overwrite: true }, async (tmp) => {
+    await fsp.writeFile(path.join(tmp, CHECKPOINT_TENSORS), new Uint8Array(buf.buffer));
+    await fsp.writeFile(path.join(tmp, CHECKPOINT_STATE), JSON.stringify(meta, null, 2) + '\n');
+  });
+}
+
+/** Loads the checkpoint in `dir` if there is one; refuses one made with other settings or another input. */
+async function readCheckpoint(dir: string, input: string, settings: MethodSettings): Promise<{ step: number; state: SavedState } | undefined> {
+  let meta: CheckpointFile;
+  try {
+    meta = JSON.parse(await fsp.readFile(path.join(dir, CHECKPOINT_STATE), 'utf8'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new DataError(`the checkpoint cannot be read: ${(err as Error).message}`, { file: dir, hint: 'Remove it to start over' });
+  }
+  const startOver = `Rerun with the options it was made with, or remove ${dir} to start over`;
+  if (meta.version !== DISTILL_VERSION) {
+    throw new UsageError(`the checkpoint was written by distill version ${meta.version}, this is ${DISTILL_VERSION}`, { file: dir, hint: `Remove ${dir} to start over` });
+  }
+  if (meta.input !== input) {
+    throw new UsageError(`the checkpoint was made from another training set (fingerprint ${meta.input}, now ${input})`, { file: dir, hint: startOver });
+  }
+  const keys = [...new Set([...Object.keys(meta.settings), ...Object.keys(settings)])].sort();
+  const before = meta.settings as unknown as Record<string, unknown>;
+  const now = settings as unknown as Record<string, unknown>;
+  const differ = keys.filter((k) => canonicalJson(before[k]) !== canonicalJson(now[k]));
+  if (differ.length > 0) {
+    const list = differ.map((k) => `${k} (checkpoint ${canonicalJson(before[k]) ?? 'unset'}, now ${canonicalJson(now[k]) ?? 'unset'})`).join(', ');
+    throw new UsageError(`the checkpoint was made with different options: ${list}`, { file: dir, hint: startOver });
+  }
+  const bytes = await fsp.readFile(path.join(dir, CHECKPOINT_TENSORS));
+  if (bytes.byteLength % 4 !== 0) throw new DataError('the checkpoint is truncated', { file: dir, hint: 'Remove it to start over' });
+  const all = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  const tensors: SavedState['tensors'] = {};
+  for (const t of meta.tensors) {
+    if (t.offset + t.length > all.length) throw new DataError('the checkpoint is truncated', { file: dir, hint: 'Remove it to start over' });
+    tensors[t.name] = { shape: t.shape, data: all.slice(t.offset, t.offset + t.length) };
+  }
+  return { step: meta.step, state: { scalars: meta.scalars, tensors } };
+}
+
+async function loadReal(train: DataInfo, ipc: number): Promise<RealSet> {
+  const ex = await loadExamples(train.ds);
+  const real = makeRealSet(ex.pixels, ex.shape, ex.labels!, train.numClasses);
+  // Refuse before any work: every class needs `ipc` real images to start from.
+  real.byClass.forEach((rows, c) => {
+    if (rows.length < ipc) {
+      const name = train.classNames[c] !== undefined ? `'${train.classNames[c]}' (${c})` : String(c);
+      throw new DataError(`class ${name} has ${rows.length} images, fewer than --ipc ${ipc}`, {
+        file: train.dir,
+        hint: `Lower --ipc to at most ${Math.min(...real.byClass.map((r) => r.length))} (the smallest class)`,
+      });
+    }
+  });
+  return real;
+}
+
+/** Distils `trainDir` into `options.out` (see the top of this file). */
+export async function distill(trainDir: string, options: DistillOptions, ctx: StageContext = quietContext()): Promise<DistillResult> {
+  const o = distillOptions.parse(options);
+  const t0 = performance.now();
+  if (!o.overwrite && (await pathExists(o.out))) {
+    throw new OutputError('output already exists', { file: o.out, hint: 'Choose another --out, or pass --overwrite to replace it' });
+  }
+  const train = await describeInput(trainDir);
+  const settings = resolveSettings(o, maxDepth(train.shape));
+  const steps = stepsOf(o);
+  const real = await loadReal(train, o.ipc);
+  const backend = await initBackend(o.backend);
+  const ckptDir = checkpointDirOf(o.out);
+  const resumed = await readCheckpoint(ckptDir, train.ds.fingerprint, settings);
+  if (resumed) ctx.log.info({ checkpoint: ckptDir, step: resumed.step }, `distill: resuming from step ${resumed.step}`);
+  const distiller = createDistiller(real, settings, resumed?.state);
+  const startStep = resumed?.step ?? 0;
+  const deadline = o.timeBudget !== undefined ? performance.now() + o.timeBudget * 1000 : Infinity;
+  const losses: number[] = [];
+  let skipped = 0;
+  let details: Record<string, number> = {};
+  let t = startStep;
+  let stoppedBy: DistillSummary['stoppedBy'] = 'steps';
+  const progress = ctx.progress(`distill ${o.method}`, steps);
+  progress.tick(startStep);
+  const logEvery = Math.max(1, Math.round(steps / 20));
+  ctx.log.info({ method: o.method, ipc: o.ipc, rows: real.labels.length, steps, backend: backend.name, settings }, `distill: ${o.method}, ${o.ipc} images per class`);
+  const checkpoint = () => writeCheckpoint(ckptDir, train.ds.fingerprint, settings, t, distiller.save());
+  try {
+    let lastYield = Date.now();
+    while (t < steps) {
+      if (ctx.signal?.aborted) {
+        if (t > startStep) await checkpoint();
+        ctx.signal.throwIfAborted();
+      }
+      if (performance.now() >= deadline) {
+        stoppedBy = 'time-budget';
+        break;
+      }
+      const r = distiller.step(t);
+      t++;
+      if (r.skipped) {
+        skipped++;
+        ctx.log.warn({ step: t - 1 }, `distill: step ${t - 1} skipped: ${r.skipped}`);
+      } else losses.push(r.loss);
+      details = r.details ?? details;
+      progress.tick();
+      if (t % logEvery === 0) ctx.log.info({ step: t, loss: r.loss, ...r.details }, 'distill: step');
+      if (t % o.checkpointEvery === 0 && t < steps) await checkpoint();
+      // Let timers and signals through.
+      if (Date.now() - lastYield > 200) {
+        await new Promise((res) => setImmediate(res));
+        lastYield = Date.now();
+      }
+    }
+    if (stoppedBy === 'time-budget') {
+      ctx.log.warn({ stepsDone: t, steps }, `distill: time budget reached after ${t} of ${steps} steps; the checkpoint is kept (rerun with --overwrite to continue)`);
+      if (t > startStep) await checkpoint();
+    }
+    const out = distiller.result();
+    if (!out.x.every(Number.isFinite) || !out.softLabels.every(Number.isFinite)) {
+      throw new DistillDivergedError(t, 'the synthetic set holds non-finite values');
+    }
+    const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+    const summary: DistillSummary = {
+      method: o.method,
+      ipc: o.ipc,
+      rows: out.classes.length,
+      stepsRequested: steps,
+      stepsDone: t,
+      stoppedBy,
+      resumedFrom: resumed ? startStep : null,
+      firstLoss: losses[0] ?? null,
+      lastLoss: mean(losses.slice(-10)),
+      skippedSteps: skipped,
+      seconds: (performance.now() - t0) / 1000,
+      backend: backend.name,
+      settings,
+      details,
+    };
+    const written = await writeSynthetic(o, train, real, out, settings, summary);
+    if (stoppedBy === 'steps') await fsp.rm(ckptDir, { recursive: true, force: true });
+    ctx.log.info({ out: written.dir, steps: t, lastLoss: summary.lastLoss }, 'distill: done');
+    return { ...written, summary: summary as DistillResult['summary'] };
+  } finally {
+    progress.done();
+    distiller.dispose();
+  }
+}
+
+async function writeSynthetic(
+  o: Parsed, train: DataInfo, real: RealSet, out: { x: Float32Array; softLabels: Float32Array; classes: Int32Array },
+  settings: MethodSettings, summary: DistillSummary,
+): Promise<StageResult> {
+  const k = real.numClasses;
+  const len = rowLength(real.shape);
+  const names = train.classNames.length === k ? train.classNames : Array.from({ length: k }, (_, i) => `class${i}`);
+  const counts = new Array<number>(k).fill(0);
+  const rows = Array.from(out.classes, (c, r) => ({
+    id: `synthetic-${String(c).padStart(3, '0')}-${String(counts[c]++).padStart(4, '0')}`,
+    label: c,
+    soft_label: out.softLabels.subarray(r * k, (r + 1) * k),
+    pixels: toUint8(real, out.x.subarray(r * len, (r + 1) * len)),
+  }));
+  const columns: ColumnSpec[] = [
+    { name: 'id', kind: 'string' },
+    { name: 'label', kind: 'classLabel', names },
+    { name: 'soft_label', kind: 'float32Vector', length: k },
+    { name: 'pixels', kind: 'uint8Vector', length: len },
+  ];
+  const meta = {
+    stage: 'distill',
+    stageVersion: DISTILL_VERSION,
+    options: canonicalOptions(o, settings),
+    seed: o.seed,
+    parents: [{ fingerprint: train.ds.fingerprint, path: path.resolve(train.dir), role: 'train' }],
+    description: `${o.method} distillation of ${path.basename(train.dir)}: ${o.ipc} synthetic images per class`,
+  };
+  // The contact sheet is drawn from a dataset: stage one beside the output, then write the real one with the PNG inside.
+  const staging = path.join(path.dirname(path.resolve(o.out)), `${TEMP_PREFIX}${path.basename(o.out)}-sheet-${randomBytes(4).toString('hex')}`);
+  let png: Buffer;
+  try {
+    await writeDataset(path.join(staging, 'data'), rows, { columns, pixelShape: real.shape, meta });
+    const sheet = path.join(staging, CONTACT_SHEET_FILE);
+    await writeContactSheet(path.join(staging, 'data'), sheet, { perClass: Math.min(o.ipc, 10), seed: o.seed });
+    png = await fsp.readFile(sheet);
+  } finally {
+    await fsp.rm(staging, { recursive: true, force: true });
+  }
+  const writer = await DatasetWriter.create(o.out, {
+    columns, pixelShape: real.shape, meta, overwrite: o.overwrite, extraFiles: { [CONTACT_SHEET_FILE]: png },
+  });
+  try {
+    for (const row of rows) await writer.writeRow(row);
+  } catch (err) {
+    await writer.abort();
+    throw err;
+  }
+  const written = await writer.finish(summary as unknown as Record<string, unknown>);
+  return { dir: written.dir, fingerprint: written.fingerprint, numRows: written.numRows, summary: summary as unknown as Record<string, unknown> };
+}
+
+export const distillStage: Stage<typeof distillOptions> = {
+  name: 'distill',
+  version: DISTILL_VERSION,
+  options: distillOptions,
+  async fingerprint(inputs, options) {
+    const o = distillOptions.parse(options);
+    const train = await describeInput(single(inputs));
+    return fingerprintOf(o, resolveSettings(o, maxDepth(train.shape)), train);
+  },
+  async run(ctx, inputs, options) {
+    return distill(single(inputs), options, ctx);
+  },
+};
+
+function single(inputs: string[]): string {
+  if (inputs.length !== 1) throw new UsageError(`distill takes 1 input (the training set), got ${inputs.length}`);
+  return inputs[0];
+}
