@@ -2,7 +2,8 @@
  * `rcig`: dataset distillation with convexified implicit gradients (Loo et al.
  * 2023; ANCHORS.md), after the authors' public implementation.
  *
- * The inner model, for a pool model θ₀ (ConvNet without normalisation):
+ * The inner model, for a pool model θ₀ (a ConvNet; RCIG uses none, the distill
+ * stage defaults to instance norm to match the DC-bench evaluation ConvNet):
  *   f(x) = J(x) Δ + φ₀(x)ᵀ W,
  * the body linearised around θ₀ with offset Δ (ml/distill/linearize.ts; the
  * constant f(x; θ₀) is left out, as RCIG does) and the last layer W solved in
@@ -46,7 +47,7 @@ export interface RcigSettings {
   lr: number;
   /** Real images per outer step. */
   batchSize: number;
-  /** The pool models' architecture: a convnet with norm 'none'. */
+  /** The pool models' architecture: a convnet, norm 'none' or 'instance' (ml/distill/linearize.ts). */
   net: ModelSpec;
   poolSize: number;
   innerSteps: number;
@@ -328,7 +329,7 @@ export function createRcigDistiller(real: RealSet, s: RcigSettings, saved?: Save
     return tidyObject(() => ({ primal: primalPass(model, params, realBatch(real, idx)), targets: oneHotTargets(real, idx) }));
   };
   const disposeTarget = (t: { primal: Primal; targets: tf.Tensor2D }) => {
-    tf.dispose([t.primal.inputs[0], t.targets]);
+    tf.dispose([t.primal.layers[0].input, t.targets]);
     disposePrimal(t.primal);
   };
 

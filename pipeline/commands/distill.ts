@@ -22,7 +22,7 @@ export const registerDistill: RegisterCommand = (program, session) => {
     .option('--batch-size <n>', `real images per step (dm: per class; default: rcig ${d.rcig.batchSize}, krr ${d.krr.batchSize}, dm ${d.dm.batchSize})`, parsePositive)
     .option('--width <n>', `ConvNet width (default: rcig ${d.rcig.width}, krr ${d.krr.width}, dm ${d.dm.width})`, parsePositive)
     .option('--depth <n>', 'ConvNet depth (default 3, less for small images)', parsePositive)
-    .addOption(new Option('--norm <n>', `ConvNet normalisation (default: krr ${d.krr.norm}, dm ${d.dm.norm}; rcig needs none)`).choices(choicesOf(schema, 'norm') ?? []))
+    .addOption(new Option('--norm <n>', 'ConvNet normalisation (default: instance, as the DC-bench ConvNet)').choices(choicesOf(schema, 'norm') ?? []))
     .option('--nets <n>', `krr: random nets per kernel (default ${d.krr.nets}); rcig: model pool size (default ${d.rcig.nets})`, parsePositive)
     .option('--no-learn-labels', 'krr, rcig: keep the labels one-hot instead of learning them')
     .addOption(new Option('--loss <l>', 'krr: loss of the kernel predictions (default: ce)').choices(choicesOf(schema, 'loss') ?? []))

@@ -24,9 +24,11 @@ beforeAll(async () => {
   await initBackend('wasm');
 });
 
-function tinyModel(): { model: Model; params: tf.Tensor[] } {
-  const model = makeModel({ kind: 'convnet', width: 3, depth: 1, norm: 'none' }, IO);
-  return { model, params: model.init(5) };
+function tinyModel(norm: 'none' | 'instance' = 'none'): { model: Model; params: tf.Tensor[] } {
+  const model = makeModel({ kind: 'convnet', width: 3, depth: norm === 'none' ? 1 : 2, norm }, IO);
+  const params = model.init(5);
+  // Non-trivial norm scales and shifts (init: ones and zeros).
+  return { model, params: params.map((p, i) => (model.paramShapes[i].name.includes('norm') ? tf.add(p, t(randn(p.shape, 80 + i, 0.3))) : p)) };
 }
 
 function tangentArgs(model: Model, seed: number, scale = 1): Arg[] {
@@ -36,8 +38,8 @@ function tangentArgs(model: Model, seed: number, scale = 1): Arg[] {
 const flat = (ts: readonly tf.Tensor[]) => concat(ts.map((x) => x.dataSync()));
 
 describe('linearised ConvNet', () => {
-  it('its primal pass is the model, and its tangent is the directional derivative', () => {
-    const { model, params } = tinyModel();
+  it.each(['none', 'instance'] as const)('norm %s: its primal pass is the model, and its tangent is the directional derivative', (norm) => {
+    const { model, params } = tinyModel(norm);
     const x = t(randn([4, 6, 6, 1], 1)) as tf.Tensor4D;
     const primal = primalPass(model, params, x);
     const apply = model.apply(params, x).dataSync();
@@ -251,11 +253,15 @@ const SETTINGS: MethodSettings[] = [
     method: 'rcig', ipc: 2, seed: 1, lr: 0.03, batchSize: 24, net: NET, poolSize: 1, innerSteps: 5, hinvSteps: 5, ridge: 5e-4,
     learnLabels: true, poolLr: 5e-5, maxPoolSteps: 3, poolReset: 1000, emaDecay: 0.9,
   },
+  {
+    method: 'rcig', ipc: 1, seed: 3, lr: 0.03, batchSize: 24, net: { ...NET, norm: 'instance' }, poolSize: 2, innerSteps: 4, hinvSteps: 4, ridge: 5e-4,
+    learnLabels: false, poolLr: 1e-3, maxPoolSteps: 3, poolReset: 4, emaDecay: 0.9,
+  },
 ];
 
 describe('distillers', () => {
   for (const settings of SETTINGS) {
-    it(`${settings.method} (${settings.method === 'krr' ? settings.loss : 'default'}): a few steps lower its own objective, and a saved state continues exactly`, () => {
+    it(`${settings.method} (${settings.method === 'krr' ? settings.loss : 'default'}, ${settings.net.kind === 'convnet' ? settings.net.norm : ''} norm): a few steps lower its own objective, and a saved state continues exactly`, () => {
       const real = toyReal();
       const d = createDistiller(real, settings);
       const before = d.evalLoss(99);
