@@ -216,7 +216,9 @@ async function main(): Promise<void> {
         published: published || '–',
       };
     });
-    printTable(`Fashion-MNIST, protocol ${protocol}: ${rows.find((r) => r.protocol === protocol)?.protocolText ?? ''}`, table);
+    // Distilled sets train on soft labels, random subsets on hard ones: say both once.
+    const text = (rows.find((r) => r.protocol === protocol)?.protocolText ?? '').replace(/(soft|hard) labels/, 'soft labels (distilled) or hard labels (random)');
+    printTable(`Fashion-MNIST, protocol ${protocol}: ${text}`, table);
   }
   console.log(`wrote ${await save()}`);
 }
