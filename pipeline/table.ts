@@ -15,6 +15,8 @@ export function formatTable(headers: string[], rows: Cell[][]): string {
 /** A number with thousands separators, or a short decimal. */
 export function formatNumber(n: number): string {
   if (Number.isInteger(n)) return n.toLocaleString('en-US');
+  // Small values (a ridge of 1e-3, a std of 0.004) would round to 0: keep two significant digits.
+  if (Math.abs(n) < 0.01) return n.toPrecision(2);
   return n.toLocaleString('en-US', { maximumFractionDigits: Math.abs(n) < 10 ? 2 : 1 });
 }
 

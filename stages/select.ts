@@ -114,9 +114,9 @@ export const selectOptions = z.object({
    * (score sidecars never do): inputs: ['${pool}', '${target}'].
    */
   target: z.string().min(1).optional(),
-  /** mgd: the model trained through (as score's: logreg, mlp, convnet, or a spec; default mlp). */
+  /** mgd: the model trained through (as score's: logreg, mlp, convnet, or a spec; default the metagradient's, METAGRAD_TRAIN_DEFAULTS). */
   model: modelChoice.optional(),
-  /** mgd: the optimizer (as score's: sgd lr 0.05 momentum 0.9 by default, adam, adamw, or a spec). */
+  /** mgd: the optimizer (as score's: sgd, adam, adamw, or a spec; default momentum-free SGD, METAGRAD_TRAIN_DEFAULTS). */
   optimizer: optimizerChoice.optional(),
   /** mgd: learning rate (overrides the optimizer's). */
   lr: z.number().positive().optional(),
@@ -124,9 +124,9 @@ export const selectOptions = z.object({
   schedule: scheduleSpecSchema.optional(),
   /** mgd: epochs of the training run differentiated through (default 2). */
   epochs: positiveInt.optional(),
-  /** mgd: its batch size (default 128). */
+  /** mgd: its batch size (default METAGRAD_TRAIN_DEFAULTS'). */
   batchSize: positiveInt.optional(),
-  /** mgd: REPLAY branching factor (default 4; memory O(k log_k T) states). */
+  /** mgd: REPLAY branching factor (default MGD_ENGINE_DEFAULTS.k; memory O(k log_k T) states). */
   k: z.number().int().min(2).optional(),
   /** mgd: memory the stored training states may take, MiB (default 2048; does not change the result). */
   maxMemoryMiB: positiveInt.optional(),
