@@ -5,6 +5,8 @@ import path from 'node:path';
 import { parseDocument } from 'yaml';
 import { parsePipelineConfig } from '../../pipeline/config.js';
 import { runPipeline } from '../../pipeline/runner.js';
+import { loadExamples } from '../../data/batch.js';
+import { openDataset } from '../../data/reader.js';
 import { REPO, tempDir } from './helpers.js';
 
 let work: string;
@@ -15,22 +17,53 @@ afterAll(async () => {
   await fsp.rm(work, { recursive: true, force: true });
 });
 
-test('ingests the built-in splits, scores and evaluates, then skips every stage as current', async () => {
+const STAGES = [
+  ['train', 'ingest', 6000], ['test', 'ingest', 1000], ['target', 'select', 1000], ['pool', 'select', 5000],
+  ['scores', 'score', 5000], ['ratings', 'rate', 5000],
+  ['metagrad-30', 'select', 1500], ['metagrad-50', 'select', 2500], ['rater-30', 'select', 1500], ['rater-50', 'select', 2500], ['mgd-50', 'select', 2500],
+  ['eval-metagrad-30', 'evaluate', 1500], ['eval-metagrad-50', 'evaluate', 2500], ['eval-rater-30', 'evaluate', 1500], ['eval-rater-50', 'evaluate', 2500],
+  ['eval-mgd-50', 'evaluate', 2500], ['distilled', 'distill', 100], ['eval-distilled', 'evaluate', 100],
+];
+
+test('the whole story: ingest, hold out a target, score, rate, select, distill, evaluate, report; then every stage is current', async () => {
   const file = path.join(REPO, 'pipelines/default.yaml');
   const raw = parseDocument(readFileSync(file, 'utf8')).toJS();
   const config = parsePipelineConfig({ ...raw, workdir: work }, { file });
   const report = await runPipeline(config);
-  expect(report.stages.map((s) => [s.id, s.status, s.numRows])).toEqual([
-    ['train', 'ran', 6000], ['test', 'ran', 1000], ['scores', 'ran', 6000], ['evaluation', 'ran', 6000],
-  ]);
-  // An MLP on 6,000 Fashion-MNIST images is well above chance (10%) and below perfect.
-  const acc = report.stages[3].summary.accuracy as number;
-  expect(acc).toBeGreaterThan(0.7);
-  expect(acc).toBeLessThan(0.95);
+  expect(report.stages.map((s) => [s.id, s.stage, s.numRows])).toEqual(STAGES);
+  expect(report.stages.every((s) => s.status === 'ran')).toBe(true);
   expect(Object.values(report.stages[0].summary.per_class as Record<string, number>)).toEqual(Array(10).fill(600));
   expect(Object.keys(report.stages[0].summary.per_class as object)[0]).toBe('T-shirt/top');
+
+  // The target and the pool are one seeded draw and its complement: disjoint, together all of train.
+  const ids = async (id: string) => new Set((await loadExamples(await openDataset(path.join(work, id)))).ids);
+  const [target, pool] = [await ids('target'), await ids('pool')];
+  expect(target.size + pool.size).toBe(6000);
+  expect([...target].some((id) => pool.has(id))).toBe(false);
+
+  // Every evaluation trained real models: above chance (10%), below perfect, beside its baselines.
+  for (const s of report.stages.filter((st) => st.stage === 'evaluate')) {
+    const acc = s.summary.accuracy as number;
+    expect(acc, s.id).toBeGreaterThan(0.5);
+    expect(acc, s.id).toBeLessThan(0.95);
+    expect((s.summary.full as { mean: number }).mean, s.id).toBeGreaterThan(0.7);
+    expect((s.summary.random as { numTrain: number }).numTrain, s.id).toBe(s.numRows);
+  }
+  // The distilled set trains on its soft labels.
+  expect(report.stages.at(-1)!.summary.protocol).toMatch(/soft labels/);
+
+  // The trained rater is kept, ready for data ingested later.
+  await expect(fsp.stat(path.join(work, 'ratings', 'rater'))).resolves.toBeTruthy();
+
+  // The report: stage table, accuracy-vs-budget table with every evaluated selection, and the chart.
   const md = await fsp.readFile(path.join(work, 'report.md'), 'utf8');
   expect(md).toMatch(/\| train \| ingest \| ran \| 6,000 \|/);
+  expect(md).toContain('## Accuracy vs budget');
+  expect(report.budget?.rows.map((r) => [r.selection, r.budget]).sort()).toEqual([
+    ['metagrad-30', 0.3], ['metagrad-50', 0.5], ['mgd-50', 0.5], ['rater-30', 0.3], ['rater-50', 0.5],
+  ]);
+  expect(await fsp.readFile(path.join(work, 'budget.svg'), 'utf8')).toMatch(/<svg[^>]*>[\s\S]*<\/svg>\s*$/);
+
   const again = await runPipeline(config);
-  expect(again.stages.map((s) => s.status)).toEqual(['skipped', 'skipped', 'skipped', 'skipped']);
-});
+  expect(again.stages.every((s) => s.status === 'skipped')).toBe(true);
+}, 900_000); // about 4 minutes on 2 idle cores: the run `npm start` makes
