@@ -9,6 +9,8 @@
  * - `stratified`: per-class top-k, each class keeping its share of the pool;
  * - `shift-gsample` (Alchemist): drop the top `shift`, sample the rest around the
  *   percentile `mu` with width `sigma`;
+ * - `prune`: drop the bottom `drop` fraction (the suspected harmful rows), then a
+ *   uniform draw of the budget from the rest;
  * - `random`: uniform, seeded — the baseline every selection is compared with;
  * - `mgd`: metagradient descent on integer counts at a fixed budget. Its
  *   metagradient comes from the built-in engine (stages/mgd.ts: training on the
@@ -50,7 +52,7 @@ import { modelChoice, optimizerChoice, trainChoicesFor, trainConfigOf } from './
 import { BACKEND_REQUESTS } from '../ml/backend.js';
 import { rowReader } from './select/rows.js';
 import {
-  aboveThreshold, bottomK, mgdSelect, randomK, resolveBudget, shiftGsample, stratifiedTopK, topK,
+  aboveThreshold, bottomK, mgdSelect, pruneThenRandom, randomK, resolveBudget, shiftGsample, stratifiedTopK, topK,
   type MetagradFn, type MgdRound, type Selection,
 } from './select/strategies.js';
 
@@ -60,7 +62,7 @@ export const SELECT_VERSION = '1';
 /** The kept rows' ids, parent row indices and weights, written beside the shards. */
 export const SELECTION_FILE = 'selection.arrow';
 
-export const SELECT_STRATEGIES = ['topk', 'bottomk', 'threshold', 'stratified', 'shift-gsample', 'random', 'mgd'] as const;
+export const SELECT_STRATEGIES = ['topk', 'bottomk', 'threshold', 'stratified', 'shift-gsample', 'prune', 'random', 'mgd'] as const;
 export type SelectStrategy = (typeof SELECT_STRATEGIES)[number];
 
 /**
@@ -72,6 +74,9 @@ export type SelectStrategy = (typeof SELECT_STRATEGIES)[number];
  */
 export const SHIFT_GSAMPLE_DEFAULTS = { shift: 0.1, mu: 0.5, sigma: 0.15 } as const;
 /** MGD defaults: 10 rounds (ANCHORS: "repeat tens of times" at larger scale), 20% of the budget moved in the first. */
+/** prune: the fraction of the pool dropped from the bottom of the ranking by default (the suspected fifth). */
+export const PRUNE_DEFAULTS = { drop: 0.2 } as const;
+
 export const MGD_DEFAULTS = { rounds: 10, swap: 0.2, maxCount: 1 } as const;
 /** The built-in engine's REPLAY settings (the score stage's defaults). */
 export const MGD_ENGINE_DEFAULTS = { k: 16, maxMemoryMiB: 2048 } as const;
@@ -96,6 +101,8 @@ export const selectOptions = z.object({
   mu: z.number().min(0).max(1).optional(),
   /** shift-gsample: width of the sampling density, in percentile units. */
   sigma: z.number().positive().optional(),
+  /** prune: fraction of the pool dropped from the bottom of the ranking before the random draw. */
+  drop: z.number().min(0).lt(1).optional(),
   /** mgd: rounds of metagradient + swap, at most. */
   rounds: positiveInt.optional(),
   /** mgd: count moved in the first round as a fraction of the budget (decays to 1 unit). */
@@ -134,7 +141,7 @@ export const selectOptions = z.object({
   backend: z.enum(BACKEND_REQUESTS).optional(),
   /** Keep the rows the strategy does not choose (the complement; weights dropped). */
   invert: z.boolean().default(false),
-  /** random, shift-gsample, mgd: the seed of every random draw (other strategies draw none). */
+  /** random, shift-gsample, prune, mgd: the seed of every random draw (other strategies draw none). */
   seed: z.number().int().default(0),
   shardRows: positiveInt.optional(),
   overwrite: z.boolean().default(false),
@@ -149,6 +156,7 @@ const STRATEGY_ONLY: Partial<Record<keyof SelectOptions, SelectStrategy[]>> = {
   shift: ['shift-gsample'],
   mu: ['shift-gsample'],
   sigma: ['shift-gsample'],
+  drop: ['prune'],
   rounds: ['mgd'],
   swap: ['mgd'],
   maxCount: ['mgd'],
@@ -165,7 +173,7 @@ const STRATEGY_ONLY: Partial<Record<keyof SelectOptions, SelectStrategy[]>> = {
 };
 /** Options of the built-in mgd engine: they need `target`, and a library callback takes none of them. */
 const ENGINE_OPTIONS = ['model', 'optimizer', 'lr', 'schedule', 'epochs', 'batchSize', 'k', 'maxMemoryMiB'] as const;
-const SEEDED: ReadonlySet<SelectStrategy> = new Set(['random', 'shift-gsample', 'mgd']);
+const SEEDED: ReadonlySet<SelectStrategy> = new Set(['random', 'shift-gsample', 'prune', 'mgd']);
 const NUMERIC_KINDS: ReadonlySet<string> = new Set(['int32', 'int64', 'float32', 'float64']);
 const LABEL_KINDS: ReadonlySet<string> = new Set(['classLabel', 'int64', 'int32']);
 
@@ -185,6 +193,7 @@ export interface SelectSummary extends Record<string, unknown> {
   /** Mean score of the kept and the dropped rows (null when none). */
   score?: { kept_mean: number | null; dropped_mean: number | null; kept_min: number | null; kept_max: number | null };
   shift_gsample?: { shift: number; mu: number; sigma: number; dropped_top: number; kept_percentile_mean: number | null };
+  prune?: { drop: number; dropped_bottom: number };
   mgd?: {
     rounds_run: number;
     total_count: number;
@@ -313,6 +322,9 @@ function canonicalOptions(o: SelectOptions, engine?: EngineSetup): Record<string
     c.shift = o.shift ?? SHIFT_GSAMPLE_DEFAULTS.shift;
     c.mu = o.mu ?? SHIFT_GSAMPLE_DEFAULTS.mu;
     c.sigma = o.sigma ?? SHIFT_GSAMPLE_DEFAULTS.sigma;
+  }
+  if (o.strategy === 'prune') {
+    c.drop = o.drop ?? PRUNE_DEFAULTS.drop;
   }
   if (o.strategy === 'mgd') {
     c.rounds = o.rounds ?? MGD_DEFAULTS.rounds;
@@ -484,6 +496,7 @@ interface Decision {
   selection: Selection;
   budget: number | null;
   shiftGsample?: SelectSummary['shift_gsample'];
+  prune?: SelectSummary['prune'];
   mgd?: SelectSummary['mgd'];
 }
 
@@ -498,6 +511,11 @@ async function decide(ctx: StageContext, ds: Dataset, o: SelectOptions, loaded: 
     case 'threshold': return { selection: aboveThreshold(scores, o.threshold!, k), budget: k ?? null };
     case 'stratified': return { selection: stratifiedTopK(scores, loaded.labels!, k!), budget: k! };
     case 'random': return { selection: randomK(n, k!, rng('random')), budget: k! };
+    case 'prune': {
+      const drop = o.drop ?? PRUNE_DEFAULTS.drop;
+      const r = pruneThenRandom(scores, k!, drop, rng('prune'), ds.dir);
+      return { selection: r, budget: k!, prune: { drop, dropped_bottom: r.droppedBottom } };
+    }
     case 'shift-gsample': {
       const params = {
         shift: o.shift ?? SHIFT_GSAMPLE_DEFAULTS.shift,
@@ -720,6 +738,7 @@ async function runSelect(ctx: StageContext, inputs: string[], options: SelectOpt
     per_class: loaded.labels ? perClass(ds, loaded.labels, kept) : undefined,
     score: loaded.scores ? scoreStats(loaded.scores, kept) : undefined,
     shift_gsample: decision.shiftGsample,
+    prune: decision.prune,
     mgd: decision.mgd,
     selection_file: SELECTION_FILE,
     selection_sha256: sha256Hex(selection),

@@ -19,6 +19,7 @@ export const registerSelect: RegisterCommand = (program, session) => {
     .option('--shift <f>', 'shift-gsample: fraction dropped from the top (default 0.1)', Number)
     .option('--mu <p>', 'shift-gsample: centre percentile, 0 = best (default 0.5)', Number)
     .option('--sigma <p>', 'shift-gsample: width in percentile units (default 0.15)', Number)
+    .option('--drop <f>', 'prune: fraction dropped from the bottom before the random draw (default 0.2)', Number)
     .option('--rounds <n>', 'mgd: rounds of metagradient + swap (default 10)', parsePositive)
     .option('--swap <f>', 'mgd: count moved in the first round, as a fraction of the budget (default 0.2)', Number)
     .option('--max-count <n>', 'mgd: highest count one row may reach (default 1: a plain subset)', parsePositive)

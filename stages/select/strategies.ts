@@ -122,6 +122,27 @@ export function randomK(n: number, k: number, rng: Rng): Selection {
   return { indices: ascending(rng.permutation(n).subarray(0, k)) };
 }
 
+/**
+ * Drops the lowest-scoring `drop` fraction of the pool (the suspected harmful
+ * rows, e.g. mislabelled ones), then draws `k` of the rest uniformly: a random
+ * subset of the cleaner pool, which keeps random's coverage of easy and hard rows
+ * alike (top-k keeps only the easiest).
+ */
+export function pruneThenRandom(scores: Float64Array, k: number, drop: number, rng: Rng, file?: string): Selection & { droppedBottom: number } {
+  const n = scores.length;
+  const ranked = rankByScore(scores, true);
+  const droppedBottom = Math.round(drop * n);
+  const candidates = n - droppedBottom;
+  if (k > candidates) {
+    throw new UsageError(`budget ${k} is above the ${candidates} rows left after dropping the bottom ${droppedBottom} (drop ${drop} of ${n} rows)`, {
+      file,
+      hint: 'Lower the budget or --drop',
+    });
+  }
+  const chosen = rng.permutation(candidates).subarray(0, k);
+  return { indices: ascending(Array.from(chosen, (j) => ranked[j])), droppedBottom };
+}
+
 /** A uniform draw in (0, 1): never 0, so its logarithm is finite. */
 function openUnit(rng: Rng): number {
   return (rng.nextUint32() + 0.5) / 4294967296;

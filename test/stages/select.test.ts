@@ -16,7 +16,7 @@ import { openDataset, readCuration } from '../../data/reader.js';
 import { writeDataset } from '../../data/writer.js';
 import { quietContext } from '../../stages/context.js';
 import { SELECTION_FILE, largestRemainder, select, selectStage, type SelectInput } from '../../stages/select.js';
-import { mgdSelect, randomK, resolveBudget, shiftGsample, type MetagradFn } from '../../stages/select/strategies.js';
+import { mgdSelect, pruneThenRandom, randomK, resolveBudget, shiftGsample, type MetagradFn } from '../../stages/select/strategies.js';
 
 let tmp: string;
 let parent: string;
@@ -343,6 +343,46 @@ describe('shift-gsample', () => {
   });
 });
 
+describe('prune', () => {
+  it('never keeps the bottom block, and draws the rest uniformly', () => {
+    const pool = Float64Array.from(new Rng(3).permutation(1000), (v) => v);
+    const hits = new Float64Array(1000);
+    for (let s = 0; s < 200; s++) {
+      const r = pruneThenRandom(pool, 400, 0.2, new Rng(s));
+      expect(r.droppedBottom).toBe(200);
+      expect(new Set(r.indices).size).toBe(400);
+      for (const i of r.indices) hits[i]++;
+    }
+    // Rows scoring 0…199 are the bottom fifth: never kept. The others: 400 of 800, p = 1/2.
+    for (let i = 0; i < 1000; i++) {
+      if (pool[i] < 200) expect(hits[i]).toBe(0);
+      else {
+        expect(hits[i]).toBeGreaterThan(60);
+        expect(hits[i]).toBeLessThan(140);
+      }
+    }
+    // Kept rows span the whole remaining range, unlike top-k.
+    const kept = Array.from(pruneThenRandom(pool, 400, 0.2, new Rng(1)).indices, (i) => pool[i]);
+    expect(Math.min(...kept)).toBeLessThan(300);
+    expect(Math.max(...kept)).toBeGreaterThan(900);
+  });
+
+  it('runs as a stage: seeded, the bottom dropped, the parameters recorded', async () => {
+    const opts = { strategy: 'prune', by: 'metagrad', budget: 0.5, seed: 4 } as const;
+    const a = await run(opts);
+    expect(a.numRows).toBe(60);
+    expect(a.summary.prune).toEqual({ drop: 0.2, dropped_bottom: 24 });
+    const bottom24 = new Set(expectedRank(metagradScores, 24, false));
+    expect((await readSelection(a.dir)).index.some((i) => bottom24.has(i))).toBe(false);
+    expect((await readCuration(a.dir))!.options).toMatchObject({ strategy: 'prune', drop: 0.2 });
+    const b = await run({ ...opts, drop: 0.4 });
+    expect(b.summary.prune).toEqual({ drop: 0.4, dropped_bottom: 48 });
+    expect(b.fingerprint).not.toBe(a.fingerprint);
+
+    await expect(run({ ...opts, budget: 100 })).rejects.toThrow(/budget 100 is above the 96 rows left after dropping the bottom 24/);
+  });
+});
+
 describe('random', () => {
   it('draws uniformly without replacement', () => {
     const hits = new Array(20).fill(0);
@@ -357,7 +397,7 @@ describe('random', () => {
 
 describe('determinism', () => {
   it('gives identical outputs for the same input, options and seed', async () => {
-    for (const strategy of ['random', 'shift-gsample'] as const) {
+    for (const strategy of ['random', 'shift-gsample', 'prune'] as const) {
       const opts = { strategy, by: 'metagrad', budget: 40, seed: 9 };
       const a = await run(opts);
       const b = await run(opts);
@@ -459,6 +499,8 @@ describe('bad input', () => {
 
   it('refuses options that do not fit the strategy', async () => {
     await usage(run({ strategy: 'topk', by: 'metagrad', budget: 5, mu: 0.4 }), /"mu" applies only to strategy shift-gsample/);
+    await usage(run({ strategy: 'random', budget: 5, drop: 0.2 }), /"drop" applies only to strategy prune/);
+    await usage(run({ strategy: 'prune', budget: 5 }), /needs a score column/);
     await usage(run({ strategy: 'topk', budget: 5 }), /needs a score column/);
     await usage(run({ strategy: 'topk', by: 'metagrad' }), /needs a budget/);
     await usage(run({ strategy: 'threshold', by: 'metagrad' }), /needs a threshold/);
