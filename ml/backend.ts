@@ -23,6 +23,25 @@ export class BackendError extends UsageError {
   }
 }
 
+/**
+ * The wasm module aborted. It says only "Aborted()"; in practice its heap (at most
+ * 4 GiB) ran out, e.g. distilling 50 images a class with 4 random nets at once.
+ */
+export class BackendOutOfMemoryError extends UsageError {
+  constructor(cause: unknown) {
+    super('the wasm backend aborted: most likely its memory (at most 4 GiB) ran out', {
+      cause,
+      hint: 'Use smaller settings (distill: fewer --nets, a smaller --batch-size or --ipc; evaluate/score: a smaller batch size), or the tensorflow backend (@tensorflow/tfjs-node)',
+    });
+  }
+}
+
+/** `err` as a clear error when it is the wasm module aborting, else `err` itself. */
+export function explainBackendAbort(err: unknown): unknown {
+  const aborted = err instanceof Error && err.name === 'RuntimeError' && /^Aborted\(/.test(err.message);
+  return aborted ? new BackendOutOfMemoryError(err) : err;
+}
+
 const PREFERENCE: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu'];
 /** What `--backend` accepts. */
 export const BACKEND_REQUESTS = ['auto', 'tensorflow', 'wasm', 'cpu'] as const satisfies readonly BackendRequest[];

@@ -5,6 +5,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { ExitCode, MetacurateError, exitCodeOf } from '../core/errors.js';
 import { CODE_VERSION } from '../core/version.js';
+import { explainBackendAbort } from '../ml/backend.js';
 import { LOG_LEVELS } from './log.js';
 import { createSession, globalsOf, type CliSession, type RegisterCommand } from './commands/common.js';
 import { registerIngest } from './commands/ingest.js';
@@ -69,8 +70,9 @@ export async function main(argv: string[] = process.argv, streams = { stdout: pr
       streams.stderr.write('metacurate: interrupted\n');
       return EXIT_INTERRUPTED;
     }
-    reportError(err, { json: globalsOf(program).json, debug, streams });
-    return exitCodeOf(err);
+    const explained = explainBackendAbort(err);
+    reportError(explained, { json: globalsOf(program).json, debug, streams });
+    return exitCodeOf(explained);
   } finally {
     session.closeAll();
     process.off('SIGINT', onSignal);

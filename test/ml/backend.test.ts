@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { BackendError, backendName, initBackend } from '../../ml/backend.js';
+import { BackendError, BackendOutOfMemoryError, backendName, explainBackendAbort, initBackend } from '../../ml/backend.js';
 import * as ops from '../../ml/ops.js';
 import { kernelPatchesFor } from '../../ml/patches/index.js';
 
@@ -36,6 +36,20 @@ describe('initBackend', () => {
     expect(err).toBeInstanceOf(BackendError);
     expect((err as BackendError).exitCode).toBe(64);
     expect((err as Error).message).toMatch(/unknown backend 'gpu'.*auto, tensorflow, wasm, cpu/);
+  });
+
+  it('explains the wasm module aborting (its heap ran out) as a usage error with a hint; other errors pass through', () => {
+    const abort = new WebAssembly.RuntimeError('Aborted(). Build with -sASSERTIONS for more info.');
+    const err = explainBackendAbort(abort) as BackendOutOfMemoryError;
+    expect(err).toBeInstanceOf(BackendOutOfMemoryError);
+    expect(err.exitCode).toBe(64);
+    expect(err.message).toMatch(/wasm backend aborted.*memory/);
+    expect(err.hint).toMatch(/--nets/);
+    expect(err.cause).toBe(abort);
+    const other = new WebAssembly.RuntimeError('unreachable');
+    expect(explainBackendAbort(other)).toBe(other);
+    const plain = new Error('Aborted() by a user');
+    expect(explainBackendAbort(plain)).toBe(plain);
   });
 
   it.skipIf(nodeBackendInstalled)('explains a missing tensorflow backend and keeps the current one', async () => {
