@@ -1,10 +1,13 @@
 /**
  * Shared bits of the benchmarks (scripts/bench/*): machine info, a plain-text
- * table on stdout, and the JSON record in `.bench/<name>.json` (or `--out`).
+ * table on stdout, the JSON record in `.bench/<name>.json` (or `--out`), and
+ * finding and ingesting the full Fashion-MNIST.
  */
-import { promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { openDataset, type Dataset } from '../../data/reader.js';
+import { ingest, ingestOptions, ingestStage } from '../../stages/ingest.js';
 
 export interface BenchMeta {
   date: string;
@@ -64,4 +67,46 @@ export async function writeBenchJson(name: string, data: unknown, out?: string):
 export function peakRssMiB(): number {
   // maxRSS is in KiB.
   return process.resourceUsage().maxRSS / 1024;
+}
+
+/** Debian's dataset-fashion-mnist package installs the IDX files here. */
+export const FASHION_MNIST_SYSTEM_DIR = '/usr/share/datasets/fashion-mnist';
+
+/** The gzipped IDX files of each Fashion-MNIST split. */
+export const FASHION_MNIST_IDX = {
+  train: ['train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'],
+  test: ['t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'],
+} as const;
+
+/**
+ * Where to look for the full Fashion-MNIST: `explicit` alone when given, else
+ * `<root>/data/fashion-mnist` (scripts/fetch-fashion-mnist) and Debian's directory.
+ */
+export function fashionMnistCandidates(root: string, explicit?: string): string[] {
+  return explicit ? [explicit] : [path.join(root, 'data', 'fashion-mnist'), FASHION_MNIST_SYSTEM_DIR];
+}
+
+/** The first of `candidates` holding the IDX files of every split in `splits`, or undefined. */
+export function findFashionMnist(candidates: string[], splits: readonly ('train' | 'test')[]): string | undefined {
+  const files = splits.flatMap((s) => FASHION_MNIST_IDX[s]);
+  return candidates.find((dir) => files.every((f) => existsSync(path.join(dir, f))));
+}
+
+/** True when `dir` is a dataset with this fingerprint. */
+export async function isCurrent(dir: string, fingerprint: string): Promise<boolean> {
+  try {
+    return (await openDataset(dir)).fingerprint === fingerprint;
+  } catch {
+    return false;
+  }
+}
+
+/** Ingests one split of the Fashion-MNIST IDX files in `src` into `out`, unless a current copy is there. */
+export async function ensureIngested(src: string, split: 'train' | 'test', out: string): Promise<Dataset> {
+  const opts = ingestOptions.parse({ out, split, preset: 'fashion-mnist', overwrite: true });
+  if (!(await isCurrent(out, await ingestStage.fingerprint([src], opts)))) {
+    console.log(`ingesting ${src} (${split}) → ${path.relative(process.cwd(), out) || out}`);
+    await ingest(src, opts);
+  }
+  return openDataset(out);
 }

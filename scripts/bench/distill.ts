@@ -4,7 +4,7 @@
  *
  *   npm run build && node dist/scripts/bench/distill.js [--ipc 1,10,50] [--methods krr,dm,rcig]
  *       [--budget SECONDS] [--steps N] [--protocols cheap,dc-bench] [--seeds 3] [--cheap-epochs 300]
- *       [--dc-epochs N] [--src DIR] [--builtin] [--workdir DIR] [--out FILE] [--quick]
+ *       [--dc-epochs N] [--nets N] [--skip-random] [--src DIR] [--builtin] [--workdir DIR] [--out FILE] [--quick]
  *
  * 1. Data: the full Fashion-MNIST (60,000 train / 10,000 test) from --src, data/fashion-mnist
  *    or Debian's /usr/share/datasets/fashion-mnist; else (or with --builtin) the built-in
@@ -46,14 +46,11 @@ import { writeDataset } from '../../data/writer.js';
 import { DISTILL_METHODS, type DistillMethod } from '../../ml/distill/index.js';
 import { distill } from '../../stages/distill.js';
 import { evaluate, type EvaluateOptions } from '../../stages/evaluate.js';
-import { ingest, ingestStage } from '../../stages/ingest.js';
-import { benchMeta, printTable, writeBenchJson } from './common.js';
+import { benchMeta, ensureIngested, FASHION_MNIST_IDX, fashionMnistCandidates, findFashionMnist, printTable, writeBenchJson } from './common.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
-const SYSTEM_DIR = '/usr/share/datasets/fashion-mnist';
 const BUILTIN_DIR = path.join(root, 'data', 'builtin', 'fashion-mnist');
-const IDX_FILES = ['train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz', 't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'];
 
 /** ANCHORS.md: Fashion-MNIST accuracy (%) at IPC 1 / 10 / 50, recalled from the RCIG paper's table. */
 const PUBLISHED: Record<string, Record<number, number>> = {
@@ -76,21 +73,10 @@ function protocolOptions(name: ProtocolName, o: { cheapEpochs: number; dcEpochs?
 
 function findSource(explicit: string | undefined, builtin: boolean): { dir: string; full: boolean } {
   if (builtin) return { dir: BUILTIN_DIR, full: false };
-  const candidates = explicit ? [explicit] : [path.join(root, 'data', 'fashion-mnist'), SYSTEM_DIR];
-  for (const dir of candidates) if (IDX_FILES.every((f) => existsSync(path.join(dir, f)))) return { dir, full: true };
-  if (explicit) throw new UsageError(`no Fashion-MNIST IDX files (${IDX_FILES.join(', ')}) in ${explicit}`);
+  const dir = findFashionMnist(fashionMnistCandidates(root, explicit), ['train', 'test']);
+  if (dir) return { dir, full: true };
+  if (explicit) throw new UsageError(`no Fashion-MNIST IDX files (${[...FASHION_MNIST_IDX.train, ...FASHION_MNIST_IDX.test].join(', ')}) in ${explicit}`);
   return { dir: BUILTIN_DIR, full: false };
-}
-
-async function ensureIngested(src: string, split: 'train' | 'test', out: string): Promise<string> {
-  const opts = ingestStage.options.parse({ out, split, preset: 'fashion-mnist', overwrite: true });
-  const fp = await ingestStage.fingerprint([src], opts);
-  const current = await openDataset(out).then((d) => d.fingerprint === fp, () => false);
-  if (!current) {
-    console.log(`ingesting ${src} (${split}) → ${out}`);
-    await ingest(src, opts);
-  }
-  return out;
 }
 
 /** IPC real images per class, seeded (DC-bench's random baseline), as a dataset. */
@@ -149,6 +135,7 @@ async function main(): Promise<void> {
       out: { type: 'string' },
       quick: { type: 'boolean', default: false },
       'skip-random': { type: 'boolean', default: false },
+      nets: { type: 'string' },
     },
   });
   const quick = values.quick;
@@ -166,8 +153,10 @@ async function main(): Promise<void> {
   const work = path.resolve(values.workdir);
   const dataDir = path.join(work, 'data');
   const suffix = source.full ? 'fmnist' : 'builtin';
-  const trainDir = await ensureIngested(source.dir, 'train', path.join(dataDir, `${suffix}-train`));
-  const testDir = await ensureIngested(source.dir, 'test', path.join(dataDir, `${suffix}-test`));
+  const trainDir = path.join(dataDir, `${suffix}-train`);
+  const testDir = path.join(dataDir, `${suffix}-test`);
+  await ensureIngested(source.dir, 'train', trainDir);
+  await ensureIngested(source.dir, 'test', testDir);
   console.log(`data: ${source.full ? 'full Fashion-MNIST' : 'built-in sample'} (${source.dir}); budget ${budget} s per distillation; ${seeds} evaluation seeds`);
 
   const rows: Row[] = [];
@@ -184,7 +173,7 @@ async function main(): Promise<void> {
       await save();
     }
   };
-  const save = () => writeBenchJson('distill', { meta: benchMeta(), settings: { ipcs, methods, budget, steps, protocols, seeds, cheapEpochs, dcEpochs, data: source }, published: PUBLISHED, rows }, values.out);
+  const save = () => writeBenchJson('distill', { meta: benchMeta(), settings: { ipcs, methods, budget, steps, protocols, seeds, cheapEpochs, dcEpochs, data: source, nets: values.nets !== undefined ? Number(values.nets) : undefined }, published: PUBLISHED, rows }, values.out);
 
   for (const ipc of ipcs) {
     if (!values['skip-random']) await evalSet(await randomSubset(trainDir, ipc, 0, path.join(work, `${suffix}-random-ipc${ipc}`)), ipc, 'random', {});
@@ -192,7 +181,9 @@ async function main(): Promise<void> {
       const out = path.join(work, `${suffix}-${method}-ipc${ipc}`);
       const t0 = performance.now();
       const load = os.loadavg()[0];
-      const r = await distill(trainDir, { method, ipc, steps, timeBudget: budget, seed: 0, out, overwrite: true });
+      // --nets: krr's random nets per kernel / rcig's pool (krr at IPC 50 with its default 4 exhausts wasm's 4 GiB heap).
+      const nets = values.nets !== undefined && method !== 'dm' ? Number(values.nets) : undefined;
+      const r = await distill(trainDir, { method, ipc, steps, timeBudget: budget, seed: 0, out, overwrite: true, nets });
       const seconds = (performance.now() - t0) / 1000;
       console.log(`IPC ${ipc} ${method}: ${r.summary.stepsDone} steps in ${seconds.toFixed(0)} s (load ${load.toFixed(1)}), last loss ${r.summary.lastLoss}`);
       // A time-budgeted run keeps its checkpoint for a rerun to continue; the benchmark starts fresh each time.

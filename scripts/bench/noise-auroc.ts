@@ -40,7 +40,7 @@
  * JSON (default .bench/noise-auroc.json).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -52,19 +52,16 @@ import { Rng } from '../../core/rng.js';
 import { numericValues } from '../../data/columns.js';
 import { openDataset, type Dataset } from '../../data/reader.js';
 import { DatasetWriter } from '../../data/writer.js';
-import { ingest, ingestOptions, ingestStage } from '../../stages/ingest.js';
 import { largestRemainder } from '../../stages/select/strategies.js';
 import { rowReader } from '../../stages/select/rows.js';
 import type { SmoothnessReport } from '../../ml/metagrad.js';
 import { trainConfigSchema, type TrainConfig } from '../../ml/train.js';
 import { addLabelNoise, labelNoiseFingerprint } from '../add-label-noise.js';
-import { benchMeta, printTable, writeBenchJson } from './common.js';
+import { benchMeta, ensureIngested, FASHION_MNIST_IDX, fashionMnistCandidates, findFashionMnist, isCurrent, printTable, writeBenchJson } from './common.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 // dist/scripts/bench → the repository root.
 const root = path.resolve(here, '../../..');
-const SYSTEM_DIR = '/usr/share/datasets/fashion-mnist';
-const IDX_FILES = ['train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'];
 
 const METHODS = ['metagrad', 'metagrad-smooth', 'loss', 'el2n', 'grand', 'forgetting', 'tracin'] as const;
 type Method = (typeof METHODS)[number];
@@ -201,29 +198,12 @@ async function child(method: Method, dataDir: string, resultFile: string): Promi
 // ─── parent: data preparation ───────────────────────────────────────────────
 
 function findSource(explicit: string | undefined): string {
-  const candidates = explicit ? [explicit] : [path.join(root, 'data', 'fashion-mnist'), SYSTEM_DIR];
-  for (const dir of candidates) if (IDX_FILES.every((f) => existsSync(path.join(dir, f)))) return dir;
-  throw new MissingInputError(`the full Fashion-MNIST (${IDX_FILES.join(', ')}) is not in ${candidates.join(' or ')}`, {
+  const candidates = fashionMnistCandidates(root, explicit);
+  const dir = findFashionMnist(candidates, ['train']);
+  if (dir) return dir;
+  throw new MissingInputError(`the full Fashion-MNIST (${FASHION_MNIST_IDX.train.join(', ')}) is not in ${candidates.join(' or ')}`, {
     hint: 'Run scripts/fetch-fashion-mnist (it copies Debian\'s dataset-fashion-mnist or downloads the files), or pass --src DIR',
   });
-}
-
-async function isCurrent(dir: string, fingerprint: string): Promise<boolean> {
-  try {
-    return (await openDataset(dir)).fingerprint === fingerprint;
-  } catch {
-    return false;
-  }
-}
-
-async function ensureIngested(src: string, out: string): Promise<Dataset> {
-  const opts = ingestOptions.parse({ out, split: 'train', preset: 'fashion-mnist', overwrite: true });
-  const fp = await ingestStage.fingerprint([src], opts);
-  if (!(await isCurrent(out, fp))) {
-    console.log(`ingesting ${src} (train) → ${path.relative(root, out)}`);
-    await ingest(src, opts);
-  }
-  return openDataset(out);
 }
 
 /** Row indices of a stratified seeded sample: `size` rows spread over classes by their shares. */
@@ -283,7 +263,7 @@ interface Prepared {
 }
 
 async function prepare(src: string, targetSize: number, poolSize: number | undefined): Promise<Prepared> {
-  const train = await ensureIngested(src, path.join(root, '.bench', 'data', 'fashion-mnist-train'));
+  const train = await ensureIngested(src, 'train', path.join(root, '.bench', 'data', 'fashion-mnist-train'));
   const n = await train.countRows();
   const labels = await readLabels(train);
   const classes = train.classNames?.length ?? 0;
