@@ -73,10 +73,9 @@ export type SelectStrategy = (typeof SELECT_STRATEGIES)[number];
  * paper's drop fraction n is not recorded there; 0.1 drops the top decile.
  */
 export const SHIFT_GSAMPLE_DEFAULTS = { shift: 0.1, mu: 0.5, sigma: 0.15 } as const;
-/** MGD defaults: 10 rounds (ANCHORS: "repeat tens of times" at larger scale), 20% of the budget moved in the first. */
 /** prune: the fraction of the pool dropped from the bottom of the ranking by default (the suspected fifth). */
 export const PRUNE_DEFAULTS = { drop: 0.2 } as const;
-
+/** MGD defaults: 10 rounds (ANCHORS: "repeat tens of times" at larger scale), 20% of the budget moved in the first. */
 export const MGD_DEFAULTS = { rounds: 10, swap: 0.2, maxCount: 1 } as const;
 /** The built-in engine's REPLAY settings (the score stage's defaults). */
 export const MGD_ENGINE_DEFAULTS = { k: 16, maxMemoryMiB: 2048 } as const;
