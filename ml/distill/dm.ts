@@ -13,7 +13,7 @@ import { hashString, Rng } from '../../core/rng.js';
 import { makeModel, type ModelSpec } from '../models.js';
 import { makeOptimizer } from '../optim.js';
 import {
-  allFinite, clampPixels, DistillDivergedError, initialRows, loadTensor, normalisedPixels, oneHotRows, realBatch,
+  allFinite, clampPixels, DistillDivergedError, initialRows, loadTensor, oneHotRows, realBatch,
   sampleClassRows, saveTensor, type Distiller, type RealSet, type SavedState, type StepReport,
 } from './common.js';
 
@@ -32,12 +32,10 @@ const MOMENTUM = 0.5;
 
 export function createDmDistiller(real: RealSet, s: DmSettings, saved?: SavedState): Distiller {
   const k = real.numClasses;
-  const [h, w, c] = real.shape;
   const { rows, classes } = initialRows(real, s.ipc, s.seed);
-  const n = rows.length;
   const model = makeModel(s.net, { inputShape: real.shape, numClasses: k });
   const opt = makeOptimizer({ kind: 'sgd', lr: s.lr, momentum: MOMENTUM });
-  let xs: tf.Tensor = saved ? loadTensor(saved, 'xs') : tf.tensor4d(normalisedPixels(real, rows), [n, h, w, c]);
+  let xs: tf.Tensor = saved ? loadTensor(saved, 'xs') : realBatch(real, rows);
   let slots: tf.Tensor[] = saved ? [loadTensor(saved, 'slot0')] : opt.initSlots([xs]);
   // Synthetic rows are grouped by class (initialRows): class j is rows j·ipc .. (j+1)·ipc.
   const classMeans = (emb: tf.Tensor2D, per: number): tf.Tensor2D =>

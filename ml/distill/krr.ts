@@ -20,7 +20,7 @@ import type { ModelSpec } from '../models.js';
 import { makeOptimizer } from '../optim.js';
 import { mse, softmaxCrossEntropy } from '../ops.js';
 import {
-  allFinite, clampPixels, DistillDivergedError, initialRows, loadTensor, normalisedPixels, oneHotRows, oneHotTargets,
+  allFinite, clampPixels, DistillDivergedError, initialRows, loadTensor, oneHotRows, oneHotTargets,
   realBatch, sampleRows, saveTensor, softmaxRows, type Distiller, type RealSet, type SavedState, type StepReport,
 } from './common.js';
 
@@ -47,10 +47,9 @@ const TEMP_LR = 0.03;
 
 export function createKrrDistiller(real: RealSet, s: KrrSettings, saved?: SavedState): Distiller {
   const k = real.numClasses;
-  const [h, w, c] = real.shape;
   const { rows, classes } = initialRows(real, s.ipc, s.seed);
   const n = rows.length;
-  let xs: tf.Tensor = saved ? loadTensor(saved, 'xs') : tf.tensor4d(normalisedPixels(real, rows), [n, h, w, c]);
+  let xs: tf.Tensor = saved ? loadTensor(saved, 'xs') : realBatch(real, rows);
   let ys: tf.Tensor = saved ? loadTensor(saved, 'ys') : tf.tensor2d(oneHotRows(classes, k, 1 / k), [n, k]);
   let logTemp: tf.Tensor = saved ? loadTensor(saved, 'logTemp') : tf.scalar(0);
   const opt = makeOptimizer({ kind: 'adam', lr: s.lr });

@@ -35,7 +35,7 @@ import { makeModel, type Model, type ModelSpec } from '../models.js';
 import { makeOptimizer } from '../optim.js';
 import { softmaxCrossEntropy } from '../ops.js';
 import {
-  allFinite, clampPixels, DistillDivergedError, initialRows, loadTensor, norm, normalisedPixels, oneHotRows, oneHotTargets,
+  allFinite, clampPixels, DistillDivergedError, initialRows, loadTensor, norm, oneHotRows, oneHotTargets,
   realBatch, sampleRows, saveTensor, softmaxRows, tidyObject, type Distiller, type RealSet, type SavedState, type StepReport,
 } from './common.js';
 import { disposePrimal, primalPass, tangentOut, zeroTangents, type Primal } from './linearize.js';
@@ -237,7 +237,6 @@ interface PoolModel {
 
 export function createRcigDistiller(real: RealSet, s: RcigSettings, saved?: SavedState): Distiller {
   const k = real.numClasses;
-  const [h, w, c] = real.shape;
   const { rows, classes } = initialRows(real, s.ipc, s.seed);
   const n = rows.length;
   const model = makeModel(s.net, { inputShape: real.shape, numClasses: k });
@@ -248,7 +247,7 @@ export function createRcigDistiller(real: RealSet, s: RcigSettings, saved?: Save
   const load = (name: string) => loadTensor(saved!, name);
   const sc = saved?.scalars ?? {};
 
-  let xs = saved ? load('xs') : tf.tensor4d(normalisedPixels(real, rows), [n, h, w, c]);
+  let xs = saved ? load('xs') : realBatch(real, rows);
   let ys = saved ? load('ys') : tf.tensor2d(oneHotRows(classes, k, 1 / k), [n, k]);
   let logTemp = saved ? load('logTemp') : tf.scalar(0);
   const learnedCount = s.learnLabels ? 2 : 1;
