@@ -20,7 +20,6 @@ import { parseArgs } from 'node:util';
 import { exitCodeOf, InternalError } from '../../core/errors.js';
 import { numericValues } from '../../data/columns.js';
 import { openDataset } from '../../data/reader.js';
-import { ingest, ingestOptions } from '../../stages/ingest.js';
 import { rate, RATING_COLUMN } from '../../stages/rate.js';
 import { select } from '../../stages/select.js';
 import { benchMeta, ensureIngested, fashionMnistCandidates, findFashionMnist, printTable, writeBenchJson } from './common.js';
@@ -30,9 +29,9 @@ const BUILTIN = path.join(root, 'data', 'builtin', 'fashion-mnist');
 
 async function ratingsOf(dir: string): Promise<Float64Array> {
   const ds = await openDataset(dir);
-  const parts: number[] = [];
-  for await (const block of ds.blocks()) parts.push(...numericValues(block.column(RATING_COLUMN)));
-  return Float64Array.from(parts);
+  const out = new Float64Array(await ds.countRows());
+  for await (const block of ds.blocks()) out.set(numericValues(block.column(RATING_COLUMN)), block.offset);
+  return out;
 }
 
 async function main(): Promise<void> {
@@ -42,12 +41,11 @@ async function main(): Promise<void> {
   await fsp.mkdir(work, { recursive: true });
 
   // Train once: the built-in pool of 5,000 rows against a 1,000-row held-out target.
-  const train = path.join(work, 'builtin-train');
-  await ingest(BUILTIN, ingestOptions.parse({ out: train, split: 'train', preset: 'fashion-mnist', overwrite: true }));
+  const train = (await ensureIngested(BUILTIN, 'train', path.join(work, 'builtin-train'))).dir;
   await select(train, { strategy: 'random', budget: 1000, out: path.join(work, 'target'), overwrite: true });
   await select(train, { strategy: 'random', budget: 1000, invert: true, out: path.join(work, 'pool'), overwrite: true });
   const t0 = performance.now();
-  const trained = await rate(path.join(work, 'pool'), { trainRater: true, target: path.join(work, 'target'), out: path.join(work, 'pool-ratings'), overwrite: true });
+  await rate(path.join(work, 'pool'), { trainRater: true, target: path.join(work, 'target'), out: path.join(work, 'pool-ratings'), overwrite: true });
   const trainSeconds = (performance.now() - t0) / 1000;
   console.log(`rater trained in ${trainSeconds.toFixed(1)} s`);
 
