@@ -6,6 +6,7 @@
 import { existsSync, promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { numericValues } from '../../data/columns.js';
 import { openDataset, type Dataset } from '../../data/reader.js';
 import { ingest, ingestOptions, ingestStage } from '../../stages/ingest.js';
 
@@ -109,4 +110,12 @@ export async function ensureIngested(src: string, split: 'train' | 'test', out: 
     await ingest(src, opts);
   }
   return openDataset(out);
+}
+
+/** One numeric column of a dataset (with its sidecars), whole, as float64. */
+export async function readNumericColumn(dir: string, column: string): Promise<Float64Array> {
+  const ds = await openDataset(dir);
+  const out = new Float64Array(await ds.countRows());
+  for await (const block of ds.blocks()) out.set(numericValues(block.column(column)), block.offset);
+  return out;
 }

@@ -73,14 +73,13 @@ import { parseArgs } from 'node:util';
 import { exitCodeOf, MissingInputError } from '../../core/errors.js';
 import { spearman } from '../../core/metrics.js';
 import { Rng } from '../../core/rng.js';
-import { numericValues } from '../../data/columns.js';
 import { openDataset, readCuration } from '../../data/reader.js';
 import { parsePipelineConfig, type PipelineStep } from '../../pipeline/config.js';
 import { runPipeline } from '../../pipeline/runner.js';
 import { budgetPlotSvg, type BudgetSeries } from '../../pipeline/plot.js';
 import type { StageContext } from '../../stages/context.js';
 import { addLabelNoise, labelNoiseFingerprint } from '../add-label-noise.js';
-import { benchMeta, fashionMnistCandidates, FASHION_MNIST_IDX, findFashionMnist, isCurrent, printTable, writeBenchJson } from './common.js';
+import { benchMeta, readNumericColumn, fashionMnistCandidates, FASHION_MNIST_IDX, findFashionMnist, isCurrent, printTable, writeBenchJson } from './common.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 // dist/scripts/bench → the repository root.
@@ -244,13 +243,6 @@ function benchContext(): StageContext {
       };
     },
   };
-}
-
-async function readColumn(dir: string, column: string): Promise<Float64Array> {
-  const ds = await openDataset(dir);
-  const out = new Float64Array(await ds.countRows());
-  for await (const b of ds.blocks()) out.set(numericValues(b.column(column)), b.offset);
-  return out;
 }
 
 /** Fraction of a selection's rows whose label was flipped (noisy arm). */
@@ -440,20 +432,20 @@ async function main(): Promise<void> {
   mdCorr.push(`- regress-mode rater vs clean metagrad scores, held-out rows (${details?.heldOutRows ?? '–'}): **${corr.regressRaterHeldOut?.toFixed(3) ?? '–'}** (target ≥ 0.7)`);
   for (const arm of ARMS) {
     const have = (await readCuration(p.out(`${arm}.rater`)).catch(() => undefined)) && (await readCuration(p.out(`${arm}.metagrad`)).catch(() => undefined));
-    corr[`${arm}MetaRaterVsMetagrad`] = have ? spearman(await readColumn(p.out(`${arm}.rater`), 'rating'), await readColumn(p.out(`${arm}.metagrad`), 'metagrad')) : null;
+    corr[`${arm}MetaRaterVsMetagrad`] = have ? spearman(await readNumericColumn(p.out(`${arm}.rater`), 'rating'), await readNumericColumn(p.out(`${arm}.metagrad`), 'metagrad')) : null;
     mdCorr.push(`- meta-mode rater ratings vs metagrad scores, ${arm} arm, all pool rows: ${corr[`${arm}MetaRaterVsMetagrad`]?.toFixed(3) ?? '–'}`);
   }
   const seed1 = await readCuration(p.out('clean.metagrad-seed1')).catch(() => undefined);
-  corr.metagradSeed0VsSeed1 = seed1 ? spearman(await readColumn(p.out('clean.metagrad'), 'metagrad'), await readColumn(p.out('clean.metagrad-seed1'), 'metagrad')) : null;
+  corr.metagradSeed0VsSeed1 = seed1 ? spearman(await readNumericColumn(p.out('clean.metagrad'), 'metagrad'), await readNumericColumn(p.out('clean.metagrad-seed1'), 'metagrad')) : null;
   mdCorr.push(`- metagrad seed 0 vs seed 1, clean pool (the ceiling for any rater): ${corr.metagradSeed0VsSeed1?.toFixed(3) ?? '–'}`);
   if (details?.heldOutRows && seed1) {
     // What the held-out correlation is made of: the same held-out rows as ml/rater.ts
     // (its seeded permutation), against seed 1's scores, within classes, and beside a
     // predictor that knows only the label (the class mean of the training rows' scores).
-    const seed0 = await readColumn(p.out('clean.metagrad'), 'metagrad');
-    const other = await readColumn(p.out('clean.metagrad-seed1'), 'metagrad');
-    const ratings = await readColumn(p.out('clean.rater-regress'), 'rating');
-    const labels = await readColumn(p.out('pool'), 'label');
+    const seed0 = await readNumericColumn(p.out('clean.metagrad'), 'metagrad');
+    const other = await readNumericColumn(p.out('clean.metagrad-seed1'), 'metagrad');
+    const ratings = await readNumericColumn(p.out('clean.rater-regress'), 'rating');
+    const labels = await readNumericColumn(p.out('pool'), 'label');
     const perm = Rng.derive(0, 'holdout').permutation(seed0.length);
     const held = Array.from(perm.subarray(0, details.heldOutRows));
     const fit = Array.from(perm.subarray(details.heldOutRows));

@@ -18,21 +18,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { exitCodeOf, InternalError } from '../../core/errors.js';
-import { numericValues } from '../../data/columns.js';
-import { openDataset } from '../../data/reader.js';
 import { rate, RATING_COLUMN } from '../../stages/rate.js';
 import { select } from '../../stages/select.js';
-import { benchMeta, ensureIngested, fashionMnistCandidates, findFashionMnist, printTable, writeBenchJson } from './common.js';
+import { benchMeta, readNumericColumn, ensureIngested, fashionMnistCandidates, findFashionMnist, printTable, writeBenchJson } from './common.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const BUILTIN = path.join(root, 'data', 'builtin', 'fashion-mnist');
-
-async function ratingsOf(dir: string): Promise<Float64Array> {
-  const ds = await openDataset(dir);
-  const out = new Float64Array(await ds.countRows());
-  for await (const block of ds.blocks()) out.set(numericValues(block.column(RATING_COLUMN)), block.offset);
-  return out;
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { repeats: { type: 'string', default: '2' }, src: { type: 'string' }, out: { type: 'string' } } });
@@ -65,7 +56,7 @@ async function main(): Promise<void> {
         const res = await rate(dir, { rater: path.join(work, 'pool-ratings'), out, parallelism: workers, overwrite: true });
         const seconds = (performance.now() - w0) / 1000;
         const cpu = process.cpuUsage(cpu0);
-        const ratings = await ratingsOf(out);
+        const ratings = await readNumericColumn(out, RATING_COLUMN);
         const ref = reference.get(dir);
         if (!ref) reference.set(dir, ratings);
         else if (ref.length !== ratings.length || ref.some((v, i) => v !== ratings[i])) throw new InternalError(`ratings of ${dir} differ between worker counts`);
