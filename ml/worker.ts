@@ -14,7 +14,7 @@ import { openDataset } from '../data/reader.js';
 import { initBackend, type BackendInfo, type BackendRequest } from './backend.js';
 import { EVAL_BATCH_SIZE, evaluateModel } from './evaluate.js';
 import { computeScores, type ScoreSettings } from './scoring.js';
-import { rateRange, trainRater, type NamedWeights, type RateRange, type RaterArch, type RaterTrainSettings } from './rater.js';
+import { rateRange, trainRater, type NamedWeights, type RateRange, type RaterArch, type RaterTrainSettings } from './rater/index.js';
 import { TrainingDivergedError, createTrainer, type TrainConfig } from './train.js';
 
 /** A dataset by reference: its directory, optional sidecars, optional row subset. */

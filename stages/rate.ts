@@ -40,7 +40,7 @@ import { WorkerPool } from '../ml/pool.js';
 import {
   BODY_DEFAULTS, PROXY_DEFAULTS, RATE_BATCH_SIZE, RATER_FORMAT_VERSION, RATER_MODES, checkRaterFits, raterTrainSchema,
   readRater, writeRaterFiles, type RaterTrainSettings, type SavedRater,
-} from '../ml/rater.js';
+} from '../ml/rater/index.js';
 import type { RateJob, TrainRaterJob } from '../ml/worker.js';
 import { quietContext, type Stage, type StageContext, type StageResult } from './context.js';
 import { checkCompatible, checkLabelled, describeDataset, type DataInfo, backendOption } from './inputs.js';

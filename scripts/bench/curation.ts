@@ -439,7 +439,7 @@ async function main(): Promise<void> {
   corr.metagradSeed0VsSeed1 = seed1 ? spearman(await readNumericColumn(p.out('clean.metagrad'), 'metagrad'), await readNumericColumn(p.out('clean.metagrad-seed1'), 'metagrad')) : null;
   mdCorr.push(`- metagrad seed 0 vs seed 1, clean pool (the ceiling for any rater): ${corr.metagradSeed0VsSeed1?.toFixed(3) ?? '–'}`);
   if (details?.heldOutRows && seed1) {
-    // What the held-out correlation is made of: the same held-out rows as ml/rater.ts
+    // What the held-out correlation is made of: the same held-out rows as ml/rater/train-regress.ts
     // (its seeded permutation), against seed 1's scores, within classes, and beside a
     // predictor that knows only the label (the class mean of the training rows' scores).
     const seed0 = await readNumericColumn(p.out('clean.metagrad'), 'metagrad');

@@ -1,5 +1,5 @@
 /**
- * The rater (ml/rater.ts): forward shapes and the instance × group weighting,
+ * The rater (ml/rater/): forward shapes and the instance × group weighting,
  * label conditioning, files written and read back (tfjs-compatible), refusals of
  * broken or incompatible raters, and both training modes on toy problems with a
  * known answer: regress recovers a monotone score, meta puts flipped labels low.
@@ -17,7 +17,7 @@ import { modelSpecSchema } from '../../ml/models.js';
 import {
   RATER_FORMAT_VERSION, RATER_META_FILE, RATER_MODEL_FILE, RATER_WEIGHTS_FILE, checkRaterFits, loadRater, makeRater,
   pixelStats, rankTargets, rateExamples, readRater, trainRater, writeRaterFiles, type RaterArch, type RaterProvenance,
-} from '../../ml/rater.js';
+} from '../../ml/rater/index.js';
 import { useTmpDir } from '../helpers/tmp.js';
 
 const tmp = useTmpDir('metacurate-rater-');

@@ -12,7 +12,7 @@ import { numericValues } from '../../data/columns.js';
 import type { ColumnSpec } from '../../data/format.js';
 import { openDataset } from '../../data/reader.js';
 import { writeDataset } from '../../data/writer.js';
-import { RATER_FORMAT_VERSION, RATER_META_FILE, RATER_WEIGHTS_FILE } from '../../ml/rater.js';
+import { RATER_FORMAT_VERSION, RATER_META_FILE, RATER_WEIGHTS_FILE } from '../../ml/rater/index.js';
 import { quietContext } from '../../stages/context.js';
 import { planRanges, rate, rateOptions, rateStage, type RateOptions } from '../../stages/rate.js';
 import { parsePipelineConfig } from '../../pipeline/config.js';
