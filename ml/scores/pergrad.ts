@@ -1,6 +1,6 @@
 /**
  * Per-example gradient quantities for a whole batch at once, never one example
- * at a time (TFJS_NOTES.md, "Per-example quantities").
+ * at a time (a loop would cost one backward pass per row).
  *
  * - Norms ‖∇θ ℓ_i‖₂: one backward pass of the summed loss gives δ_i, the gradient
  *   of ℓ_i with respect to each layer's output, for every row (rows are
@@ -9,10 +9,9 @@
  *   norm is ‖x_i‖²‖δ_i‖² ("ghost norm"); a conv layer's is the correlation of
  *   its padded input with δ_i, formed for all rows by one depthwise convolution;
  *   a norm layer's γ and β gradients are Σ_pixels δ_i ⊙ x̂_i and Σ_pixels δ_i.
- *   This needs the layer inputs and
- *   outputs, which Model.apply hides, so `forwardWithTaps` re-implements the
- *   three model kinds of ml/models.ts with ml/ops (tests check it gives the same
- *   logits and the same norms as a loop of single-example gradients).
+ *   The layer inputs and outputs come from Model.applyWithTaps, the models' own
+ *   forward pass with every layer exposed (tests check the norms against a loop
+ *   of single-example gradients).
  * - Dot products ⟨∇θ ℓ_i, g⟩: with h(u) = Σ_i u_i ℓ_i(θ), ⟨∇θ h(u), g⟩ is linear in
  *   u and its gradient with respect to u is [⟨∇θ ℓ_i, g⟩]_i: one tf.grads over a
  *   function that calls tf.grads (exact, works for any model, Model.apply as is).
@@ -24,54 +23,27 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { InternalError, UsageError } from '../../core/errors.js';
-import type { Model } from '../models.js';
-import { avgPool2x2, conv2dSame, dense, flatten, perExampleCrossEntropy, stopGradient } from '../ops.js';
+import type { Model, TappedLayer } from '../models.js';
+import { perExampleCrossEntropy } from '../ops.js';
 
 /** Default floats per sub-batch for one tensor of a conv layer's per-example gradients (16 MiB). */
 export const CONV_BUDGET = 1 << 22;
-/** ml/ops normalisation epsilon (instanceNorm / batchNorm default). */
-const NORM_EPS = 1e-5;
 
-/** A parametric layer seen by the tapped forward; its tap is added to `output` of the matching shape. */
-export type TappedLayer =
-  /** x @ W + b: input [B, din]. */
-  | { kind: 'dense'; input: tf.Tensor2D }
-  /** 3×3 'same' conv (W [3,3,cin,cout], bias if `bias`): input [B, H, W, cin]. */
-  | { kind: 'conv'; input: tf.Tensor4D; bias: boolean }
-  /** x̂ ⊙ γ + β after a normalisation: xhat [B, H, W, C]. */
-  | { kind: 'affine'; xhat: tf.Tensor4D };
+/** A parametric layer as the tapped forward pass records it. */
+export type { TappedLayer };
 
 /** The shapes of the taps `forwardWithTaps` adds, in order, for a batch of `batch` rows. */
 export function tapShapes(model: Model, batch: number): number[][] {
-  const spec = model.spec;
-  const k = model.io.numClasses;
-  switch (spec.kind) {
-    case 'logreg':
-      return [[batch, k]];
-    case 'mlp':
-      return [...spec.hidden.map((h) => [batch, h]), [batch, k]];
-    case 'convnet': {
-      let [h, w] = model.io.inputShape;
-      const shapes: number[][] = [];
-      for (let l = 0; l < spec.depth; l++) {
-        shapes.push([batch, h, w, spec.width]);
-        if (spec.norm !== 'none') shapes.push([batch, h, w, spec.width]);
-        h = Math.floor(h / 2);
-        w = Math.floor(w / 2);
-      }
-      shapes.push([batch, k]);
-      return shapes;
-    }
-  }
+  return model.tapShapes(batch);
 }
 
 /**
- * Model.apply of ml/models.ts, re-implemented with every parametric layer's
- * output exposed: `taps[k]` (zeros, same shape) is added to the k-th layer
- * output, so the gradient with respect to a tap is δ for that layer. When
- * `layers` is given, each layer's input (or x̂) is recorded there with tf.keep
- * (the caller disposes them, see disposeLayers). Batch norm uses the batch's
- * statistics held constant (see the top of the file); the values are the same.
+ * Model.apply with every parametric layer's output exposed (Model.applyWithTaps):
+ * `taps[k]` (zeros, same shape) is added to the k-th layer output, so the
+ * gradient with respect to a tap is δ for that layer. When `layers` is given,
+ * each layer's input (or x̂) is recorded there with tf.keep (the caller disposes
+ * them, see disposeLayers). Batch norm uses the batch's statistics held
+ * constant (see the top of the file); the values are the same.
  */
 export function forwardWithTaps(
   model: Model,
@@ -83,71 +55,7 @@ export function forwardWithTaps(
   if (params.length !== model.paramShapes.length) {
     throw new UsageError(`${model.name} takes ${model.paramShapes.length} parameter tensors, got ${params.length}`);
   }
-  const spec = model.spec;
-  let p = 0;
-  const next = () => params[p++];
-  let k = 0;
-  const tap = <T extends tf.Tensor>(z: T): T => (taps ? (tf.add(z, taps[k++]) as T) : z);
-  // tf.keep on the caller's own x would leak it from the caller's tidy: record it as is.
-  const keep = <T extends tf.Tensor>(t: T): T => (layers && t !== x ? tf.keep(t) : t);
-
-  const denseLayer = (input: tf.Tensor2D): tf.Tensor2D => {
-    const w = next();
-    const b = next();
-    layers?.push({ kind: 'dense', input: keep(input) });
-    return tap(dense(input, w, b));
-  };
-  const affine = (v: tf.Tensor4D): tf.Tensor4D => {
-    const gamma = next();
-    const beta = next();
-    const xhat = keep(normalise(v, spec.kind === 'convnet' ? spec.norm : 'none'));
-    layers?.push({ kind: 'affine', xhat });
-    return tap(tf.add(tf.mul(xhat, gamma), beta) as tf.Tensor4D);
-  };
-
-  let h = x;
-  if (spec.inputNorm) h = tf.div(tf.sub(h, tf.tensor1d(spec.inputNorm.mean)), tf.tensor1d(spec.inputNorm.std));
-  let logits: tf.Tensor2D;
-  switch (spec.kind) {
-    case 'logreg':
-      logits = denseLayer(flatten(h));
-      break;
-    case 'mlp': {
-      let a = flatten(h);
-      for (let l = 0; l < spec.hidden.length; l++) a = tf.relu(denseLayer(a));
-      logits = denseLayer(a);
-      break;
-    }
-    case 'convnet': {
-      let a = h as tf.Tensor4D;
-      for (let l = 0; l < spec.depth; l++) {
-        const w = next() as tf.Tensor4D;
-        const bias = spec.norm === 'none';
-        layers?.push({ kind: 'conv', input: keep(a), bias });
-        let z: tf.Tensor4D;
-        if (bias) z = tf.relu(tap(conv2dSame(a, w, next())));
-        else if (spec.normBeforeActivation) z = tf.relu(affine(tap(conv2dSame(a, w))));
-        else z = affine(tf.relu(tap(conv2dSame(a, w))));
-        a = avgPool2x2(z);
-      }
-      logits = denseLayer(flatten(a));
-      break;
-    }
-  }
-  if (taps && k !== taps.length) throw new InternalError(`forwardWithTaps used ${k} of ${taps.length} taps for ${model.name}`);
-  if (p !== params.length) throw new InternalError(`forwardWithTaps used ${p} of ${params.length} parameters for ${model.name}`);
-  if (spec.outputScale !== 1) logits = tf.mul(logits, spec.outputScale);
-  return logits;
-}
-
-/** x̂ as ml/ops normalises: per example and channel (instance) or per channel over the batch, statistics constant (batch). */
-function normalise(v: tf.Tensor4D, norm: 'instance' | 'batch' | 'none'): tf.Tensor4D {
-  const axes = norm === 'batch' ? [0, 1, 2] : [1, 2];
-  const frozen = <T extends tf.Tensor>(t: T): T => (norm === 'batch' ? stopGradient(t) : t);
-  const mean = frozen(tf.mean(v, axes, true));
-  const centred = tf.sub(v, mean);
-  const variance = frozen(tf.mean(tf.square(centred), axes, true));
-  return tf.div(centred, tf.sqrt(tf.add(variance, NORM_EPS))) as tf.Tensor4D;
+  return model.applyWithTaps(params, x, taps, layers);
 }
 
 /** Disposes what forwardWithTaps recorded, except the caller's input `x`. */
