@@ -134,12 +134,15 @@ export function unsortedSegmentSumKernel() {
   };
 }
 
-export function patchWasmConv(backendName: string): void {
+export function patchConv2DBackpropFilter(backendName: string): void {
   replaceKernel({
     kernelName: tf.Conv2DBackpropFilter,
     backendName,
     kernelFunc: conv2DBackpropFilterKernel(backendName) as tf.KernelFunc,
   });
+}
+
+export function patchConv2DBackpropInput(backendName: string): void {
   const stockInput = tf.getKernel(tf.Conv2DBackpropInput, backendName);
   replaceKernel({
     ...(stockInput ?? {}),
@@ -147,6 +150,10 @@ export function patchWasmConv(backendName: string): void {
     backendName,
     kernelFunc: conv2DBackpropInputKernel(backendName, stockInput?.kernelFunc) as tf.KernelFunc,
   });
+}
+
+/** Registers the JS UnsortedSegmentSum where the backend has none. */
+export function patchUnsortedSegmentSum(backendName: string): void {
   if (tf.getKernel(tf.UnsortedSegmentSum, backendName) == null) {
     replaceKernel({ kernelName: tf.UnsortedSegmentSum, backendName, kernelFunc: unsortedSegmentSumKernel() as tf.KernelFunc });
   }

@@ -114,11 +114,18 @@ export function maxPoolGradKernel({ inputs, backend, attrs = {} }: KernelArgs): 
   return (backend as unknown as WasmOut).makeOutput(x.shape, 'float32', undefined, dx);
 }
 
-export function patchWasmPool(backendName: string): void {
+/** Wraps the stock AvgPoolGrad (kept for the windows the fast path does not cover). */
+export function patchAvgPoolGrad(backendName: string): void {
   const stock = tf.getKernel(tf.AvgPoolGrad, backendName);
   if (stock != null) {
     replaceKernel({ ...stock, kernelFunc: avgPoolGradKernel(backendName, stock.kernelFunc) as tf.KernelFunc });
   }
+}
+
+export function patchMaxPoolGrad(backendName: string): void {
   replaceKernel({ kernelName: tf.MaxPoolGrad, backendName, kernelFunc: maxPoolGradKernel as tf.KernelFunc });
+}
+
+export function patchMaxPoolWithArgmax(backendName: string): void {
   replaceKernel({ kernelName: tf.MaxPoolWithArgmax, backendName, kernelFunc: maxPoolWithArgmaxKernel as tf.KernelFunc });
 }
