@@ -160,28 +160,20 @@ async function loadRef(ref: DataRef): Promise<Examples> {
 
 let backend: Promise<BackendInfo> | undefined;
 
-/** Runs one job in this thread (the worker's entry point; also usable in-process). */
-export async function runJob(
-  job: Job,
-  request: BackendRequest,
-  onProgress?: (done: number, total: number) => void,
-): Promise<EvaluateJobResult | TrainJobResult | ScoreJobResult | RateJobResult | TrainRaterJobResult> {
-  backend ??= initBackend(request);
-  const { name, tf } = await backend;
-  const t0 = performance.now();
-  // Rating streams its rows: it never loads a whole dataset.
-  if (job.kind === 'rate') return { ...(await rateRange(job.rater, job.range)), seconds: (performance.now() - t0) / 1000, backend: name };
-  const train = await loadRef(job.train);
-  if (job.kind === 'trainRater') {
-    const target = job.target ? await loadRef(job.target) : undefined;
-    const out = await trainRater(train, { target, scores: job.scores }, job.settings, onProgress);
-    return { ...out, seconds: (performance.now() - t0) / 1000, backend: name };
-  }
-  if (job.kind === 'score') {
-    const target = job.target ? await loadRef(job.target) : undefined;
-    const { scores, details } = await computeScores(train, target, job.settings, onProgress);
-    return { scores, details, seconds: (performance.now() - t0) / 1000, backend: name };
-  }
+type Progress = (done: number, total: number) => void;
+type AnyJobResult = EvaluateJobResult | TrainJobResult | ScoreJobResult | RateJobResult | TrainRaterJobResult;
+type JobOfKind<K extends Job['kind']> = Extract<Job, { kind: K }>;
+/** What a handler returns: its result without `seconds` and `backend`, which runJob appends. */
+type JobOutput<J extends Job> = Omit<JobResult<J>, 'seconds' | 'backend'>;
+
+/** How the worker runs one kind of job, and which of its result's buffers it hands over instead of copying. */
+interface JobKind<J extends Job> {
+  run(job: J, ctx: { tf: BackendInfo['tf']; onProgress?: Progress }): Promise<JobOutput<J>>;
+  transfer(result: JobResult<J>): ArrayBufferLike[];
+}
+
+/** Trains a fresh model on `train` as `job.config` says, reporting progress at most every 500 ms. */
+async function trainFresh(job: EvaluateJob | TrainJob, train: Examples, onProgress?: Progress) {
   const trainer = createTrainer(job.config, train);
   let last = 0;
   const { params, losses } = await trainer.run({
@@ -193,36 +185,87 @@ export async function runJob(
       }
     },
   });
-  try {
-    if (job.kind === 'train') {
-      return {
-        // Copies: some backends hand out their own buffers, and these get transferred.
-        params: params.map((p) => (p.dataSync() as Float32Array).slice()),
-        shapes: params.map((p) => p.shape),
-        losses,
-        steps: trainer.steps,
-        seconds: (performance.now() - t0) / 1000,
-        backend: name,
-      };
-    }
-    const test = await loadRef(job.test);
-    const r = evaluateModel(trainer.model, params, test, job.evalBatchSize ?? EVAL_BATCH_SIZE);
-    const perEpoch = Math.min(losses.length, Math.ceil(train.ids.length / trainer.config.batchSize));
-    let tail = 0;
-    for (let i = losses.length - perEpoch; i < losses.length; i++) tail += losses[i];
-    return {
-      accuracy: r.accuracy,
-      loss: r.loss,
-      trainLoss: tail / perEpoch,
-      numTrain: train.ids.length,
-      numTest: test.ids.length,
-      steps: trainer.steps,
-      seconds: (performance.now() - t0) / 1000,
-      backend: name,
-    };
-  } finally {
-    tf.dispose(params);
-  }
+  return { trainer, params, losses };
+}
+
+const JOB_KINDS: { [K in Job['kind']]: JobKind<JobOfKind<K>> } = {
+  evaluate: {
+    async run(job, { tf, onProgress }) {
+      const train = await loadRef(job.train);
+      const { trainer, params, losses } = await trainFresh(job, train, onProgress);
+      try {
+        const test = await loadRef(job.test);
+        const r = evaluateModel(trainer.model, params, test, job.evalBatchSize ?? EVAL_BATCH_SIZE);
+        const perEpoch = Math.min(losses.length, Math.ceil(train.ids.length / trainer.config.batchSize));
+        let tail = 0;
+        for (let i = losses.length - perEpoch; i < losses.length; i++) tail += losses[i];
+        return {
+          accuracy: r.accuracy,
+          loss: r.loss,
+          trainLoss: tail / perEpoch,
+          numTrain: train.ids.length,
+          numTest: test.ids.length,
+          steps: trainer.steps,
+        };
+      } finally {
+        tf.dispose(params);
+      }
+    },
+    transfer: () => [],
+  },
+  train: {
+    async run(job, { tf, onProgress }) {
+      const train = await loadRef(job.train);
+      const { trainer, params, losses } = await trainFresh(job, train, onProgress);
+      try {
+        return {
+          // Copies: some backends hand out their own buffers, and these get transferred.
+          params: params.map((p) => (p.dataSync() as Float32Array).slice()),
+          shapes: params.map((p) => p.shape),
+          losses,
+          steps: trainer.steps,
+        };
+      } finally {
+        tf.dispose(params);
+      }
+    },
+    transfer: (r) => [...r.params.map((p) => p.buffer), r.losses.buffer],
+  },
+  score: {
+    async run(job, { onProgress }) {
+      const train = await loadRef(job.train);
+      const target = job.target ? await loadRef(job.target) : undefined;
+      const { scores, details } = await computeScores(train, target, job.settings, onProgress);
+      return { scores, details };
+    },
+    transfer: (r) => [r.scores.buffer],
+  },
+  // Rating streams its rows: it never loads a whole dataset.
+  rate: {
+    run: (job) => rateRange(job.rater, job.range),
+    transfer: (r) => [r.ratings.buffer],
+  },
+  trainRater: {
+    async run(job, { onProgress }) {
+      const train = await loadRef(job.train);
+      const target = job.target ? await loadRef(job.target) : undefined;
+      return trainRater(train, { target, scores: job.scores }, job.settings, onProgress);
+    },
+    transfer: (r) => r.weights.map((w) => w.values.buffer),
+  },
+};
+
+function kindOf(job: Job): JobKind<Job> {
+  return JOB_KINDS[job.kind] as unknown as JobKind<Job>;
+}
+
+/** Runs one job in this thread (the worker's entry point; also usable in-process). */
+export async function runJob(job: Job, request: BackendRequest, onProgress?: Progress): Promise<AnyJobResult> {
+  backend ??= initBackend(request);
+  const { name, tf } = await backend;
+  const t0 = performance.now();
+  const out = await kindOf(job).run(job, { tf, onProgress });
+  return { ...out, seconds: (performance.now() - t0) / 1000, backend: name } as AnyJobResult;
 }
 
 if (!isMainThread && parentPort && (workerData as { metacurateWorker?: WorkerInit } | undefined)?.metacurateWorker) {
@@ -233,11 +276,7 @@ if (!isMainThread && parentPort && (workerData as { metacurateWorker?: WorkerIni
     const { id, job } = msg;
     try {
       const result = await runJob(job, init.backend, (done, total) => port.postMessage({ type: 'progress', id, done, total } satisfies WorkerMessage));
-      const transfer = 'params' in result
-        ? [...result.params.map((p) => p.buffer), result.losses.buffer]
-        : 'scores' in result ? [result.scores.buffer]
-          : 'ratings' in result ? [result.ratings.buffer]
-            : 'weights' in result ? result.weights.map((w) => w.values.buffer) : [];
+      const transfer = kindOf(job).transfer(result as JobResult<Job>);
       port.postMessage({ type: 'result', id, result } satisfies WorkerMessage, transfer as ArrayBuffer[]);
     } catch (err) {
       port.postMessage({ type: 'error', id, error: serializeError(err) } satisfies WorkerMessage);
