@@ -20,6 +20,8 @@ import {
 } from './format.js';
 
 export interface DatasetMeta {
+  /** The output's fingerprint, computed once by the stage; derived from the fields below when absent (scripts, tests). */
+  fingerprint?: string;
   stage: string;
   stageVersion: string;
   options: Record<string, unknown>;
@@ -225,31 +227,8 @@ export class DatasetWriter {
         shards.push({ file, rows: s.rows, bytes: s.bytes, sha256: s.sha256 });
       }
       const m = this.opts.meta;
-      const fp = computeFingerprint({
-        stage: m.stage,
-        stageVersion: m.stageVersion,
-        options: m.options,
-        seed: m.seed,
-        parents: m.parents.map((p) => p.fingerprint),
-      });
-      const curation: CurationInfo = {
-        format_version: FORMAT_VERSION,
-        stage: m.stage,
-        stage_version: m.stageVersion,
-        fingerprint: fp,
-        options: m.options,
-        seed: m.seed,
-        parents: m.parents,
-        sidecar_of: m.sidecarOf,
-        code_version: CODE_VERSION,
-        columns: this.columns,
-        pixel_shape: this.opts.pixelShape,
-        shards,
-        num_rows: this.numRows,
-        summary,
-        created_at: new Date().toISOString(),
-      };
-      const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
+      const curation = curationRecord(m, { columns: this.columns, pixelShape: this.opts.pixelShape, shards, numRows: this.numRows, summary });
+      const fp = curation.fingerprint;
       await fsp.writeFile(path.join(this.dir.tmp, STATE_FILE), json(hfState(shards.map((s) => s.file), fp)));
       await fsp.writeFile(
         path.join(this.dir.tmp, DATASET_INFO_FILE),
@@ -278,6 +257,80 @@ export class DatasetWriter {
       await this.shard.done.catch(() => undefined);
       this.shard = undefined;
     }
+    await this.dir.abort();
+  }
+}
+
+const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
+
+/** The fingerprint a meta names, or derives from its stage, options, seed and parents. */
+export function fingerprintOfMeta(m: DatasetMeta): string {
+  return m.fingerprint ?? computeFingerprint({
+    stage: m.stage,
+    stageVersion: m.stageVersion,
+    options: m.options,
+    seed: m.seed,
+    parents: m.parents.map((p) => p.fingerprint),
+  });
+}
+
+/** curation.json's content for an output: datasets list their shards, other outputs none. */
+function curationRecord(
+  m: DatasetMeta,
+  o: { columns: ColumnSpec[]; pixelShape?: PixelShape; shards: ShardRecord[]; numRows: number; summary: Record<string, unknown> },
+): CurationInfo {
+  return {
+    format_version: FORMAT_VERSION,
+    stage: m.stage,
+    stage_version: m.stageVersion,
+    fingerprint: fingerprintOfMeta(m),
+    options: m.options,
+    seed: m.seed,
+    parents: m.parents,
+    sidecar_of: m.sidecarOf,
+    code_version: CODE_VERSION,
+    columns: o.columns,
+    pixel_shape: o.pixelShape,
+    shards: o.shards,
+    num_rows: o.numRows,
+    summary: o.summary,
+    created_at: new Date().toISOString(),
+  };
+}
+
+/**
+ * An output that is not a dataset (a report, a trained model): files written into
+ * a temporary directory, committed with the same curation.json marker a dataset
+ * gets (no shards), so the pipeline runner can tell it is complete and current.
+ */
+export class OutputDir {
+  private closed = false;
+  private constructor(private readonly outDir: string, private readonly dir: AtomicDir, private readonly meta: DatasetMeta) {}
+
+  static async create(outDir: string, meta: DatasetMeta, opts: { overwrite?: boolean } = {}): Promise<OutputDir> {
+    return new OutputDir(outDir, await beginAtomicDir(outDir, opts), meta);
+  }
+
+  get tempDir(): string {
+    return this.dir.tmp;
+  }
+
+  async finish(summary: Record<string, unknown>, numRows = 0): Promise<WriteResult> {
+    if (this.closed) throw new InternalError('OutputDir.finish called twice');
+    this.closed = true;
+    try {
+      const curation = curationRecord(this.meta, { columns: [], shards: [], numRows, summary });
+      await fsp.writeFile(path.join(this.dir.tmp, CURATION_FILE), json(curation));
+      await this.dir.commit();
+      return { dir: path.resolve(this.outDir), fingerprint: curation.fingerprint, numRows, shards: [], curation };
+    } catch (err) {
+      await this.dir.abort();
+      throw err;
+    }
+  }
+
+  async abort(): Promise<void> {
+    this.closed = true;
     await this.dir.abort();
   }
 }

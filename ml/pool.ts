@@ -11,6 +11,7 @@ import {
   ConfigError, DataError, ExitCode, InternalError, IoError, MetacurateError, MissingInputError, OutputError, UsageError,
 } from '../core/errors.js';
 import type { BackendRequest } from './backend.js';
+import { pluginModuleUrls } from './scores/index.js';
 import { TrainingDivergedError } from './train.js';
 import type { Job, JobResult, SerializedError, WorkerInit, WorkerMessage } from './worker.js';
 
@@ -115,7 +116,7 @@ export class WorkerPool {
     if (!existsSync(fileURLToPath(script))) {
       throw new InternalError(`the worker script ${fileURLToPath(script)} is missing`, { hint: 'Build the package first: npm run build' });
     }
-    const init: WorkerInit = { backend: this.backend };
+    const init: WorkerInit = { backend: this.backend, plugins: pluginModuleUrls() };
     const worker = new Worker(script, { workerData: { metacurateWorker: init }, stdout: true, stderr: true });
     const slot: Slot = { worker };
     for (const stream of ['stdout', 'stderr'] as const) {

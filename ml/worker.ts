@@ -13,7 +13,7 @@ import { loadExamples, subsetExamples, type Examples } from '../data/batch.js';
 import { openDataset } from '../data/reader.js';
 import { initBackend, type BackendInfo, type BackendRequest } from './backend.js';
 import { EVAL_BATCH_SIZE, evaluateModel } from './evaluate.js';
-import { computeScores, type ScoreSettings } from './scoring.js';
+import { computeScores, loadScorerPlugin, type ScoreSettings } from './scores/index.js';
 import { rateRange, trainRater, type NamedWeights, type RateRange, type RaterArch, type RaterTrainSettings } from './rater/index.js';
 import { TrainingDivergedError, createTrainer, type TrainConfig } from './train.js';
 
@@ -41,7 +41,7 @@ export interface TrainJob {
   config: TrainConfig;
 }
 
-/** Per-example scores of `train` for one seed (ml/scoring). */
+/** Per-example scores of `train` for one seed (ml/scores). */
 export interface ScoreJob {
   kind: 'score';
   train: DataRef;
@@ -129,6 +129,8 @@ export type WorkerMessage =
 
 export interface WorkerInit {
   backend: BackendRequest;
+  /** Plug-in modules (file URLs) to import before the first job, so their score methods exist here too. */
+  plugins?: string[];
 }
 
 export function serializeError(err: unknown): SerializedError {
@@ -271,10 +273,12 @@ export async function runJob(job: Job, request: BackendRequest, onProgress?: Pro
 if (!isMainThread && parentPort && (workerData as { metacurateWorker?: WorkerInit } | undefined)?.metacurateWorker) {
   const port = parentPort;
   const init = (workerData as { metacurateWorker: WorkerInit }).metacurateWorker;
+  const plugins = Promise.all((init.plugins ?? []).map(loadScorerPlugin));
   port.on('message', async (msg: { type: 'job'; id: number; job: Job }) => {
     if (msg?.type !== 'job') return;
     const { id, job } = msg;
     try {
+      await plugins;
       const result = await runJob(job, init.backend, (done, total) => port.postMessage({ type: 'progress', id, done, total } satisfies WorkerMessage));
       const transfer = kindOf(job).transfer(result as JobResult<Job>);
       port.postMessage({ type: 'result', id, result } satisfies WorkerMessage, transfer as ArrayBuffer[]);

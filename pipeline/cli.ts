@@ -7,7 +7,8 @@ import { ExitCode, MetacurateError, exitCodeOf } from '../core/errors.js';
 import { CODE_VERSION } from '../core/version.js';
 import { explainBackendAbort } from '../ml/backend.js';
 import { LOG_LEVELS } from './log.js';
-import { createSession, globalsOf, type CliSession, type RegisterCommand } from './commands/common.js';
+import { collect, createSession, globalsOf, type CliSession, type RegisterCommand } from './commands/common.js';
+import { loadPlugins } from './plugins.js';
 import { registerIngest } from './commands/ingest.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerExport } from './commands/export.js';
@@ -22,6 +23,18 @@ const COMMANDS: RegisterCommand[] = [
   registerIngest, registerScore, registerRate, registerSelect, registerDistill, registerEvaluate, registerInspect, registerExport, registerRun,
 ];
 
+/** The values of every `--plugin X` / `--plugin=X` (a global option: no command has a flag of that name). */
+export function pluginArgs(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 2; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--') break;
+    if (a === '--plugin' && i + 1 < argv.length) out.push(argv[++i]);
+    else if (a.startsWith('--plugin=')) out.push(a.slice('--plugin='.length));
+  }
+  return out;
+}
+
 /** The exit code after SIGINT/SIGTERM (128 + SIGINT). */
 export const EXIT_INTERRUPTED = 130;
 
@@ -32,6 +45,7 @@ export function buildProgram(session: CliSession): Command {
     .option('--json', 'machine-readable output: one JSON result on stdout, JSON-line logs and progress on stderr')
     .option('-q, --quiet', 'only warnings and errors on stderr; no progress')
     .addOption(new Option('--log-level <level>', 'log level (debug also prints stack traces)').choices(LOG_LEVELS).default('info'))
+    .option('--plugin <module>', 'load score methods and selection strategies from a JavaScript module (repeatable)', collect)
     .showHelpAfterError('(add --help for usage)')
     // Commands below inherit these: usage errors are thrown, not exited on.
     .exitOverride()
@@ -55,8 +69,14 @@ export async function main(argv: string[] = process.argv, streams = { stdout: pr
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  const program = buildProgram(session);
+  let program = buildProgram(session);
   try {
+    // Plug-ins add methods, strategies and their flags: load them before the commands are built.
+    const plugins = pluginArgs(argv);
+    if (plugins.length) {
+      await loadPlugins(plugins);
+      program = buildProgram(session);
+    }
     await program.parseAsync(argv);
     return ExitCode.ok;
   } catch (err) {

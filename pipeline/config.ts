@@ -8,6 +8,8 @@ import path from 'node:path';
 import { z } from 'zod';
 import { parseDocument } from 'yaml';
 import { ConfigError, MissingInputError } from '../core/errors.js';
+import type { StageInputs } from '../stages/define.js';
+import { loadPlugins } from './plugins.js';
 import { RUNNER_OPTIONS, STAGES, type AnyStage, type StageRegistry } from './registry.js';
 
 export const PIPELINE_VERSION = 1;
@@ -20,7 +22,8 @@ const STAGE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 export interface PipelineStep {
   id: string;
   stage: string;
-  inputs: string[];
+  /** By position, or by the stage's input names: `{ pool: '${pool}', target: '${target}' }`. */
+  inputs: string[] | Record<string, string | string[]>;
   options: Record<string, unknown>;
 }
 
@@ -39,7 +42,9 @@ export interface PipelineConfig {
 export interface ResolvedStep extends PipelineStep {
   /** Output directory: `<workdir>/<id>`. */
   out: string;
-  /** Inputs as absolute paths (references replaced by the referenced stage's `out`). */
+  /** Inputs as absolute paths (references replaced by the referenced stage's `out`), in the form they were written. */
+  resolvedInputs: StageInputs;
+  /** The same paths as one list, in the stage's input order (the report's). */
   inputPaths: string[];
   /** Ids of the earlier stages this one reads. */
   dependsOn: string[];
@@ -65,8 +70,14 @@ export function pipelineSchema(registry: StageRegistry = STAGES) {
       id: z.string().regex(STAGE_ID, 'use letters, digits, "_", "-" or "." (the id names the output directory)')
         .describe('Unique id; the output goes to <workdir>/<id> and later stages refer to it as "${id}".'),
       stage: z.literal(name),
-      inputs: z.array(z.string().min(1)).default([])
-        .describe('Input paths (relative to the pipeline file) or "${id}" references to earlier stages.'),
+      inputs: z.union([
+        z.array(z.string().min(1)),
+        z.strictObject(Object.fromEntries(stage.inputs.map((spec) => [
+          spec.name,
+          z.union([z.string().min(1), z.array(z.string().min(1))]).optional().describe(spec.description),
+        ]))),
+      ]).default([])
+        .describe(`Input paths (relative to the pipeline file) or "\${id}" references to earlier stages: a list in the order ${stage.inputs.map((i) => i.name).join(', ')}, or an object by those names.`),
       options: stepOptionsSchema(stage).prefault({}).describe(`Options of the ${name} stage.`),
     }),
   );
@@ -81,6 +92,8 @@ export function pipelineSchema(registry: StageRegistry = STAGES) {
       .describe('Default seed for every stage that takes one and does not set its own.'),
     backend: z.enum(BACKENDS).optional()
       .describe('Default compute backend for every stage that takes one and does not set its own.'),
+    plugins: z.array(z.string().min(1)).optional()
+      .describe('JavaScript modules (relative to the pipeline file) that add score methods and selection strategies.'),
     stages: z.array(z.discriminatedUnion('stage', [first, ...rest])).min(1),
   });
 }
@@ -137,7 +150,11 @@ function parseText(text: string, file: string): unknown {
   return doc.toJS();
 }
 
-/** Reads and validates a pipeline file. Every error is a ConfigError (78) naming the file and field. */
+/**
+ * Reads and validates a pipeline file. Every error is a ConfigError (78) naming
+ * the file and field. Its plug-ins are loaded first: they add methods and
+ * strategies the stages' options are checked against.
+ */
 export async function loadPipelineConfig(file: string, registry: StageRegistry = STAGES): Promise<PipelineConfig> {
   let text: string;
   try {
@@ -145,7 +162,10 @@ export async function loadPipelineConfig(file: string, registry: StageRegistry =
   } catch (err) {
     throw new MissingInputError(`cannot read the pipeline file: ${(err as Error).message}`, { file, hint: 'Check the path' });
   }
-  return parsePipelineConfig(parseText(text, file), { file, registry });
+  const value = parseText(text, file);
+  const plugins = (value as { plugins?: unknown } | null)?.plugins;
+  if (Array.isArray(plugins) && plugins.every((p) => typeof p === 'string')) await loadPlugins(plugins, path.dirname(path.resolve(file)));
+  return parsePipelineConfig(value, { file, registry });
 }
 
 /**
@@ -174,19 +194,33 @@ export function parsePipelineConfig(
       throw new ConfigError(`${where}.id: "${step.id}" is used twice; ids must be unique`, { file: label });
     }
     const dependsOn: string[] = [];
-    const inputPaths = step.inputs.map((input, j) => {
+    const resolveOne = (input: string, at: string): string => {
       const ref = REFERENCE.exec(input);
       if (!ref) return path.resolve(baseDir, input);
       const target = seen.get(ref[1]);
       if (!target) {
-        throw new ConfigError(`${where}.inputs[${j}]: "${input}" names no earlier stage`, {
+        throw new ConfigError(`${where}.inputs${at}: "${input}" names no earlier stage`, {
           file: label,
           hint: `Refer to a stage listed before this one: ${[...seen.keys()].map((k) => `\${${k}}`).join(', ') || '(none)'}`,
         });
       }
       dependsOn.push(target.id);
       return target.out;
-    });
+    };
+    const stageInputs = registry[step.stage].inputs;
+    let resolvedInputs: StageInputs;
+    let inputPaths: string[];
+    if (Array.isArray(step.inputs)) {
+      inputPaths = step.inputs.map((input, j) => resolveOne(input, `[${j}]`));
+      resolvedInputs = inputPaths;
+    } else {
+      const byName = step.inputs;
+      const named = Object.fromEntries(Object.entries(byName).map(([k, v]) => [
+        k, typeof v === 'string' ? resolveOne(v, `.${k}`) : v.map((x, j) => resolveOne(x, `.${k}[${j}]`)),
+      ]));
+      resolvedInputs = named;
+      inputPaths = stageInputs.flatMap((spec) => named[spec.name] ?? []);
+    }
     const stage = registry[step.stage];
     const options = withPipelineDefaults(stage, step.options, cfg);
     const out = path.join(workdir, step.id);
@@ -195,7 +229,7 @@ export function parsePipelineConfig(
     if (!full.success) {
       throw new ConfigError(issuesMessage(full.error.issues, ['stages', i, 'options']), { file: label });
     }
-    const resolved: ResolvedStep = { ...step, options, out, inputPaths, dependsOn };
+    const resolved: ResolvedStep = { ...step, options, out, resolvedInputs, inputPaths, dependsOn };
     seen.set(step.id, resolved);
     return resolved;
   });

@@ -3,16 +3,15 @@
  * STAGES. By convention every stage's options take `out` (its output directory)
  * and `overwrite`; the runner sets both, so pipeline files never do.
  */
-import type { z } from 'zod';
-import type { Stage } from '../stages/context.js';
+import type { Stage } from '../stages/define.js';
 import { ingestStage } from '../stages/ingest.js';
 import { scoreStage } from '../stages/score.js';
-import { selectStage } from '../stages/select.js';
+import { selectStage } from '../stages/select/index.js';
 import { rateStage } from '../stages/rate.js';
 import { evaluateStage } from '../stages/evaluate.js';
 import { distillStage } from '../stages/distill.js';
 
-export type AnyStage = Stage<z.ZodTypeAny>;
+export type AnyStage = Stage;
 export type StageRegistry = Readonly<Record<string, AnyStage>>;
 
 export const STAGES: StageRegistry = {

@@ -80,10 +80,9 @@ async function runStep(
 ): Promise<StageReport> {
   const stage = registry[step.stage];
   const rel = (p: string) => path.relative(config.workdir, p) || '.';
-  // The fingerprint is taken with the options the output is keyed by: `overwrite`
-  // only says how to write, so it is always false here.
-  const options = stage.options.parse({ ...step.options, out: step.out, overwrite: false }) as Record<string, unknown>;
-  const expected = await stage.fingerprint(step.inputPaths, options);
+  // `overwrite` only says how to write, not what: the run below sets it when the output exists.
+  const prepared = await stage.prepare(step.resolvedInputs, { ...step.options, out: step.out, overwrite: false });
+  const expected = prepared.fingerprint;
   const existing = await readCuration(step.out);
   const base = { id: step.id, stage: step.stage, dir: rel(step.out), inputs: step.inputPaths.map(rel) };
   if (existing?.fingerprint === expected && !force) {
@@ -100,14 +99,8 @@ async function runStep(
   const reason = !existing ? 'new' : force ? 'forced' : 'stale';
   ctx.log.info({ stage: step.id, kind: step.stage, fingerprint: expected, reason }, 'stage started');
   const t0 = performance.now();
-  const result = await stage.run(stageContext(ctx, step.id), step.inputPaths, { ...options, overwrite: exists });
+  const result = await prepared.execute(stageContext(ctx, step.id), { overwrite: exists });
   const seconds = (performance.now() - t0) / 1000;
-  if (result.fingerprint !== expected) {
-    ctx.log.warn(
-      { stage: step.id, predicted: expected, written: result.fingerprint },
-      'the stage wrote another fingerprint than it predicted, so it will rerun every time (a bug in the stage)',
-    );
-  }
   ctx.log.info({ stage: step.id, rows: result.numRows, seconds: Math.round(seconds * 100) / 100 }, 'stage finished');
   return { ...base, status: 'ran', reason, fingerprint: result.fingerprint, numRows: result.numRows, seconds, summary: result.summary };
 }

@@ -1,9 +1,8 @@
 /**
- * The stage contract (DESIGN.md): every stage is `run(ctx, inputs, options)` with
- * zod-typed options. A stage knows nothing about the CLI: it reports through the
- * context, which the CLI, the pipeline runner or a library caller provides.
+ * What a stage reports through: a logger, progress bars and a cancellation
+ * signal, provided by the CLI, the pipeline runner or a library caller. A stage
+ * knows nothing about the CLI. (The stage template itself is stages/define.ts.)
  */
-import type { z } from 'zod';
 
 export interface Logger {
   debug(obj: object | string, msg?: string): void;
@@ -34,15 +33,6 @@ export interface StageResult {
   fingerprint: string;
   numRows: number;
   summary: Record<string, unknown>;
-}
-
-export interface Stage<Schema extends z.ZodTypeAny> {
-  name: string;
-  version: string;
-  options: Schema;
-  /** The output fingerprint the run would produce, computed without doing the work. */
-  fingerprint(inputs: string[], options: z.infer<Schema>): Promise<string>;
-  run(ctx: StageContext, inputs: string[], options: z.infer<Schema>): Promise<StageResult>;
 }
 
 const noop = (): void => undefined;

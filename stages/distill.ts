@@ -1,6 +1,6 @@
 /**
  * The distill stage: synthesises `ipc` images per class (and soft labels) whose
- * training effect stands in for the whole training set (DESIGN.md "Stages").
+ * training effect stands in for the whole training set.
  * Methods (ml/distill/): `rcig` (convexified implicit gradients), `krr`
  * (KIP/RFAD: kernel ridge regression on random ConvNet features) and `dm`
  * (distribution matching). The synthetic set starts from real images of each
@@ -23,18 +23,19 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { pathExists, TEMP_PREFIX, writeDirAtomic } from '../core/atomic.js';
-import { DataError, OutputError, UsageError } from '../core/errors.js';
-import { canonicalJson, fingerprint as computeFingerprint } from '../core/hash.js';
+import { TEMP_PREFIX, writeDirAtomic } from '../core/atomic.js';
+import { DataError, UsageError } from '../core/errors.js';
+import { canonicalJson } from '../core/hash.js';
 import { loadExamples } from '../data/batch.js';
 import { writeContactSheet } from '../data/export.js';
 import type { ColumnSpec } from '../data/format.js';
-import { DatasetWriter, writeDataset } from '../data/writer.js';
+import { writeDataset } from '../data/writer.js';
 import { initBackend } from '../ml/backend.js';
 import { DistillDivergedError, makeRealSet, rowLength, toUint8, type RealSet, type SavedState } from '../ml/distill/common.js';
 import { createDistiller, DISTILL_METHODS, type DistillMethod, type MethodSettings } from '../ml/distill/index.js';
 import type { ModelSpec } from '../ml/models.js';
-import { quietContext, type Stage, type StageContext, type StageResult } from './context.js';
+import type { StageContext, StageResult } from './context.js';
+import { defineStage, parentOf, type Output, type Planned } from './define.js';
 import { describeDataset, type DataInfo, backendOption } from './inputs.js';
 
 export const DISTILL_VERSION = '1';
@@ -47,39 +48,26 @@ const CHECKPOINT_TENSORS = 'tensors.bin';
 const positiveInt = z.number().int().positive();
 
 export const distillOptions = z.object({
-  out: z.string().min(1),
-  method: z.enum(DISTILL_METHODS).default('rcig'),
-  /** Synthetic images per class. */
-  ipc: positiveInt.default(10),
-  /** Outer steps (default per method, see METHOD_DEFAULTS). */
-  steps: positiveInt.optional(),
-  /** Stop after this many seconds of this run and write what there is (the checkpoint is kept). */
-  timeBudget: z.number().positive().optional(),
-  seed: z.number().int().min(0).default(0),
-  /** Steps between checkpoints. */
-  checkpointEvery: positiveInt.default(50),
-  /** Learning rate of the synthetic images (and labels): Adam for krr/rcig, SGD for dm. */
-  lr: z.number().positive().optional(),
-  /** Real images per step (dm: per class). */
-  batchSize: positiveInt.optional(),
-  /** Width and depth of the ConvNets the methods use (random features, embeddings, the pool). */
-  width: positiveInt.optional(),
-  depth: positiveInt.optional(),
-  /** Normalisation in those ConvNets (default instance, as in the DC-bench evaluation ConvNet). */
-  norm: z.enum(['none', 'instance']).optional(),
-  /** krr: random nets per kernel; rcig: models in the pool. */
-  nets: positiveInt.optional(),
-  /** krr, rcig: learn the labels too (else they stay one-hot). */
-  learnLabels: z.boolean().default(true),
-  /** krr: cross-entropy with a learned temperature, or MSE against centred one-hot targets. */
-  loss: z.enum(['ce', 'mse']).default('ce'),
-  /** rcig: Adam steps of the inner solve and of the H⁻¹ solve. */
-  innerSteps: positiveInt.optional(),
-  hinvSteps: positiveInt.optional(),
-  /** Ridge factor (krr: λ·mean diag K; rcig: λ·n·mean diag K). */
-  ridge: z.number().positive().optional(),
+  out: z.string().min(1).describe('output dataset directory'),
+  method: z.enum(DISTILL_METHODS).default('rcig').describe('distillation method: rcig, krr or dm'),
+  ipc: positiveInt.default(10).describe('synthetic images per class'),
+  steps: positiveInt.optional().describe('outer steps (default: the method\'s)'),
+  timeBudget: z.number().positive().optional().describe('stop after this many seconds of this run and write what there is (the checkpoint is kept)'),
+  seed: z.number().int().min(0).default(0).describe('seed'),
+  checkpointEvery: positiveInt.default(50).describe('steps between checkpoints'),
+  lr: z.number().positive().optional().describe('learning rate of the synthetic images (and labels): Adam for krr/rcig, SGD for dm'),
+  batchSize: positiveInt.optional().describe('real images per step (dm: per class)'),
+  width: positiveInt.optional().describe('width of the ConvNets the methods use (random features, embeddings, the pool)'),
+  depth: positiveInt.optional().describe('depth of those ConvNets'),
+  norm: z.enum(['none', 'instance']).optional().describe('normalisation in those ConvNets (default instance)'),
+  nets: positiveInt.optional().describe('krr: random nets per kernel; rcig: models in the pool'),
+  learnLabels: z.boolean().default(true).describe('krr, rcig: learn the labels too (else they stay one-hot)'),
+  loss: z.enum(['ce', 'mse']).default('ce').describe('krr: cross-entropy with a learned temperature, or MSE against centred one-hot targets'),
+  innerSteps: positiveInt.optional().describe('rcig: Adam steps of the inner solve'),
+  hinvSteps: positiveInt.optional().describe('rcig: Adam steps of the H⁻¹ solve'),
+  ridge: z.number().positive().optional().describe('ridge factor (krr: λ·mean diag K; rcig: λ·n·mean diag K)'),
   backend: backendOption,
-  overwrite: z.boolean().default(false),
+  overwrite: z.boolean().default(false).describe('replace the output if it exists (a kept checkpoint is continued)'),
 }).strict();
 
 export type DistillOptions = z.input<typeof distillOptions>;
@@ -122,10 +110,6 @@ function stepsOf(o: Parsed): number {
 /** The options the output is a function of: the settings, the steps asked for and the time budget. */
 function canonicalOptions(o: Parsed, settings: MethodSettings): Record<string, unknown> {
   return { ...settings, steps: stepsOf(o), timeBudget: o.timeBudget };
-}
-
-function fingerprintOf(o: Parsed, settings: MethodSettings, train: DataInfo): string {
-  return computeFingerprint({ stage: 'distill', stageVersion: DISTILL_VERSION, options: canonicalOptions(o, settings), seed: o.seed, parents: [train.ds.fingerprint] });
 }
 
 /** The deepest ConvNet (2×2 pooling per layer) the images allow. */
@@ -250,15 +234,18 @@ async function loadReal(train: DataInfo, ipc: number): Promise<RealSet> {
   return real;
 }
 
-/** Distils `trainDir` into `options.out` (see the top of this file). */
-export async function distill(trainDir: string, options: DistillOptions, ctx: StageContext = quietContext()): Promise<DistillResult> {
-  const o = distillOptions.parse(options);
+interface DistillPlan {
+  train: DataInfo;
+  settings: MethodSettings;
+  options: Record<string, unknown>;
+  seed: number;
+  parents: ReturnType<typeof parentOf>[];
+}
+
+/** Runs the distillation (resuming a checkpoint) and writes the synthetic set. */
+async function runDistill(ctx: StageContext, plan: Planned<DistillPlan>, o: Parsed, output: Output): Promise<DistillSummary> {
   const t0 = performance.now();
-  if (!o.overwrite && (await pathExists(o.out))) {
-    throw new OutputError('output already exists', { file: o.out, hint: 'Choose another --out, or pass --overwrite to replace it' });
-  }
-  const train = await describeInput(trainDir);
-  const settings = resolveSettings(o, maxDepth(train.shape));
+  const { train, settings } = plan;
   const steps = stepsOf(o);
   const real = await loadReal(train, o.ipc);
   const backend = await initBackend(o.backend);
@@ -330,10 +317,10 @@ export async function distill(trainDir: string, options: DistillOptions, ctx: St
       settings,
       details,
     };
-    const written = await writeSynthetic(o, train, real, out, settings, summary);
+    await writeSynthetic(o, plan, real, out, output);
     if (stoppedBy === 'steps') await fsp.rm(ckptDir, { recursive: true, force: true });
-    ctx.log.info({ out: written.dir, steps: t, lastLoss: summary.lastLoss }, 'distill: done');
-    return { ...written, summary: summary as DistillResult['summary'] };
+    ctx.log.info({ out: o.out, steps: t, lastLoss: summary.lastLoss }, 'distill: done');
+    return summary;
   } finally {
     progress.done();
     distiller.dispose();
@@ -341,9 +328,9 @@ export async function distill(trainDir: string, options: DistillOptions, ctx: St
 }
 
 async function writeSynthetic(
-  o: Parsed, train: DataInfo, real: RealSet, out: { x: Float32Array; softLabels: Float32Array; classes: Int32Array },
-  settings: MethodSettings, summary: DistillSummary,
-): Promise<StageResult> {
+  o: Parsed, plan: Planned<DistillPlan>, real: RealSet, out: { x: Float32Array; softLabels: Float32Array; classes: Int32Array }, output: Output,
+): Promise<void> {
+  const { train } = plan;
   const k = real.numClasses;
   const len = rowLength(real.shape);
   const names = train.classNames.length === k ? train.classNames : Array.from({ length: k }, (_, i) => `class${i}`);
@@ -360,18 +347,12 @@ async function writeSynthetic(
     { name: 'soft_label', kind: 'float32Vector', length: k },
     { name: 'pixels', kind: 'uint8Vector', length: len },
   ];
-  const meta = {
-    stage: 'distill',
-    stageVersion: DISTILL_VERSION,
-    options: canonicalOptions(o, settings),
-    seed: o.seed,
-    parents: [{ fingerprint: train.ds.fingerprint, path: path.resolve(train.dir), role: 'train' }],
-    description: `${o.method} distillation of ${path.basename(train.dir)}: ${o.ipc} synthetic images per class`,
-  };
+  const description = `${o.method} distillation of ${path.basename(train.dir)}: ${o.ipc} synthetic images per class`;
   // The contact sheet is drawn from a dataset: stage one beside the output, then write the real one with the PNG inside.
   const staging = path.join(path.dirname(path.resolve(o.out)), `${TEMP_PREFIX}${path.basename(o.out)}-sheet-${randomBytes(4).toString('hex')}`);
   let png: Buffer;
   try {
+    const meta = { fingerprint: plan.fingerprint, stage: 'distill', stageVersion: DISTILL_VERSION, options: plan.options, seed: plan.seed, parents: plan.parents };
     await writeDataset(path.join(staging, 'data'), rows, { columns, pixelShape: real.shape, meta });
     const sheet = path.join(staging, CONTACT_SHEET_FILE);
     await writeContactSheet(path.join(staging, 'data'), sheet, { perClass: Math.min(o.ipc, 10), seed: o.seed });
@@ -379,34 +360,27 @@ async function writeSynthetic(
   } finally {
     await fsp.rm(staging, { recursive: true, force: true });
   }
-  const writer = await DatasetWriter.create(o.out, {
-    columns, pixelShape: real.shape, meta, overwrite: o.overwrite, extraFiles: { [CONTACT_SHEET_FILE]: png },
-  });
-  try {
-    for (const row of rows) await writer.writeRow(row);
-  } catch (err) {
-    await writer.abort();
-    throw err;
-  }
-  const written = await writer.finish(summary as unknown as Record<string, unknown>);
-  return { dir: written.dir, fingerprint: written.fingerprint, numRows: written.numRows, summary: summary as unknown as Record<string, unknown> };
+  const writer = await output.dataset({ columns, pixelShape: real.shape, description, extraFiles: { [CONTACT_SHEET_FILE]: png } });
+  for (const row of rows) await writer.writeRow(row);
 }
 
-export const distillStage: Stage<typeof distillOptions> = {
+export const distillStage = defineStage({
   name: 'distill',
   version: DISTILL_VERSION,
+  description: 'Synthesise k images per class with soft labels (krr, dm, rcig); resumable',
   options: distillOptions,
-  async fingerprint(inputs, options) {
-    const o = distillOptions.parse(options);
-    const train = await describeInput(single(inputs));
-    return fingerprintOf(o, resolveSettings(o, maxDepth(train.shape)), train);
+  inputs: [{ name: 'train', description: 'the labelled training set' }],
+  async plan(inputs, o) {
+    const train = await describeInput(inputs.train[0]);
+    const settings = resolveSettings(o, maxDepth(train.shape));
+    return { train, settings, options: canonicalOptions(o, settings), seed: o.seed, parents: [parentOf(train, 'train')] };
   },
-  async run(ctx, inputs, options) {
-    return distill(single(inputs), options, ctx);
+  async run(ctx, plan, o, out) {
+    return { summary: (await runDistill(ctx, plan, o, out)) as unknown as Record<string, unknown> };
   },
-};
+});
 
-function single(inputs: string[]): string {
-  if (inputs.length !== 1) throw new UsageError(`distill takes 1 input (the training set), got ${inputs.length}`);
-  return inputs[0];
+/** Distils `trainDir` into `options.out` (the library form of `metacurate distill`). */
+export async function distill(trainDir: string, options: DistillOptions, ctx?: StageContext): Promise<DistillResult> {
+  return (await distillStage.run(ctx, { train: trainDir }, options)) as DistillResult;
 }

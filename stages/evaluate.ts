@@ -1,8 +1,8 @@
 /**
- * The evaluate stage, the referee (DESIGN.md "Stages"): trains fresh models on a
- * dataset for several seeds, in parallel worker threads, and reports test accuracy
- * mean ± std — beside a random subset of the full pool of the same size and the
- * full pool itself, since a curated set means little without them (ANCHORS.md).
+ * The evaluate stage, the referee: trains fresh models on a dataset for several
+ * seeds, in parallel worker threads, and reports test accuracy mean ± std —
+ * beside a random subset of the full pool of the same size and the full pool
+ * itself, since a curated set means little without them.
  *
  * Protocol (the `dc-bench` preset, the common one in dataset distillation):
  * ConvNet width 128, depth 3, instance norm, ReLU, 2×2 average pooling; SGD
@@ -21,20 +21,17 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { DataError, OutputError, UsageError } from '../core/errors.js';
-import { pathExists, writeDirAtomic } from '../core/atomic.js';
-import { fingerprint as computeFingerprint } from '../core/hash.js';
 import { Rng } from '../core/rng.js';
-import { CODE_VERSION } from '../core/version.js';
 import { fixedListValues, numericValues } from '../data/columns.js';
-import { CURATION_FILE, FORMAT_VERSION, type CurationInfo } from '../data/format.js';
 import { makeModel, modelSpecSchema, type ModelSpec } from '../ml/models.js';
 import { optimizerSpecSchema, type OptimizerSpec } from '../ml/optim.js';
 import { runJobs, type EvaluateJob, type EvaluateJobResult } from '../ml/pool.js';
 import { scheduleSpecSchema, type ScheduleSpec } from '../ml/schedule.js';
 import type { TrainConfig } from '../ml/train.js';
-import { quietContext, type Stage, type StageContext, type StageResult } from './context.js';
+import type { StageContext } from './context.js';
+import { defineStage, one } from './define.js';
 import { checkCompatible, checkLabelled, describeDataset, type DataInfo, backendOption } from './inputs.js';
+import { modelChoice, optimizerChoice } from './training.js';
 
 export const EVALUATE_VERSION = '1';
 /** The report written into `out`. */
@@ -43,6 +40,8 @@ export const REPORT_FILE = 'evaluation.json';
 const positiveInt = z.number().int().positive();
 
 interface Preset {
+  /** One line for --help. */
+  summary: string;
   model: ModelSpec;
   optimizer: OptimizerSpec;
   schedule: ScheduleSpec;
@@ -55,6 +54,7 @@ interface Preset {
 
 export const PRESETS = {
   'dc-bench': {
+    summary: 'the dataset-distillation benchmark: ConvNet width 128, SGD, ~2,000 steps (slow on CPU)',
     model: { kind: 'convnet', width: 128, depth: 3, norm: 'instance', normBeforeActivation: true },
     optimizer: { kind: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 5e-4 },
     schedule: { kind: 'step', milestones: [0.5], gamma: 0.1 },
@@ -65,6 +65,7 @@ export const PRESETS = {
   },
   /** A quick check: an MLP with Adam, minutes instead of hours on a CPU. */
   fast: {
+    summary: 'an MLP with Adam, ~500 steps: minutes on a CPU',
     model: { kind: 'mlp', hidden: [256] },
     optimizer: { kind: 'adam', lr: 1e-3 },
     schedule: { kind: 'constant' },
@@ -77,37 +78,25 @@ export const PRESETS = {
 export type PresetName = keyof typeof PRESETS;
 
 export const evaluateOptions = z.object({
-  /** Held-out test set (or the stage's second input). */
-  test: z.string().min(1).optional(),
-  /** The full pool, for the baselines (or the stage's third input). */
-  fullTrain: z.string().min(1).optional(),
-  preset: z.enum(Object.keys(PRESETS) as [PresetName, ...PresetName[]]).default('dc-bench'),
-  /** A model kind (with the preset's or default settings) or a full model spec. */
-  model: z.union([z.enum(['logreg', 'mlp', 'convnet']), modelSpecSchema]).optional(),
-  /** An optimizer kind (with the preset's or default settings) or a full spec. */
-  optimizer: z.union([z.enum(['sgd', 'adam', 'adamw']), optimizerSpecSchema]).optional(),
-  lr: z.number().positive().optional(),
-  schedule: scheduleSpecSchema.optional(),
-  /** Epochs on the evaluated set and the random baseline (default: by size, see above). */
-  epochs: positiveInt.optional(),
-  /** Epochs on the full pool (default: by size). */
-  fullEpochs: positiveInt.optional(),
-  batchSize: positiveInt.optional(),
-  /** Models trained per arm, each from its own seed. */
-  seeds: positiveInt.default(3),
-  /** Seed of the first model; model i uses seed + i. */
-  seed: z.number().int().min(0).default(0),
-  /** Also train on a random subset of the full pool of the same size, and on the full pool. */
-  baselines: z.boolean().default(true),
-  /** Normalise inputs with the full pool's (else the training set's) per-channel mean and std. */
-  normalize: z.boolean().default(true),
-  evalBatchSize: positiveInt.default(500),
+  test: z.string().min(1).optional().describe('held-out test set (or the stage\'s test input)'),
+  fullTrain: z.string().min(1).optional().describe('the full pool, for the baselines: a random subset of it and all of it'),
+  preset: z.enum(Object.keys(PRESETS) as [PresetName, ...PresetName[]]).default('dc-bench').describe('training protocol (see "Presets" below)'),
+  model: modelChoice.optional().describe('logreg, mlp, convnet, or a JSON model spec (default: the preset\'s)'),
+  optimizer: optimizerChoice.optional().describe('sgd, adam, adamw, or a JSON optimizer spec (default: the preset\'s)'),
+  lr: z.number().positive().optional().describe('learning rate (overrides the optimizer\'s)'),
+  schedule: scheduleSpecSchema.optional().describe('learning-rate schedule, a JSON spec (default: the preset\'s)'),
+  epochs: positiveInt.optional().describe('epochs on the evaluated set and the random baseline (default: by size)'),
+  fullEpochs: positiveInt.optional().describe('epochs on the full pool (default: by size)'),
+  batchSize: positiveInt.optional().describe('batch size (default: the preset\'s)'),
+  seeds: positiveInt.default(3).describe('models trained per arm, each from its own seed'),
+  seed: z.number().int().min(0).default(0).describe('seed of the first model; model i uses seed + i'),
+  baselines: z.boolean().default(true).describe('also train on a random subset of the full pool of the same size, and on the full pool'),
+  normalize: z.boolean().default(true).describe('normalise inputs with the full pool\'s (else the training set\'s) per-channel mean and std'),
+  evalBatchSize: positiveInt.default(500).describe('rows per batch when testing'),
   backend: backendOption,
-  /** Worker threads at most (default: all cores). Does not change the results. */
-  parallelism: positiveInt.optional(),
-  /** Directory to write the report into (evaluation.json + curation.json). */
-  out: z.string().min(1).optional(),
-  overwrite: z.boolean().default(false),
+  parallelism: positiveInt.optional().describe('worker threads at most (default: all cores); does not change the results'),
+  out: z.string().min(1).optional().describe('directory to write the report into (evaluation.json + curation.json)'),
+  overwrite: z.boolean().default(false).describe('replace the output if it exists'),
 }).strict();
 
 export type EvaluateOptions = z.input<typeof evaluateOptions>;
@@ -275,41 +264,25 @@ function canonicalOptions(o: Parsed): Record<string, unknown> {
   return rest;
 }
 
-interface Inputs {
-  train: string;
-  test: string;
-  fullTrain?: string;
+interface Described {
+  train: DataInfo;
+  test: DataInfo;
+  full?: DataInfo;
 }
 
-function fingerprintOf(o: Parsed, parents: DataInfo[]): string {
-  return computeFingerprint({
-    stage: 'evaluate',
-    stageVersion: EVALUATE_VERSION,
-    options: canonicalOptions(o),
-    seed: o.seed,
-    parents: parents.map((p) => `${p.role}:${p.ds.fingerprint}`),
-  });
-}
-
-function resolveInputs(trainDir: string, o: Parsed, extra: string[] = []): Inputs {
-  const test = o.test ?? extra[0];
-  if (!test) throw new UsageError('evaluate needs a test set', { hint: 'Pass --test <dir> (a held-out dataset ingested like the training set)' });
-  return { train: trainDir, test, fullTrain: o.fullTrain ?? extra[1] };
-}
-
-async function describeAll(inputs: Inputs): Promise<{ train: DataInfo; test: DataInfo; full?: DataInfo }> {
-  const train = await describeDataset(inputs.train, 'training');
-  const test = await describeDataset(inputs.test, 'test');
-  checkLabelled(train);
-  checkLabelled(test);
-  checkCompatible(train, test);
+async function describeAll(train: string, test: string, fullTrain?: string): Promise<Described> {
+  const t = await describeDataset(train, 'training');
+  const te = await describeDataset(test, 'test');
+  checkLabelled(t);
+  checkLabelled(te);
+  checkCompatible(t, te);
   let full: DataInfo | undefined;
-  if (inputs.fullTrain) {
-    full = await describeDataset(inputs.fullTrain, 'full pool');
+  if (fullTrain) {
+    full = await describeDataset(fullTrain, 'full pool');
     checkLabelled(full);
-    checkCompatible(train, full);
+    checkCompatible(t, full);
   }
-  return { train, test, full };
+  return { train: t, test: te, full };
 }
 
 interface Arm {
@@ -320,21 +293,15 @@ interface Arm {
   jobs: EvaluateJob[];
 }
 
-/** Trains fresh models on `trainDir` for several seeds and reports test accuracy (see the top of this file). */
-export async function evaluate(trainDir: string, options: EvaluateOptions, ctx: StageContext = quietContext(), extraInputs: string[] = []): Promise<EvaluateReport> {
+/** Trains fresh models on the evaluated set and the baselines (see the top of this file). */
+async function runEvaluation(ctx: StageContext, d: Described, o: Parsed, fingerprint: string): Promise<EvaluateReport> {
   const t0 = performance.now();
-  const o = evaluateOptions.parse(options);
-  const inputs = resolveInputs(trainDir, o, extraInputs);
-  if (o.out && !o.overwrite && (await pathExists(o.out))) {
-    throw new OutputError('output already exists', { file: o.out, hint: 'Choose another --out, or pass --overwrite to replace it' });
-  }
-  const { train, test, full } = await describeAll(inputs);
+  const { train, test, full } = d;
   for (const other of [test, full]) {
     if (other && other.classNames.length > 0 && train.classNames.length > 0 && other.classNames.join('\n') !== train.classNames.join('\n')) {
       ctx.log.warn({ train: train.dir, other: other.dir }, `the ${other.role} set names its classes differently from the training set; classes are matched by index`);
     }
   }
-  const fingerprint = fingerprintOf(o, [train, test, ...(full ? [full] : [])]);
   const preset: Preset = PRESETS[o.preset];
   const batchSize = o.batchSize ?? preset.batchSize;
   let model = resolveModel(o, preset);
@@ -346,7 +313,7 @@ export async function evaluate(trainDir: string, options: EvaluateOptions, ctx: 
   const optimizer = resolveOptimizer(o, preset);
   const schedule = o.schedule ?? preset.schedule;
   const seeds = Array.from({ length: o.seeds }, (_, i) => o.seed + i);
-  const dataRef = (d: DataInfo, indices?: Int32Array) => ({ dir: d.dir, indices });
+  const dataRef = (ds: DataInfo, indices?: Int32Array) => ({ dir: ds.dir, indices });
   const makeArm = (name: Arm['name'], n: number, epochs: number, ref: (seed: number) => EvaluateJob['train']): Arm => ({
     name, numTrain: n, epochs, steps: epochs * Math.ceil(n / batchSize),
     jobs: seeds.map((seed): EvaluateJob => ({
@@ -393,10 +360,10 @@ export async function evaluate(trainDir: string, options: EvaluateOptions, ctx: 
       backend: o.backend,
       signal: ctx.signal,
       onOutput: (line, stream) => ctx.log.debug({ stream }, line),
-      onProgress: (k, d) => {
+      onProgress: (k, dn) => {
         const i = order[k];
-        progress.tick(d - done[i]);
-        done[i] = d;
+        progress.tick(dn - done[i]);
+        done[i] = dn;
       },
     });
     results = new Array(jobs.length);
@@ -423,7 +390,8 @@ export async function evaluate(trainDir: string, options: EvaluateOptions, ctx: 
   const byName = Object.fromEntries(armReports) as Partial<Record<Arm['name'], ArmReport>>;
   const main = byName.train!;
   const baselines = byName.random || byName.full ? { random: byName.random, full: byName.full } : undefined;
-  const report: EvaluateReport = {
+  ctx.log.info({ accuracy: main.accuracy.mean, std: main.accuracy.std, random: byName.random?.accuracy.mean, full: byName.full?.accuracy.mean }, 'evaluate: done');
+  return {
     accuracy: main.accuracy,
     loss: main.loss,
     numTrain: train.n,
@@ -449,33 +417,6 @@ export async function evaluate(trainDir: string, options: EvaluateOptions, ctx: 
     fingerprint,
     seconds: (performance.now() - t0) / 1000,
   };
-  ctx.log.info({ accuracy: main.accuracy.mean, std: main.accuracy.std, random: byName.random?.accuracy.mean, full: byName.full?.accuracy.mean }, 'evaluate: done');
-  if (o.out) await writeReport(o.out, o, report, [train, test, ...(full ? [full] : [])]);
-  return report;
-}
-
-async function writeReport(out: string, o: Parsed, report: EvaluateReport, parents: DataInfo[]): Promise<void> {
-  const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
-  // curation.json marks the output as current for the pipeline runner (no shards: a report, not a dataset).
-  const curation: CurationInfo = {
-    format_version: FORMAT_VERSION,
-    stage: 'evaluate',
-    stage_version: EVALUATE_VERSION,
-    fingerprint: report.fingerprint,
-    options: canonicalOptions(o),
-    seed: o.seed,
-    parents: parents.map((p) => ({ fingerprint: p.ds.fingerprint, path: p.dir, role: p.role })),
-    code_version: CODE_VERSION,
-    columns: [],
-    shards: [],
-    num_rows: report.numTrain,
-    summary: summaryOf(report),
-    created_at: new Date().toISOString(),
-  };
-  await writeDirAtomic(out, { overwrite: o.overwrite }, async (tmp) => {
-    await fsp.writeFile(path.join(tmp, REPORT_FILE), json(report));
-    await fsp.writeFile(path.join(tmp, CURATION_FILE), json(curation));
-  });
 }
 
 function summaryOf(r: EvaluateReport): Record<string, unknown> {
@@ -492,24 +433,41 @@ function summaryOf(r: EvaluateReport): Record<string, unknown> {
   };
 }
 
-export const evaluateStage: Stage<typeof evaluateOptions> = {
+export const evaluateStage = defineStage({
   name: 'evaluate',
   version: EVALUATE_VERSION,
+  description: 'Train fresh models on a dataset and report test accuracy (mean ± std over seeds) beside a random subset and the full pool',
   options: evaluateOptions,
-  async fingerprint(inputs, options) {
-    const o = evaluateOptions.parse(options);
-    const { train, test, full } = await describeAll(resolveInputs(singleTrain(inputs), o, inputs.slice(1)));
-    return fingerprintOf(o, [train, test, ...(full ? [full] : [])]);
+  outputOptional: true,
+  inputs: [
+    { name: 'train', description: 'the set to evaluate' },
+    { name: 'test', description: 'held-out test set' },
+    { name: 'fullTrain', description: 'the full pool, for the baselines', optional: true },
+  ],
+  async plan(inputs, o) {
+    const described = await describeAll(inputs.train[0], inputs.test[0], one(inputs, 'fullTrain'));
+    const parents = [described.train, described.test, ...(described.full ? [described.full] : [])];
+    return {
+      described,
+      options: canonicalOptions(o),
+      seed: o.seed,
+      parents: parents.map((p) => ({ fingerprint: p.ds.fingerprint, path: p.dir, role: p.role })),
+      // Evaluations made before the stage template hashed each parent with its role.
+      hashParents: parents.map((p) => `${p.role}:${p.ds.fingerprint}`),
+    };
   },
-  async run(ctx, inputs, options): Promise<StageResult> {
-    const report = await evaluate(singleTrain(inputs), options, ctx, inputs.slice(1));
-    return { dir: options.out ? path.resolve(options.out) : '', fingerprint: report.fingerprint, numRows: report.numTrain, summary: summaryOf(report) };
+  async run(ctx, plan, o, out) {
+    const report = await runEvaluation(ctx, plan.described, o, plan.fingerprint);
+    if (out.dir) {
+      const files = await out.files();
+      await fsp.writeFile(path.join(files.tempDir, REPORT_FILE), JSON.stringify(report, null, 2) + '\n');
+    }
+    return { summary: summaryOf(report), numRows: report.numTrain, extra: report };
   },
-};
+});
 
-function singleTrain(inputs: string[]): string {
-  if (inputs.length < 1 || inputs.length > 3) {
-    throw new UsageError(`evaluate takes 1 to 3 inputs (train [test [full pool]]), got ${inputs.length}`);
-  }
-  return inputs[0];
+/** Trains fresh models on `trainDir` for several seeds and reports test accuracy (the library form of `metacurate evaluate`). */
+export async function evaluate(trainDir: string, options: EvaluateOptions, ctx?: StageContext, extraInputs: string[] = []): Promise<EvaluateReport> {
+  const result = await evaluateStage.run(ctx, [trainDir, ...extraInputs.slice(0, 2)], options);
+  return result.extra!;
 }

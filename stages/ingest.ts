@@ -1,6 +1,5 @@
 /**
- * The ingest stage: decode, validate, resize, hash and shard raw inputs
- * (DESIGN.md "Stages"). Items stream from the source, are decoded with bounded
+ * The ingest stage: decode, validate, resize, hash and shard raw inputs. Items stream from the source, are decoded with bounded
  * concurrency and written in source order, so the shards are byte-identical
  * whatever the concurrency. A bad item becomes a line of rejected.jsonl and the
  * run goes on; every input item ends up as a row or as such a line.
@@ -16,13 +15,13 @@ import { performance } from 'node:perf_hooks';
 import pLimit from 'p-limit';
 import { z } from 'zod';
 import { DataError, UsageError } from '../core/errors.js';
-import { fingerprint as computeFingerprint, sha256Hex } from '../core/hash.js';
-import { DatasetWriter } from '../data/writer.js';
+import { sha256Hex } from '../core/hash.js';
 import { REJECTED_FILE, type ColumnSpec, type PixelShape } from '../data/format.js';
 import type { ImageValue } from '../data/columns.js';
 import { DEFAULT_MAX_INPUT_PIXELS, ItemRejected, decodeImage, encodePng, resizePixels, type DecodeOptions } from '../data/decode.js';
 import { PRESETS, SOURCE_FORMATS, openSource, type Source, type SourceItem, type SourceOptions } from '../data/sources/index.js';
-import { quietContext, type Stage, type StageContext, type StageResult } from './context.js';
+import type { StageContext, StageResult } from './context.js';
+import { defineStage, type Output } from './define.js';
 
 export const INGEST_VERSION = '1';
 /** Working size for decoded images when `size` is not given. */
@@ -31,42 +30,32 @@ export const DEFAULT_DECODED_SIZE: [number, number] = [32, 32];
 const positiveInt = z.number().int().positive();
 
 export const ingestOptions = z.object({
-  /** Output dataset directory. */
-  out: z.string().min(1),
-  format: z.enum(['auto', ...SOURCE_FORMATS]).default('auto'),
-  /** IDX/CIFAR: train (default) or test; folders: a sub-folder to use when present. */
-  split: z.string().min(1).optional(),
-  /** IDX class names: fashion-mnist or mnist. */
-  preset: z.enum(PRESETS).optional(),
-  /** [height, width] of the working resolution (a number means square). */
+  out: z.string().min(1).describe('output dataset directory (must not exist, unless --overwrite)'),
+  format: z.enum(['auto', ...SOURCE_FORMATS]).default('auto').describe('source format (auto: detected)'),
+  split: z.string().min(1).optional().describe('IDX/CIFAR split: train (default) or test; folders: a sub-folder to use when present'),
+  preset: z.enum(PRESETS).optional().describe('class names of a known IDX dataset'),
   size: z.union([positiveInt, z.tuple([positiveInt, positiveInt])])
     .transform((v): [number, number] => (typeof v === 'number' ? [v, v] : v))
-    .optional(),
-  channels: z.union([z.literal(1), z.literal(3)]).optional(),
-  fit: z.enum(['cover', 'contain', 'fill']).default('cover'),
-  /** Colour that transparency is flattened onto and `contain` pads with. */
-  background: z.enum(['black', 'white']).default('black'),
-  /** Keep the encoded original in an `image` column (PNG for raw-pixel sources). */
-  keepOriginal: z.boolean().default(false),
-  /** Drop rows whose decoded pixels repeat an earlier row's (recorded in rejected.jsonl). */
-  dedupe: z.boolean().default(false),
-  allowOutsideRoot: z.boolean().default(false),
-  overwrite: z.boolean().default(false),
-  /** Images decoded at once. Does not change the output. */
-  concurrency: z.number().int().min(1).max(256).default(4),
-  shardRows: positiveInt.optional(),
-  shardBytes: positiveInt.optional(),
-  /** A fixed class list (SourceOptions.classNames says how items are matched to it). */
+    .optional()
+    .describe('working resolution [height, width], or one number for a square (default: the source\'s native size)'),
+  channels: z.union([z.literal(1), z.literal(3)]).optional().describe('channels of the working pixels: 1 or 3'),
+  fit: z.enum(['cover', 'contain', 'fill']).default('cover').describe('how images are resized to the working size'),
+  background: z.enum(['black', 'white']).default('black').describe('colour that transparency is flattened onto and contain pads with'),
+  keepOriginal: z.boolean().default(false).describe('keep each encoded original in an image column (PNG for raw-pixel sources)'),
+  dedupe: z.boolean().default(false).describe('drop rows whose decoded pixels repeat an earlier row\'s (recorded in rejected.jsonl)'),
+  allowOutsideRoot: z.boolean().default(false).describe('let a manifest name files outside its folder'),
+  overwrite: z.boolean().default(false).describe('replace the output if it exists'),
+  concurrency: z.number().int().min(1).max(256).default(4).describe('images decoded at once; does not change the output'),
+  shardRows: positiveInt.optional().describe('rows per shard at most'),
+  shardBytes: positiveInt.optional().describe('bytes per shard at most, e.g. 256MiB'),
   classNames: z.array(z.string().min(1)).min(1)
     .refine((names) => new Set(names).size === names.length, 'class names must be distinct')
-    .optional(),
-  cifarLabels: z.enum(['fine', 'coarse']).default('fine'),
-  /** Images with more pixels than this are refused unread (decompression bombs). */
-  maxInputPixels: positiveInt.default(DEFAULT_MAX_INPUT_PIXELS),
-  /** Only the first N items of the source. */
-  limit: positiveInt.optional(),
-  /** Recorded for provenance; ingest itself draws no random numbers. */
-  seed: z.number().int().default(0),
+    .optional()
+    .describe('a fixed class list, in label order'),
+  cifarLabels: z.enum(['fine', 'coarse']).default('fine').describe('CIFAR-100: which label becomes `label`'),
+  maxInputPixels: positiveInt.default(DEFAULT_MAX_INPUT_PIXELS).describe('refuse larger images unread (decompression bombs)'),
+  limit: positiveInt.optional().describe('ingest only the first n items'),
+  seed: z.number().int().default(0).describe('recorded for provenance; ingest draws no random numbers'),
 }).strict();
 
 export type IngestOptions = z.infer<typeof ingestOptions>;
@@ -97,12 +86,6 @@ export interface RejectedLine {
   reason: string;
 }
 
-function parseOptions(options: unknown): IngestOptions {
-  const r = ingestOptions.safeParse(options);
-  if (!r.success) throw new UsageError(`invalid ingest options: ${z.prettifyError(r.error).replace(/\n/g, '; ')}`);
-  return r.data;
-}
-
 /** Options that change the output (the fingerprint's): not where it goes, whether it replaces, how fast. */
 function canonicalOptions(o: IngestOptions): Record<string, unknown> {
   const { out: _out, overwrite: _ow, concurrency: _c, seed: _s, ...rest } = o;
@@ -125,15 +108,6 @@ function workingShape(source: Source, o: IngestOptions): PixelShape {
   const [h, w] = o.size ?? (native ? [native[0], native[1]] : DEFAULT_DECODED_SIZE);
   const channels = o.channels ?? (native && (native[2] === 1 || native[2] === 3) ? native[2] : 3);
   return [h, w, channels];
-}
-
-function singleInput(inputs: string[]): string {
-  if (inputs.length !== 1) throw new UsageError(`ingest takes exactly one source, got ${inputs.length}`);
-  return inputs[0];
-}
-
-function ingestFingerprint(sourceFp: string, o: IngestOptions): string {
-  return computeFingerprint({ stage: 'ingest', stageVersion: INGEST_VERSION, options: canonicalOptions(o), seed: o.seed, parents: [sourceFp] });
 }
 
 type Prepared = { row: Record<string, unknown>; label: number; item: SourceItem } | { rejected: RejectedLine };
@@ -198,20 +172,13 @@ class RejectedLog {
   }
 }
 
-async function runIngest(ctx: StageContext, inputs: string[], options: IngestOptions): Promise<IngestResult> {
+async function runIngest(ctx: StageContext, input: string, source: Source, o: IngestOptions, output: Output): Promise<IngestSummary> {
   const started = performance.now();
-  const input = singleInput(inputs);
-  const o = parseOptions(options);
-  const source = await openSource(input, sourceOptions(o));
-  if (source.count === 0) {
-    throw new DataError('the source has no items', { file: input, hint: 'Point ingest at a folder, manifest or file that holds images' });
-  }
   const shape = workingShape(source, o);
   const [height, width, channels] = shape;
   const decode: DecodeOptions = {
     size: [height, width], channels: channels as 1 | 3, fit: o.fit, background: o.background, maxInputPixels: o.maxInputPixels,
   };
-  const sourceFp = await source.fingerprint();
   const total = Math.min(source.count, o.limit ?? Infinity);
   ctx.log.info({ source: input, format: source.format, items: total, classes: source.classNames.length, shape }, 'ingest: reading');
 
@@ -223,22 +190,14 @@ async function runIngest(ctx: StageContext, inputs: string[], options: IngestOpt
     { name: 'pixels', kind: 'uint8Vector', length: height * width * channels },
     { name: 'sha256', kind: 'string' },
   ];
-  const writer = await DatasetWriter.create(o.out, {
+  const writer = await output.dataset({
     columns,
     pixelShape: shape,
-    meta: {
-      stage: 'ingest',
-      stageVersion: INGEST_VERSION,
-      options: canonicalOptions(o),
-      seed: o.seed,
-      parents: [{ fingerprint: sourceFp, path: path.resolve(input), role: 'source' }],
-      description: `Ingested by metacurate from a ${source.format} source`,
-    },
+    description: `Ingested by metacurate from a ${source.format} source`,
     shardRows: o.shardRows,
     shardBytes: o.shardBytes,
     // Encoded originals can be large: smaller record batches keep memory flat (HF does the same for images).
     batchRows: o.keepOriginal ? 100 : undefined,
-    overwrite: o.overwrite,
   });
   const rejected = new RejectedLog(path.join(writer.tempDir, REJECTED_FILE));
   const limit = pLimit(o.concurrency);
@@ -307,7 +266,6 @@ async function runIngest(ctx: StageContext, inputs: string[], options: IngestOpt
   } catch (err) {
     progress.done();
     await rejected.close().catch(() => undefined);
-    await writer.abort();
     throw err;
   }
   progress.done();
@@ -327,28 +285,35 @@ async function runIngest(ctx: StageContext, inputs: string[], options: IngestOpt
   };
   if (rows === 0) ctx.log.warn({ rejected: rejected.count, file: REJECTED_FILE }, `ingest: every item was rejected; see ${REJECTED_FILE}`);
   else if (rejected.count > 0) ctx.log.warn({ rejected: summary.rejected, duplicates }, `ingest: ${rejected.count} items not written; see ${REJECTED_FILE}`);
-  const result = await writer.finish(summary);
-  ctx.log.info({ out: result.dir, rows, seconds: summary.seconds, throughput: summary.throughput }, 'ingest: done');
-  return { dir: result.dir, fingerprint: result.fingerprint, numRows: result.numRows, summary };
+  ctx.log.info({ out: o.out, rows, seconds: summary.seconds, throughput: summary.throughput }, 'ingest: done');
+  return summary;
 }
 
-export const ingestStage: Stage<typeof ingestOptions> = {
+export const ingestStage = defineStage({
   name: 'ingest',
   version: INGEST_VERSION,
+  description: 'Decode, validate, resize, hash and shard a source (IDX, CIFAR, image folder, manifest, dataset) into a dataset',
   options: ingestOptions,
-  async fingerprint(inputs, options) {
-    const o = parseOptions(options);
-    const source = await openSource(singleInput(inputs), sourceOptions(o));
-    return ingestFingerprint(await source.fingerprint(), o);
+  inputs: [{ name: 'source', description: 'a folder, an IDX/CIFAR file or folder, a CSV/JSONL manifest, or a dataset directory' }],
+  async plan(inputs, o) {
+    const input = inputs.source[0];
+    const source = await openSource(input, sourceOptions(o));
+    return {
+      input, source,
+      options: canonicalOptions(o),
+      seed: o.seed,
+      parents: [{ fingerprint: await source.fingerprint(), path: path.resolve(input), role: 'source' }],
+    };
   },
-  run: runIngest,
-};
+  async run(ctx, plan, o, out) {
+    if (plan.source.count === 0) {
+      throw new DataError('the source has no items', { file: plan.input, hint: 'Point ingest at a folder, manifest or file that holds images' });
+    }
+    return { summary: await runIngest(ctx, plan.input, plan.source, o, out) };
+  },
+});
 
 /** Ingests one source into a dataset at `options.out` (the library form of `metacurate ingest`). */
-export async function ingest(
-  source: string,
-  options: IngestInput,
-  ctx: StageContext = quietContext(),
-): Promise<IngestResult> {
-  return runIngest(ctx, [source], parseOptions(options));
+export async function ingest(source: string, options: IngestInput, ctx?: StageContext): Promise<IngestResult> {
+  return (await ingestStage.run(ctx, { source }, options)) as IngestResult;
 }

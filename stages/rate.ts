@@ -1,5 +1,5 @@
 /**
- * The rate stage (DESIGN.md "Stages"): an Alchemist-style rater (ml/rater.ts)
+ * The rate stage: an Alchemist-style rater (ml/rater/, docs/methods/rater.md)
  * rates every row of a dataset; the ratings are a sidecar (`id`, `rating`
  * float32, row-aligned with the parent's shards), higher = more valuable to keep,
  * like the score stage's columns.
@@ -28,13 +28,13 @@ import os from 'node:os';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { pathExists, writeDirAtomic } from '../core/atomic.js';
+import { pathExists } from '../core/atomic.js';
 import { DataError, InternalError, OutputError, UsageError } from '../core/errors.js';
 import { fingerprint as computeFingerprint } from '../core/hash.js';
 import { featureLength } from '../data/batch.js';
 import { numericValues } from '../data/columns.js';
 import { openDataset, readCuration } from '../data/reader.js';
-import { DatasetWriter } from '../data/writer.js';
+import { OutputDir, type DatasetWriter } from '../data/writer.js';
 import { modelSpecSchema, type ModelSpec } from '../ml/models.js';
 import { WorkerPool } from '../ml/pool.js';
 import {
@@ -42,7 +42,8 @@ import {
   readRater, writeRaterFiles, type RaterTrainSettings, type SavedRater,
 } from '../ml/rater/index.js';
 import type { RateJob, TrainRaterJob } from '../ml/worker.js';
-import { quietContext, type Stage, type StageContext, type StageResult } from './context.js';
+import type { StageContext, StageResult } from './context.js';
+import { defineStage, one, type NamedInputs } from './define.js';
 import { checkCompatible, checkLabelled, describeDataset, type DataInfo, backendOption } from './inputs.js';
 import { shardSizes } from './score.js';
 
@@ -57,46 +58,33 @@ const positiveInt = z.number().int().positive();
  * (raterTrainSchema), the one home of those numbers.
  */
 export const rateOptions = z.object({
-  /** The ratings sidecar directory. */
-  out: z.string().min(1),
-  /** A trained rater: its directory, or a ratings sidecar holding one in `rater/`. */
-  rater: z.string().min(1).optional(),
-  /** Train a rater on the input, then rate the input with it. */
-  trainRater: z.boolean().default(false),
-  /** Where the trained rater goes (default `<out>/rater`). */
-  raterOut: z.string().min(1).optional(),
-  /** meta: the target (validation) set, clean and held out from the training pool. */
-  target: z.string().min(1).optional(),
-  /** regress: a score sidecar of the training set, and its column. */
-  scores: z.string().min(1).optional(),
-  by: z.string().min(1).default('metagrad'),
-  mode: z.enum(RATER_MODES).default('meta'),
-  /** The rater's body: a kind with the defaults of ml/rater BODY_DEFAULTS, or a model spec. */
-  body: z.union([z.enum(['mlp', 'convnet']), modelSpecSchema]).default('mlp'),
-  featureDim: positiveInt.optional(),
-  /** Condition the rater on labels (default: when the training set has them). */
-  labels: z.boolean().optional(),
-  epochs: positiveInt.optional(),
-  batchSize: positiveInt.optional(),
-  /** The rater's AdamW learning rate. */
-  lr: z.number().positive().optional(),
-  weightDecay: z.number().min(0).optional(),
-  /** meta: the proxy model, a kind (ml/rater PROXY_DEFAULTS) or a model spec; trained with SGD, momentum 0.9. */
-  proxy: z.union([z.enum(['logreg', 'mlp', 'convnet']), modelSpecSchema]).default('mlp'),
-  proxyLr: z.number().positive().optional(),
-  warmupSteps: z.number().int().min(0).optional(),
-  valMix: z.number().min(0).max(1).optional(),
-  logitPenalty: z.number().min(0).optional(),
-  targetBatchSize: positiveInt.optional(),
-  /** regress: fraction of rows held out to measure the ratings' rank correlation with the scores. */
-  holdout: z.number().min(0).lt(1).optional(),
-  seed: z.number().int().min(0).default(0),
-  /** Rows per rating batch. */
-  rateBatchSize: positiveInt.default(RATE_BATCH_SIZE),
+  out: z.string().min(1).describe('the ratings sidecar directory'),
+  rater: z.string().min(1).optional().describe('a trained rater: its directory, or a ratings sidecar holding one in rater/'),
+  trainRater: z.boolean().default(false).describe('train a rater on the input, then rate the input with it'),
+  raterOut: z.string().min(1).optional().describe('where the trained rater goes (default <out>/rater)'),
+  target: z.string().min(1).optional().describe('meta: the clean target (validation) set, held out from the training pool'),
+  scores: z.string().min(1).optional().describe('regress: a score sidecar of the training set'),
+  by: z.string().min(1).default('metagrad').describe('regress: the score column to learn'),
+  mode: z.enum(RATER_MODES).default('meta').describe('how the rater learns: meta (against the target) or regress (onto scores)'),
+  body: z.union([z.enum(['mlp', 'convnet']), modelSpecSchema]).default('mlp').describe('the rater\'s body: mlp, convnet or a JSON model spec'),
+  featureDim: positiveInt.optional().describe('features the body outputs'),
+  labels: z.boolean().optional().describe('condition the rater on labels (default: when the training set has them)'),
+  epochs: positiveInt.optional().describe('epochs of rater training'),
+  batchSize: positiveInt.optional().describe('rows per training batch'),
+  lr: z.number().positive().optional().describe('the rater\'s AdamW learning rate'),
+  weightDecay: z.number().min(0).optional().describe('the rater\'s AdamW weight decay'),
+  proxy: z.union([z.enum(['logreg', 'mlp', 'convnet']), modelSpecSchema]).default('mlp').describe('meta: the proxy model (trained with SGD, momentum 0.9), a kind or a JSON model spec'),
+  proxyLr: z.number().positive().optional().describe('meta: the proxy\'s learning rate'),
+  warmupSteps: z.number().int().min(0).optional().describe('meta: plain proxy steps before the rater learns'),
+  valMix: z.number().min(0).max(1).optional().describe('meta: weight of the target loss mixed into early proxy steps'),
+  logitPenalty: z.number().min(0).optional().describe('meta: penalty on squared rating logits (keeps them responsive)'),
+  targetBatchSize: positiveInt.optional().describe('meta: target rows per step'),
+  holdout: z.number().min(0).lt(1).optional().describe('regress: fraction of rows held out to measure the ratings\' rank correlation with the scores'),
+  seed: z.number().int().min(0).default(0).describe('seed of rater training'),
+  rateBatchSize: positiveInt.default(RATE_BATCH_SIZE).describe('rows per rating batch'),
   backend: backendOption,
-  /** Worker threads at most (default: all cores). Does not change the results. */
-  parallelism: positiveInt.optional(),
-  overwrite: z.boolean().default(false),
+  parallelism: positiveInt.optional().describe('worker threads at most (default: all cores); does not change the results'),
+  overwrite: z.boolean().default(false).describe('replace the output (and --rater-out) if it exists'),
 }).strict();
 
 export type RateOptions = z.input<typeof rateOptions>;
@@ -160,25 +148,21 @@ interface Plan {
   parents: { fingerprint: string; path: string; role: string }[];
 }
 
-/** Sorts the extra inputs into rater / target / scores (see the top of the file). */
-async function classifyInputs(inputs: string[], o: Parsed): Promise<{ rater?: string; target?: string; scores?: string }> {
-  const out: { rater?: string; target?: string; scores?: string } = { rater: o.rater, target: o.target, scores: o.scores };
-  for (const dir of inputs.slice(1)) {
-    let role: 'rater' | 'target' | 'scores';
-    if (!o.trainRater) role = 'rater';
-    else role = (await readCuration(dir))?.sidecar_of ? 'scores' : 'target';
-    if (out[role] && path.resolve(out[role]!) !== path.resolve(dir)) {
-      throw new UsageError(`two ${role === 'scores' ? 'score sidecars' : `${role}s`} given: ${out[role]} and ${dir}`);
-    }
-    out[role] = dir;
+/** A plain list: the dataset, then (by content) a rater, a target set or a score sidecar (see the top of the file). */
+async function fromList(paths: readonly string[], o: Parsed): Promise<NamedInputs> {
+  if (paths.length < 1) throw new UsageError('rate takes a dataset to rate (or to train on), got no input');
+  const out: NamedInputs = { dataset: [paths[0]], rater: [], target: [], scores: [] };
+  for (const dir of paths.slice(1)) {
+    const role = !o.trainRater ? 'rater' : (await readCuration(dir))?.sidecar_of ? 'scores' : 'target';
+    if (out[role].length) throw new UsageError(`two ${role === 'scores' ? 'score sidecars' : `${role}s`} given: ${out[role][0]} and ${dir}`);
+    out[role].push(dir);
   }
   return out;
 }
 
-async function planOf(inputs: string[], o: Parsed): Promise<Plan> {
-  if (inputs.length < 1) throw new UsageError('rate takes a dataset to rate (or to train on), got no input');
-  const named = await classifyInputs(inputs, o);
-  const data = await describeDataset(inputs[0], o.trainRater ? 'training' : 'rated');
+async function planOf(inputs: NamedInputs, o: Parsed): Promise<Plan> {
+  const named = { rater: one(inputs, 'rater'), target: one(inputs, 'target'), scores: one(inputs, 'scores') };
+  const data = await describeDataset(inputs.dataset[0], o.trainRater ? 'training' : 'rated');
   const dataParent = { fingerprint: data.ds.fingerprint, path: path.resolve(data.dir), role: o.trainRater ? 'train' : 'data' };
   if (!o.trainRater) {
     if (!named.rater) {
@@ -227,10 +211,6 @@ async function planOf(inputs: string[], o: Parsed): Promise<Plan> {
     options: { trainRater: true, rater: raterFingerprint, rateBatchSize: o.rateBatchSize },
     parents,
   };
-}
-
-function sidecarFingerprint(plan: Plan, o: Parsed): string {
-  return computeFingerprint({ stage: 'rate', stageVersion: RATE_VERSION, options: plan.options, seed: o.seed, parents: plan.parents.map((p) => p.fingerprint) });
 }
 
 /** Reads the score column of a sidecar aligned with `train` (ids checked by the reader); refuses NaN. */
@@ -327,122 +307,139 @@ async function rateInto(
   return { mean: rows > 0 ? sum / rows : 0, min, max, seconds: (performance.now() - t0) / 1000, ranges: ranges.length, backend };
 }
 
-/** Rates `dataset` (training a rater on it first with `trainRater`) and writes the ratings sidecar to `options.out`. */
-export async function rate(dataset: string, options: RateOptions, ctx: StageContext = quietContext(), extraInputs: string[] = []): Promise<RateResult> {
-  const o = rateOptions.parse(options);
-  const t0 = performance.now();
-  const plan = await planOf([dataset, ...extraInputs], o);
-  const { data } = plan;
-  const nested = o.trainRater && !o.raterOut;
-  if (o.trainRater && o.raterOut) {
-    if (path.resolve(o.raterOut) === path.resolve(o.out)) throw new UsageError('--rater-out and --out must differ', { hint: 'Leave --rater-out unset to keep the rater in <out>/rater' });
-    if (!o.overwrite && (await pathExists(o.raterOut))) {
-      throw new OutputError('output already exists', { file: o.raterOut, hint: 'Choose another --rater-out, or pass --overwrite to replace it' });
-    }
-  }
-  // Refuse an existing output before training, not after.
-  const writer = await DatasetWriter.create(o.out, {
-    columns: [{ name: 'id', kind: 'string' }, { name: RATING_COLUMN, kind: 'float32' }],
-    shardSizes: await shardSizes(data),
-    overwrite: o.overwrite,
-    meta: {
-      stage: 'rate',
-      stageVersion: RATE_VERSION,
-      options: plan.options,
-      seed: o.seed,
-      parents: plan.parents,
-      sidecarOf: data.ds.fingerprint,
-      description: `ratings of ${path.basename(data.dir)} by an Alchemist-style rater (higher = more valuable to keep)`,
-    },
-  });
-  const pool = new WorkerPool({ size: o.parallelism ?? os.availableParallelism(), backend: o.backend, onOutput: (line, stream) => ctx.log.debug({ stream }, line) });
-  const onAbort = () => void pool.close(ctx.signal?.reason);
-  ctx.signal?.addEventListener('abort', onAbort, { once: true });
-  try {
-    ctx.signal?.throwIfAborted();
-    let raterDir: string;
-    let raterMode: string;
-    let training: RateSummary['training'];
-    if (plan.rater) {
-      raterDir = plan.rater.dir;
-      raterMode = plan.rater.meta.training.mode;
-    } else {
-      const settings = plan.settings!;
-      const tt = performance.now();
-      ctx.log.info({ mode: settings.mode, rows: data.n, epochs: settings.epochs }, `training a rater (${settings.mode}) on ${data.n} rows`);
-      const scores = plan.scores ? await readScores(data, plan.scores) : undefined;
-      const job: TrainRaterJob = {
-        kind: 'trainRater',
-        train: { dir: data.dir },
-        target: plan.target ? { dir: plan.target.dir } : undefined,
-        scores,
-        settings,
-      };
-      const bar = ctx.progress('train rater');
-      let lastDone = 0;
-      const trained = await pool.run(job, (done, total) => {
-        bar.setTotal(total);
-        bar.tick(done - lastDone);
-        lastDone = done;
-      });
-      bar.done();
-      const prov = {
-        fingerprint: plan.raterFingerprint,
-        mode: settings.mode,
-        settings: { ...settings, ...(plan.scores ? { by: plan.scores.column } : {}) } as Record<string, unknown>,
-        parents: plan.parents.map((p) => ({ ...p, rows: p.role === 'train' ? data.n : p.role === 'target' ? plan.target?.n : undefined })),
-        seconds: (performance.now() - tt) / 1000,
-        details: trained.details,
-      };
-      if (nested) {
-        raterDir = path.join(writer.tempDir, 'rater');
-        await fsp.mkdir(raterDir);
-        await writeRaterFiles(raterDir, trained.arch, trained.weights, prov);
-      } else {
-        raterDir = path.resolve(o.raterOut!);
-        await writeDirAtomic(raterDir, { overwrite: o.overwrite }, (tmp) => writeRaterFiles(tmp, trained.arch, trained.weights, prov));
-      }
-      raterMode = settings.mode;
-      training = { seconds: prov.seconds, settings: prov.settings, details: trained.details };
-      ctx.log.info({ rater: nested ? path.join(o.out, 'rater') : raterDir, seconds: Math.round(prov.seconds * 10) / 10 }, 'rater trained');
-    }
-    const rated = await rateInto(pool, ctx, data, raterDir, writer, o);
-    const summary: RateSummary = {
-      rows: data.n,
-      column: RATING_COLUMN,
-      mean: rated.mean,
-      min: rated.min,
-      max: rated.max,
-      rater: { dir: nested ? 'rater' : raterDir, fingerprint: plan.raterFingerprint, mode: raterMode },
-      rating: { seconds: rated.seconds, rowsPerSecond: data.n / Math.max(rated.seconds, 1e-9), workers: Math.min(pool.size, rated.ranges), ranges: rated.ranges },
-      training,
-      seconds: (performance.now() - t0) / 1000,
-      backend: rated.backend,
-    };
-    const written = await writer.finish(summary as unknown as Record<string, unknown>);
-    const expected = sidecarFingerprint(plan, o);
-    if (written.fingerprint !== expected) ctx.log.warn({ written: written.fingerprint, expected }, 'fingerprint mismatch');
-    return { dir: written.dir, fingerprint: written.fingerprint, numRows: written.numRows, summary: summary as RateResult['summary'] };
-  } catch (err) {
-    await writer.abort();
-    if (ctx.signal?.aborted) throw ctx.signal.reason ?? err;
-    throw err;
-  } finally {
-    ctx.signal?.removeEventListener('abort', onAbort);
-    await pool.close();
-  }
-}
-
-export const rateStage: Stage<typeof rateOptions> = {
+export const rateStage = defineStage({
   name: 'rate',
   version: RATE_VERSION,
+  description: 'Train an Alchemist-style rater (--train-rater), or rate a dataset with a trained one (--rater); writes the ratings as a sidecar',
   options: rateOptions,
-  async fingerprint(inputs, options) {
-    const o = rateOptions.parse(options);
-    return sidecarFingerprint(await planOf(inputs, o), o);
+  inputs: [
+    { name: 'dataset', description: 'the dataset to rate (or to train the rater on)' },
+    { name: 'rater', description: 'a trained rater (rating)', optional: true },
+    { name: 'target', description: 'the clean target set (meta training)', optional: true },
+    { name: 'scores', description: 'a score sidecar of the dataset (regress training)', optional: true },
+  ],
+  fromList,
+  async plan(inputs, o) {
+    const plan = await planOf(inputs, o);
+    if (o.trainRater && o.raterOut) {
+      if (path.resolve(o.raterOut) === path.resolve(o.out)) throw new UsageError('--rater-out and --out must differ', { hint: 'Leave --rater-out unset to keep the rater in <out>/rater' });
+    }
+    return { ...plan, seed: o.seed };
   },
-  async run(ctx, inputs, options) {
-    if (inputs.length < 1) throw new UsageError('rate takes a dataset to rate (or to train on), got no input');
-    return rate(inputs[0], options, ctx, inputs.slice(1));
+  async run(ctx, plan, o, out) {
+    const { data } = plan;
+    const nested = o.trainRater && !o.raterOut;
+    if (o.trainRater && o.raterOut && !o.overwrite && (await pathExists(o.raterOut))) {
+      throw new OutputError('output already exists', { file: o.raterOut, hint: 'Choose another --rater-out, or pass --overwrite to replace it' });
+    }
+    // Refuse an existing output before training, not after.
+    const writer = await out.dataset({
+      columns: [{ name: 'id', kind: 'string' }, { name: RATING_COLUMN, kind: 'float32' }],
+      shardSizes: await shardSizes(data),
+      sidecarOf: data.ds.fingerprint,
+      description: `ratings of ${path.basename(data.dir)} by an Alchemist-style rater (higher = more valuable to keep)`,
+    });
+    const pool = new WorkerPool({ size: o.parallelism ?? os.availableParallelism(), backend: o.backend, onOutput: (line, stream) => ctx.log.debug({ stream }, line) });
+    const onAbort = () => void pool.close(ctx.signal?.reason);
+    ctx.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      ctx.signal?.throwIfAborted();
+      let raterDir: string;
+      let raterMode: string;
+      let training: RateSummary['training'];
+      if (plan.rater) {
+        raterDir = plan.rater.dir;
+        raterMode = plan.rater.meta.training.mode;
+      } else {
+        const trained = await trainInto(ctx, pool, plan, o, nested ? writer : undefined);
+        raterDir = trained.dir;
+        raterMode = plan.settings!.mode;
+        training = trained.training;
+      }
+      const rated = await rateInto(pool, ctx, data, raterDir, writer, o);
+      const summary: RateSummary = {
+        rows: data.n,
+        column: RATING_COLUMN,
+        mean: rated.mean,
+        min: rated.min,
+        max: rated.max,
+        rater: { dir: nested ? 'rater' : raterDir, fingerprint: plan.raterFingerprint, mode: raterMode },
+        rating: { seconds: rated.seconds, rowsPerSecond: data.n / Math.max(rated.seconds, 1e-9), workers: Math.min(pool.size, rated.ranges), ranges: rated.ranges },
+        training,
+        seconds: 0,
+        backend: rated.backend,
+      };
+      return { summary: summary as unknown as Record<string, unknown> };
+    } catch (err) {
+      if (ctx.signal?.aborted) throw ctx.signal.reason ?? err;
+      throw err;
+    } finally {
+      ctx.signal?.removeEventListener('abort', onAbort);
+      await pool.close();
+    }
   },
-};
+});
+
+/**
+ * Trains the rater in a worker and writes it: inside the sidecar being written
+ * (committed with it), or to --rater-out as its own output, marked complete by
+ * curation.json like every other output.
+ */
+async function trainInto(
+  ctx: StageContext, pool: WorkerPool, plan: Plan, o: Parsed, sidecar: DatasetWriter | undefined,
+): Promise<{ dir: string; training: NonNullable<RateSummary['training']> }> {
+  const { data } = plan;
+  const settings = plan.settings!;
+  const tt = performance.now();
+  ctx.log.info({ mode: settings.mode, rows: data.n, epochs: settings.epochs }, `training a rater (${settings.mode}) on ${data.n} rows`);
+  const scores = plan.scores ? await readScores(data, plan.scores) : undefined;
+  const job: TrainRaterJob = {
+    kind: 'trainRater',
+    train: { dir: data.dir },
+    target: plan.target ? { dir: plan.target.dir } : undefined,
+    scores,
+    settings,
+  };
+  const bar = ctx.progress('train rater');
+  let lastDone = 0;
+  const trained = await pool.run(job, (done, total) => {
+    bar.setTotal(total);
+    bar.tick(done - lastDone);
+    lastDone = done;
+  });
+  bar.done();
+  const prov = {
+    fingerprint: plan.raterFingerprint,
+    mode: settings.mode,
+    settings: { ...settings, ...(plan.scores ? { by: plan.scores.column } : {}) } as Record<string, unknown>,
+    parents: plan.parents.map((p) => ({ ...p, rows: p.role === 'train' ? data.n : p.role === 'target' ? plan.target?.n : undefined })),
+    seconds: (performance.now() - tt) / 1000,
+    details: trained.details,
+  };
+  const training = { seconds: prov.seconds, settings: prov.settings, details: trained.details };
+  if (sidecar) {
+    const dir = path.join(sidecar.tempDir, 'rater');
+    await fsp.mkdir(dir);
+    await writeRaterFiles(dir, trained.arch, trained.weights, prov);
+    ctx.log.info({ rater: path.join(o.out, 'rater'), seconds: Math.round(prov.seconds * 10) / 10 }, 'rater trained');
+    return { dir, training };
+  }
+  const dir = path.resolve(o.raterOut!);
+  const files = await OutputDir.create(dir, {
+    fingerprint: plan.raterFingerprint, stage: 'rater', stageVersion: String(RATER_FORMAT_VERSION), options: prov.settings, seed: o.seed, parents: plan.parents,
+  }, { overwrite: o.overwrite });
+  try {
+    await writeRaterFiles(files.tempDir, trained.arch, trained.weights, prov);
+  } catch (err) {
+    await files.abort();
+    throw err;
+  }
+  await files.finish({ mode: settings.mode, seconds: prov.seconds });
+  ctx.log.info({ rater: dir, seconds: Math.round(prov.seconds * 10) / 10 }, 'rater trained');
+  return { dir, training };
+}
+
+/** Rates `dataset` (training a rater on it first with `trainRater`) and writes the ratings sidecar to `options.out` (the library form of `metacurate rate`). */
+export async function rate(dataset: string, options: RateOptions, ctx?: StageContext, extraInputs: string[] = []): Promise<RateResult> {
+  return (await rateStage.run(ctx, [dataset, ...extraInputs], options)) as RateResult;
+}

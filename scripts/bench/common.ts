@@ -105,7 +105,7 @@ export async function isCurrent(dir: string, fingerprint: string): Promise<boole
 /** Ingests one split of the Fashion-MNIST IDX files in `src` into `out`, unless a current copy is there. */
 export async function ensureIngested(src: string, split: 'train' | 'test', out: string): Promise<Dataset> {
   const opts = ingestOptions.parse({ out, split, preset: 'fashion-mnist', overwrite: true });
-  if (!(await isCurrent(out, await ingestStage.fingerprint([src], opts)))) {
+  if (!(await isCurrent(out, (await ingestStage.prepare([src], opts)).fingerprint))) {
     console.log(`ingesting ${src} (${split}) → ${path.relative(process.cwd(), out) || out}`);
     await ingest(src, opts);
   }

@@ -16,7 +16,7 @@
  * 4. Score the noisy pool with each method, each in its own child process, `--jobs`
  *    at a time (wasm is single-threaded: one process a core).
  * 5. AUROC of −score against the `noisy` flags: every score is oriented so that
- *    higher = more valuable to keep (ml/scoring.ts), so a flipped row should score
+ *    higher = more valuable to keep (ml/scores/), so a flipped row should score
  *    low. 0.5 = chance, 1 = every flipped row below every clean one.
  *
  * Methods: metagrad (ml/metagrad, REPLAY k = 4, through the same training run the
@@ -52,7 +52,7 @@ import { Rng } from '../../core/rng.js';
 import { numericValues } from '../../data/columns.js';
 import { openDataset, type Dataset } from '../../data/reader.js';
 import { DatasetWriter } from '../../data/writer.js';
-import { largestRemainder } from '../../stages/select/strategies.js';
+import { largestRemainder } from '../../stages/select/common.js';
 import { rowReader } from '../../stages/select/rows.js';
 import type { SmoothnessReport } from '../../ml/metagrad.js';
 import { trainConfigSchema, type TrainConfig } from '../../ml/train.js';
@@ -129,8 +129,7 @@ async function child(method: Method, dataDir: string, resultFile: string): Promi
   const { initBackend } = await import('../../ml/backend.js');
   const backend = (await initBackend('auto')).name;
   const { loadExamples } = await import('../../data/batch.js');
-  const { computeScores } = await import('../../ml/scoring.js');
-  const { scoreBaseline } = await import('../../ml/scores.js');
+  const { computeScores, scoreSeeds } = await import('../../ml/scores/index.js');
   const { TrainingDivergedError, createTrainer } = await import('../../ml/train.js');
   const { meanCrossEntropyTarget, metasmoothness } = await import('../../ml/metagrad.js');
   const tf = await import('@tensorflow/tfjs');
@@ -151,7 +150,7 @@ async function child(method: Method, dataDir: string, resultFile: string): Promi
       return { ...res, optimizer: 'sgd' };
     }
     const run = async (train: TrainConfig) => {
-      const res = await scoreBaseline(method, pool, { train, target, onProgress });
+      const res = await scoreSeeds(pool, target, { method, train }, { onProgress });
       return { scores: res.scores, details: { ...res.details } };
     };
     try {

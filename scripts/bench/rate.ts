@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { exitCodeOf, InternalError } from '../../core/errors.js';
 import { rate, RATING_COLUMN } from '../../stages/rate.js';
-import { select } from '../../stages/select.js';
+import { select } from '../../stages/select/index.js';
 import { benchMeta, readNumericColumn, ensureIngested, fashionMnistCandidates, findFashionMnist, printTable, writeBenchJson } from './common.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');

@@ -12,9 +12,22 @@ import { initBackend } from '../../ml/backend.js';
 import { makeModel, type Model, type ModelSpec } from '../../ml/models.js';
 import { perExampleCrossEntropy } from '../../ml/ops.js';
 import {
-  BASELINE_METHODS, ForgettingTracker, el2n, forwardWithTaps, perExampleGradDots, perExampleGradNorms, scoreBaseline,
-} from '../../ml/scores.js';
+  ForgettingTracker, el2n, forwardWithTaps, perExampleGradDots, perExampleGradNorms, scoreSeeds, type ScorerSettings,
+} from '../../ml/scores/index.js';
 import { createTrainer, type TrainConfig } from '../../ml/train.js';
+
+const BASELINE_METHODS = ['loss', 'el2n', 'grand', 'forgetting', 'tracin'] as const;
+
+/** Several seeds of one method, in this thread; the first run's details at the top level. */
+async function scoreBaseline(
+  method: string,
+  train: Examples,
+  o: ScorerSettings & { train: TrainConfig; target?: Examples; seeds?: number; onProgress?: (d: number, t: number) => void; signal?: AbortSignal },
+) {
+  const { train: cfg, target, onProgress, signal, ...settings } = o;
+  const r = await scoreSeeds(train, target, { method, train: cfg, ...settings }, { onProgress, signal });
+  return { ...r, details: { ...r.runs[0].details, seeds: r.details.seeds } as Record<string, any> };
+}
 
 beforeAll(async () => {
   await initBackend('wasm');
@@ -237,7 +250,7 @@ describe('scoreBaseline', () => {
     const r = await scoreBaseline('tracin', train, { train: cfg, target, checkpoints: [2] });
     // Steps 0 and 1 (batches of 8 then 4 rows) at the cosine schedule's learning rates.
     const trainer = createTrainer(cfg, train);
-    expect(r.details.checkpointLrs![0]).toBeCloseTo((trainer.lr(0) + trainer.lr(1)) / 2, 7);
+    expect(r.details.checkpointLrs[0]).toBeCloseTo((trainer.lr(0) + trainer.lr(1)) / 2, 7);
     let state = trainer.initState();
     for (let t = 0; t < 2; t++) {
       const next = tf.tidy(() => trainer.step(state, trainer.batchWeights(t), t));
@@ -252,7 +265,7 @@ describe('scoreBaseline', () => {
       // Scoring batches are the training batch size (8): rows 0..7, then 8..11.
       const first = loopedGrads(params, 8, (p) => perExampleCrossEntropy(trainer.model.apply(p, tf.slice(x, 0, 8)), tf.slice(y, 0, 8)));
       const rest = loopedGrads(params, 4, (p) => perExampleCrossEntropy(trainer.model.apply(p, tf.slice(x, 8, 4)), tf.slice(y, 8, 4)));
-      return [...first, ...rest].map((gi) => r.details.checkpointLrs![0] * dotOf(gi, g));
+      return [...first, ...rest].map((gi) => r.details.checkpointLrs[0] * dotOf(gi, g));
     });
     expectClose(r.raw, expected, 1e-4);
     tf.dispose(state);

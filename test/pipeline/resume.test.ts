@@ -18,19 +18,17 @@ import { REPO, assertBuilt, run, tempDir, tempEntries } from './helpers.js';
 // batch is on disk in the temporary directory.
 const SCRIPT = `
 import { z } from 'zod';
-import { runPipeline, parsePipelineConfig, DatasetWriter, fingerprint, readCuration } from 'metacurate';
+import { runPipeline, parsePipelineConfig, defineStage, readCuration } from 'metacurate';
 const delay = Number(process.env.DELAY_MS ?? 0);
 const options = z.object({ out: z.string(), overwrite: z.boolean().default(false), rows: z.number().int() });
-const meta = async (inputs, o) => ({ stage: 'slow', stageVersion: '1', options: { rows: o.rows },
-  parents: await Promise.all(inputs.map(async (i) => ({ fingerprint: (await readCuration(i)).fingerprint }))) });
-const slow = {
-  name: 'slow', version: '1', options,
-  async fingerprint(inputs, o) {
-    const m = await meta(inputs, o);
-    return fingerprint({ ...m, parents: m.parents.map((p) => p.fingerprint) });
+const slow = defineStage({
+  name: 'slow', version: '1', description: 'writes rows slowly', options,
+  inputs: [{ name: 'upstream', description: 'earlier outputs', optional: true, many: true }],
+  async plan(inputs, o) {
+    return { options: { rows: o.rows }, parents: await Promise.all(inputs.upstream.map(async (i) => ({ fingerprint: (await readCuration(i)).fingerprint }))) };
   },
-  async run(ctx, inputs, o) {
-    const w = await DatasetWriter.create(o.out, { columns: [{ name: 'id', kind: 'string' }], meta: await meta(inputs, o), overwrite: o.overwrite, batchRows: 10 });
+  async run(ctx, plan, o, out) {
+    const w = await out.dataset({ columns: [{ name: 'id', kind: 'string' }], batchRows: 10 });
     for (let i = 0; i < o.rows; i++) {
       await w.writeRow({ id: 'r' + i });
       if (i % 10 === 9 && delay) {
@@ -38,10 +36,9 @@ const slow = {
         await new Promise((r) => setTimeout(r, delay));
       }
     }
-    const res = await w.finish({ rows: o.rows });
-    return { dir: res.dir, fingerprint: res.fingerprint, numRows: res.numRows, summary: { rows: o.rows } };
+    return { summary: { rows: o.rows } };
   },
-};
+});
 const registry = { slow };
 const config = parsePipelineConfig({ version: 1, workdir: process.env.WORKDIR, stages: [
   { id: 'first', stage: 'slow', options: { rows: 20 } },

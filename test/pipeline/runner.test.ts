@@ -8,7 +8,8 @@ import { fingerprint } from '../../core/hash.js';
 import { ConfigError, MissingInputError, OutputError } from '../../core/errors.js';
 import { writeDataset } from '../../data/writer.js';
 import { readCuration } from '../../data/reader.js';
-import { quietContext, type Stage, type StageContext } from '../../stages/context.js';
+import { quietContext, type StageContext } from '../../stages/context.js';
+import { defineStage } from '../../stages/define.js';
 import { loadPipelineConfig, parsePipelineConfig } from '../../pipeline/config.js';
 import { runPipeline } from '../../pipeline/runner.js';
 import { LOCK_FILE } from '../../pipeline/lock.js';
@@ -24,28 +25,24 @@ const fakeOptions = z.object({
   size: z.union([z.number(), z.tuple([z.number(), z.number()])]).optional(),
 }).refine((o) => o.rows !== 13, { message: 'rows may not be 13', path: ['rows'] });
 
-function fakeStage(calls: string[]): Stage<typeof fakeOptions> {
-  const options = fakeOptions;
-  const parents = async (inputs: string[]) =>
-    Promise.all(inputs.map(async (i) => (await readCuration(i))?.fingerprint ?? path.basename(i)));
-  const meta = (o: z.infer<typeof options>, fps: string[]) => ({
-    stage: 'fake', stageVersion: '1', options: { rows: o.rows }, seed: o.seed, parents: fps.map((fingerprint) => ({ fingerprint })),
-  });
-  return {
+function fakeStage(calls: string[]) {
+  return defineStage({
     name: 'fake',
     version: '1',
-    options,
-    async fingerprint(inputs, o) {
-      const m = meta(o, await parents(inputs));
-      return fingerprint({ stage: m.stage, stageVersion: m.stageVersion, options: m.options, seed: m.seed, parents: m.parents.map((p) => p.fingerprint) });
+    description: 'writes `rows` rows',
+    options: fakeOptions,
+    inputs: [{ name: 'upstream', description: 'earlier outputs', optional: true, many: true }],
+    async plan(inputs, o) {
+      const fps = await Promise.all(inputs.upstream.map(async (i) => (await readCuration(i))?.fingerprint ?? path.basename(i)));
+      return { options: { rows: o.rows }, seed: o.seed, parents: fps.map((fp) => ({ fingerprint: fp })) };
     },
-    async run(_ctx, inputs, o) {
+    async run(_ctx, _plan, o, out) {
       calls.push(path.basename(o.out));
-      const rows = Array.from({ length: o.rows }, (_, i) => ({ id: `r${i}` }));
-      const res = await writeDataset(o.out, rows, { columns: [{ name: 'id', kind: 'string' }], meta: meta(o, await parents(inputs)), overwrite: o.overwrite });
-      return { dir: res.dir, fingerprint: res.fingerprint, numRows: res.numRows, summary: { rows: res.numRows } };
+      const writer = await out.dataset({ columns: [{ name: 'id', kind: 'string' }] });
+      for (let i = 0; i < o.rows; i++) await writer.writeRow({ id: `r${i}` });
+      return { summary: { rows: o.rows } };
     },
-  };
+  });
 }
 
 function recordingContext(): StageContext & { warnings: string[] } {

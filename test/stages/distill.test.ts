@@ -63,7 +63,7 @@ describe('distill stage', () => {
     const train = await writeToySet(tmp(), 'train-a', 30, 1);
     const out = path.join(tmp(), 'out-a');
     const options: DistillOptions = { ...FAST, method: 'krr', ipc: 2, steps: 4, out };
-    const predicted = await distillStage.fingerprint([train], distillStage.options.parse(options));
+    const predicted = (await distillStage.prepare([train], distillStage.options.parse(options))).fingerprint;
     const r = await distill(train, options);
     expect(r.fingerprint).toBe(predicted);
     expect(r.summary).toMatchObject({ method: 'krr', ipc: 2, rows: 6, stepsDone: 4, stoppedBy: 'steps', resumedFrom: null });

@@ -82,12 +82,12 @@ describe('evaluate stage', () => {
     expect(cur?.stage).toBe('evaluate');
     expect(cur?.fingerprint).toBe(report.fingerprint);
     const options = evaluateStage.options.parse({ ...quick, test, fullTrain: full, fullEpochs: 6, seeds: 2, out });
-    expect(await evaluateStage.fingerprint([train], options)).toBe(report.fingerprint);
+    expect((await evaluateStage.prepare([train], options)).fingerprint).toBe(report.fingerprint);
     // Test and full pool may also come as the stage's 2nd and 3rd inputs.
     const viaInputs = evaluateStage.options.parse({ ...quick, fullEpochs: 6, seeds: 2, out });
-    expect(await evaluateStage.fingerprint([train, test, full], viaInputs)).toBe(report.fingerprint);
+    expect((await evaluateStage.prepare([train, test, full], viaInputs)).fingerprint).toBe(report.fingerprint);
     // Another seed count is another result.
-    expect(await evaluateStage.fingerprint([train], { ...options, seeds: 3 })).not.toBe(report.fingerprint);
+    expect((await evaluateStage.prepare([train], { ...options, seeds: 3 })).fingerprint).not.toBe(report.fingerprint);
     // The output is not replaced without overwrite.
     await expect(evaluate(train, { ...quick, test, seeds: 1, baselines: false, out })).rejects.toMatchObject({ exitCode: ExitCode.cannotCreate });
   });

@@ -154,7 +154,7 @@ describe('IDX', () => {
       expect(rows.sha[i]).toBe(sha(want));
     }
     // The stage's fingerprint, computed without running, is the one written.
-    expect(await ingestStage.fingerprint([src], ingestStage.options.parse({ out, shardRows: 100 }))).toBe(res.fingerprint);
+    expect((await ingestStage.prepare([src], ingestStage.options.parse({ out, shardRows: 100 }))).fingerprint).toBe(res.fingerprint);
     const curation = JSON.parse(await fsp.readFile(path.join(out, CURATION_FILE), 'utf8'));
     expect(curation.options.out).toBeUndefined();
     expect(curation.summary.rows).toBe(250);
@@ -307,14 +307,30 @@ describe('image folders', () => {
     }
   });
 
-  test('an existing output is refused (exit 73) unless overwrite', async () => {
+  test('an existing output is refused (exit 73) unless overwrite, and a folder that is no output even then', async () => {
     const out = at('exists');
     await fsp.mkdir(out);
-    const err = await ingest(folder, { out, size: 4 }).catch((e) => e);
-    expect(err).toBeInstanceOf(OutputError);
-    expect(err.exitCode).toBe(73);
+    await fsp.writeFile(path.join(out, 'precious.txt'), 'not a dataset');
+    for (const overwrite of [false, true]) {
+      const err = await ingest(folder, { out, size: 4, overwrite }).catch((e) => e);
+      expect(err).toBeInstanceOf(OutputError);
+      expect(err.exitCode).toBe(73);
+      expect(err.message).toMatch(overwrite ? /not a metacurate output/ : /already exists/);
+    }
+    expect(await fsp.readFile(path.join(out, 'precious.txt'), 'utf8')).toBe('not a dataset');
+    await fsp.rm(out, { recursive: true });
+    await ingest(folder, { out, size: 4 });
     const res = await ingest(folder, { out, size: 4, overwrite: true });
     expect(res.numRows).toBe(7);
+  });
+
+  test('an output that is, holds or lies inside the source is refused, even with overwrite', async () => {
+    for (const out of [folder, path.join(folder, 'inside'), path.dirname(folder)]) {
+      const err = await ingest(folder, { out, size: 4, overwrite: true }).catch((e) => e);
+      expect(err, out).toBeInstanceOf(OutputError);
+      expect(err.message).toMatch(/input/);
+    }
+    expect((await fsp.readdir(folder)).length).toBeGreaterThan(0);
   });
 
   test('an empty folder is a DataError (exit 65)', async () => {
@@ -439,5 +455,5 @@ test('invalid options are a UsageError', async () => {
   await expect(ingest(at('idx-src'), { out: at('x'), channels: 2 as 1 })).rejects.toThrow(UsageError);
   await expect(ingest(at('idx-src'), { out: at('x'), bogus: true } as any)).rejects.toThrow(/bogus/);
   await expect(ingest(at('idx-src'), { out: at('x'), classNames: ['a', 'a'] })).rejects.toThrow(/distinct/);
-  await expect(ingestStage.run({ log: console, progress: () => ({ tick() {}, setTotal() {}, done() {} }) }, [], ingestStage.options.parse({ out: at('x') }))).rejects.toThrow(/exactly one source/);
+  await expect(ingestStage.run({ log: console, progress: () => ({ tick() {}, setTotal() {}, done() {} }) }, [], ingestStage.options.parse({ out: at('x') }))).rejects.toThrow(/needs its source input/);
 });

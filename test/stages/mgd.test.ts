@@ -14,8 +14,8 @@ import { readCuration } from '../../data/reader.js';
 import { writeDataset } from '../../data/writer.js';
 import type { ColumnSpec } from '../../data/format.js';
 import { quietContext } from '../../stages/context.js';
-import { mgdEngineKey, normalisedWeights } from '../../stages/mgd.js';
-import { SELECTION_FILE, select, selectStage, type SelectInput } from '../../stages/select.js';
+import { mgdEngineKey, normalisedWeights } from '../../stages/select/mgd-engine.js';
+import { SELECTION_FILE, select, selectStage, type SelectInput } from '../../stages/select/index.js';
 import { assertBuilt, cli } from '../pipeline/helpers.js';
 
 const SIZE = 6;
@@ -120,12 +120,12 @@ describe('mgd selection with the metagradient engine', () => {
     expect(await selectedRows(again.dir)).toEqual(mgdRows);
     expect(again.fingerprint).toBe(mgdFingerprint);
     const opts = (extra: Partial<SelectInput>) => selectStage.options.parse({ ...engine, out: 'x', strategy: 'mgd', budget: 0.5, target, seed: 3, ...extra });
-    expect(await selectStage.fingerprint([pool], opts({}))).toBe(mgdFingerprint);
+    expect((await selectStage.prepare([pool], opts({}))).fingerprint).toBe(mgdFingerprint);
     const variants = [opts({ epochs: 4 }), opts({ k: 3 }), opts({ lr: 0.02 }), opts({ seed: 4 }), opts({ target: pool })];
-    const fps = await Promise.all(variants.map((o) => selectStage.fingerprint([pool], o)));
+    const fps = await Promise.all(variants.map(async (o) => (await selectStage.prepare([pool], o)).fingerprint));
     expect(new Set([mgdFingerprint, ...fps]).size).toBe(variants.length + 1);
     // Memory and backend do not change the result, so not the fingerprint either.
-    expect(await selectStage.fingerprint([pool], opts({ maxMemoryMiB: 64, backend: 'auto' }))).toBe(mgdFingerprint);
+    expect((await selectStage.prepare([pool], opts({ maxMemoryMiB: 64, backend: 'auto' }))).fingerprint).toBe(mgdFingerprint);
     // The key itself is a function of (target, training config, k).
     const train = { model: { kind: 'mlp' as const, hidden: [16] }, optimizer: { kind: 'sgd' as const, lr: 0.1 }, epochs: 3, batchSize: 30, seed: 3 };
     expect(mgdEngineKey('aaaa', { train, k: 4 })).toBe(mgdEngineKey('aaaa', { train, k: 4 }));
@@ -134,8 +134,8 @@ describe('mgd selection with the metagradient engine', () => {
 
   it('takes the target as an input holding images (as a pipeline passes it), beside score sidecars', async () => {
     const opts = selectStage.options.parse({ ...engine, out: fresh('mgd-in'), strategy: 'mgd', budget: 0.5, seed: 3, rounds: 1 });
-    const viaInput = await selectStage.fingerprint([pool, target], opts);
-    const viaOption = await selectStage.fingerprint([pool], { ...opts, target });
+    const viaInput = (await selectStage.prepare([pool, target], opts)).fingerprint;
+    const viaOption = (await selectStage.prepare([pool], { ...opts, target })).fingerprint;
     expect(viaInput).toBe(viaOption);
     const r = await selectStage.run(quietContext(), [pool, target], opts);
     expect(r.fingerprint).toBe(viaInput);
@@ -161,7 +161,7 @@ describe('mgd selection with the metagradient engine', () => {
     await usage(select(pool, { out: fresh('x'), strategy: 'topk', by: 'x', budget: 0.5, epochs: 2 }), /"epochs" applies only to strategy mgd/);
     await usage(select(pool, { out: fresh('x'), strategy: 'mgd', budget: 0.5, target, metagrad: async (c) => c }), /"target" configures the built-in metagradient engine/);
     await usage(select(pool, { out: fresh('x'), strategy: 'mgd', budget: 0.5, target, metagradKey: 'k' }), /metagradKey/);
-    await usage(selectStage.fingerprint([pool, target, pool], selectStage.options.parse({ out: 'x', strategy: 'mgd', budget: 0.5 })), /one target set, but 2 inputs hold images/);
+    await usage(selectStage.prepare([pool, target, pool], selectStage.options.parse({ out: 'x', strategy: 'mgd', budget: 0.5 })), /one target set, but 2 inputs hold images/);
   });
 });
 

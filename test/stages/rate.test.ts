@@ -119,7 +119,7 @@ describe('rate stage', () => {
     expect(meta.training.parents.map((p: { role: string }) => p.role)).toEqual(['train', 'target']);
     expect(res.summary.training?.details.mode).toBe('meta');
     expect(res.summary.rater.dir).toBe('rater');
-    expect(await rateStage.fingerprint([train, target], rateOptions.parse({ ...quick, trainRater: true, out: trained }))).toBe(res.fingerprint);
+    expect((await rateStage.prepare([train, target], rateOptions.parse({ ...quick, trainRater: true, out: trained }))).fingerprint).toBe(res.fingerprint);
   });
 
   it('rates with a saved rater: deterministic, row-aligned, the same with 1 or 2 workers', async () => {
@@ -131,7 +131,7 @@ describe('rate stage', () => {
       expect(await fsp.readFile(path.join(one.dir, f))).toEqual(await fsp.readFile(path.join(two.dir, f)));
     }
     expect((await readColumn(train, one.dir, 'rating')).values).toEqual((await readColumn(train, trained, 'rating')).values);
-    expect(await rateStage.fingerprint([train, trained], rateOptions.parse({ out: one.dir }))).toBe(one.fingerprint);
+    expect((await rateStage.prepare([train, trained], rateOptions.parse({ out: one.dir }))).fingerprint).toBe(one.fingerprint);
   });
 
   it('rates data ingested after the rater was trained', async () => {

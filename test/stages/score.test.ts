@@ -37,7 +37,7 @@ describe('score stage', () => {
     const sc = await openDataset(out);
     expect(sc.curation?.sidecar_of).toBe(ds.fingerprint);
     expect(sc.curation?.stage).toBe('score');
-    expect(await scoreStage.fingerprint([train], scoreOptions.parse({ ...quick, out, target, method: 'metagrad', seeds: 2 }))).toBe(res.fingerprint);
+    expect((await scoreStage.prepare([train], scoreOptions.parse({ ...quick, out, target, method: 'metagrad', seeds: 2 }))).fingerprint).toBe(res.fingerprint);
     let rows = 0;
     let spread = 0;
     for await (const b of ds.blocks()) {

@@ -15,8 +15,11 @@ import type { ColumnSpec } from '../../data/format.js';
 import { openDataset, readCuration } from '../../data/reader.js';
 import { writeDataset } from '../../data/writer.js';
 import { quietContext } from '../../stages/context.js';
-import { SELECTION_FILE, largestRemainder, select, selectStage, type SelectInput } from '../../stages/select.js';
-import { mgdSelect, pruneThenRandom, randomK, resolveBudget, shiftGsample, type MetagradFn } from '../../stages/select/strategies.js';
+import { SELECTION_FILE, largestRemainder, resolveBudget, select, selectStage, type SelectInput } from '../../stages/select/index.js';
+import { mgdSelect, type MetagradFn } from '../../stages/select/mgd.js';
+import { pruneThenRandom } from '../../stages/select/prune.js';
+import { randomK } from '../../stages/select/random.js';
+import { shiftGsample } from '../../stages/select/shift-gsample.js';
 
 let tmp: string;
 let parent: string;
@@ -158,7 +161,7 @@ describe('topk / bottomk', () => {
     expect(cur.parents.map((p) => p.fingerprint)).toEqual([parentFp, (await readCuration(sidecar))!.fingerprint]);
     expect(cur.options).toMatchObject({ strategy: 'topk', by: 'metagrad', budget: 0.25 });
     expect(cur.seed).toBeUndefined();
-    expect(await selectStage.fingerprint([parent], { out: 'x', scores: [sidecar], strategy: 'topk', by: 'metagrad', budget: 0.25 } as any)).toBe(r.fingerprint);
+    expect((await selectStage.prepare([parent], { out: 'x', scores: [sidecar], strategy: 'topk', by: 'metagrad', budget: 0.25 } as any)).fingerprint).toBe(r.fingerprint);
 
     const s = r.summary;
     expect(s).toMatchObject({ strategy: 'topk', rows_in: N, rows: 30, budget: 30, budget_requested: 0.25 });

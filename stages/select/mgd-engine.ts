@@ -1,6 +1,6 @@
 /**
  * The metagradient engine behind `select --strategy mgd --target <dir>`: the
- * MetagradFn that MGD selection (stages/select/strategies.ts) calls each round,
+ * MetagradFn that MGD selection (mgd.ts) calls each round,
  * built from a training config, the pool and the target set.
  *
  * Each call trains the pool with per-example loss weights derived from the counts
@@ -23,14 +23,14 @@
  *
  * Runs in the calling thread: MGD's rounds are sequential by nature.
  */
-import { UsageError } from '../core/errors.js';
-import { fingerprint as computeFingerprint } from '../core/hash.js';
-import type { Examples } from '../data/batch.js';
-import { initBackend, type BackendRequest } from '../ml/backend.js';
-import { meanCrossEntropyTarget, metagradient } from '../ml/metagrad.js';
-import { createTrainer, trainConfigSchema, type TrainConfig } from '../ml/train.js';
-import { quietContext, type StageContext } from './context.js';
-import type { MetagradFn } from './select/strategies.js';
+import { UsageError } from '../../core/errors.js';
+import { fingerprint as computeFingerprint } from '../../core/hash.js';
+import type { Examples } from '../../data/batch.js';
+import { initBackend, type BackendRequest } from '../../ml/backend.js';
+import { meanCrossEntropyTarget, metagradient } from '../../ml/metagrad.js';
+import { createTrainer, trainConfigSchema, type TrainConfig } from '../../ml/train.js';
+import { quietContext, type StageContext } from '../context.js';
+import type { MetagradFn } from './mgd.js';
 
 /** Bumped when the engine's definition of dφ/dc changes (it is part of the key). */
 export const MGD_ENGINE_VERSION = '1';

@@ -1,0 +1,245 @@
+/**
+ * mgd: metagradient descent on integer counts at a fixed budget. Its
+ * metagradient comes from the built-in engine (mgd-engine.ts: training on the
+ * pool, φ = loss on the `target` set) or, from the library, a `metagrad` callback.
+ * See docs/methods/mgd.md.
+ */
+import { z } from 'zod';
+import { DataError, UsageError } from '../../core/errors.js';
+import { loadExamples } from '../../data/batch.js';
+import { openDataset } from '../../data/reader.js';
+import { scheduleSpecSchema } from '../../ml/schedule.js';
+import type { Rng } from '../../core/rng.js';
+import type { TrainConfig } from '../../ml/train.js';
+import { one } from '../define.js';
+import { checkCompatible, checkLabelled, describeDataset, type DataInfo } from '../inputs.js';
+import { METAGRAD_TRAIN_DEFAULTS, REPLAY_DEFAULTS, replayOptions, trainChoicesFor, trainConfigOf, trainingOptions, type TrainChoices } from '../training.js';
+import { createMgdEngine, mgdEngineKey } from './mgd-engine.js';
+import { topK } from './topk.js';
+import { randomK } from './random.js';
+import type { Selection, Strategy } from './types.js';
+
+/** 10 rounds ("tens of times" at larger scale), 20% of the budget moved in the first. */
+export const MGD_DEFAULTS = { rounds: 10, swap: 0.2, maxCount: 1 } as const;
+
+/**
+ * The metagradient at the current counts: dφ/dc_i for every pool row, where φ is
+ * the target loss after training with per-example weights c (ml/metagrad.ts).
+ */
+export type MetagradFn = (weights: Float32Array, info: { round: number }) => Promise<Float32Array>;
+
+export interface MgdOptions {
+  /** Rounds of metagradient + swap at most (stops early once no swap helps). */
+  rounds: number;
+  /** Count moved in the first round, as a fraction of the budget; decays linearly to 1 by the last. */
+  swap: number;
+  /** Highest count one row may reach (1 = a plain subset). */
+  maxCount: number;
+  rng: Rng;
+  signal?: AbortSignal;
+  onRound?: (round: MgdRound) => void;
+}
+
+export interface MgdRound {
+  round: number;
+  /** Units of count the round may move. */
+  step: number;
+  /** Units actually moved (each: +1 on a helpful row, −1 on a harmful one). */
+  swaps: number;
+  /** Mean metagradient over the selection (count-weighted) before the swap. */
+  meanGrad: number;
+}
+
+export interface MgdResult extends Selection {
+  weights: Float32Array;
+  history: MgdRound[];
+}
+
+/**
+ * MGD selection at a fixed budget: integer counts c with Σc = budget, starting
+ * from `initial` (count 1 each). Each round takes g = dφ/dc and moves up to
+ * `step` units: +1 to the rows with the most negative g that may still grow,
+ * −1 to the rows with the most positive g that hold a count, pairing them
+ * best-first and only while g(add) < g(drop), i.e. while the first-order change
+ * of φ is negative. `step` decays linearly over the rounds. Equal g are ordered
+ * by a seeded permutation, so ties do not always favour low row indices.
+ */
+export async function mgdSelect(n: number, initial: Uint32Array, metagrad: MetagradFn, opts: MgdOptions): Promise<MgdResult> {
+  const counts = new Int32Array(n);
+  for (const i of initial) counts[i] = 1;
+  const budget = initial.length;
+  const tieRank = new Uint32Array(n);
+  const perm = opts.rng.permutation(n);
+  for (let r = 0; r < n; r++) tieRank[perm[r]] = r;
+  const firstStep = Math.max(1, Math.round(opts.swap * budget));
+  const history: MgdRound[] = [];
+  for (let round = 0; round < opts.rounds; round++) {
+    opts.signal?.throwIfAborted();
+    const g = await metagrad(Float32Array.from(counts), { round });
+    if (g.length !== n) {
+      throw new UsageError(`the metagradient has ${g.length} values for ${n} rows`, { hint: 'The metagrad callback must return dφ/dc for every pool row' });
+    }
+    let meanGrad = 0;
+    for (let i = 0; i < n; i++) {
+      if (!Number.isFinite(g[i])) {
+        throw new DataError(`the metagradient is ${g[i]} at row ${i} in round ${round}`, {
+          row: i,
+          hint: 'Training diverged or is not metasmooth: lower the learning rate or use a smoother model (docs/methods/metagradients.md)',
+        });
+      }
+      meanGrad += counts[i] * g[i];
+    }
+    const step = Math.max(1, Math.round((firstStep * (opts.rounds - round)) / opts.rounds));
+    const byGrad = (dir: 1 | -1) => (a: number, b: number) => (g[a] < g[b] ? -dir : g[a] > g[b] ? dir : tieRank[a] - tieRank[b]);
+    const grow: number[] = [];
+    const shrink: number[] = [];
+    for (let i = 0; i < n; i++) {
+      if (counts[i] < opts.maxCount) grow.push(i);
+      if (counts[i] > 0) shrink.push(i);
+    }
+    grow.sort(byGrad(1));
+    shrink.sort(byGrad(-1));
+    let swaps = 0;
+    for (let j = 0; j < step && j < grow.length && j < shrink.length; j++) {
+      const add = grow[j];
+      const drop = shrink[j];
+      if (!(g[add] < g[drop])) break;
+      // A row in both lists (0 < c < maxCount) is never both added and dropped: that
+      // would need g(x) < g(drop) for a drop ranked before x and g(add) < g(x) for an
+      // add ranked before x, so x would pair earlier on both sides. Σc stays the budget.
+      counts[add]++;
+      counts[drop]--;
+      swaps++;
+    }
+    const record = { round, step, swaps, meanGrad: budget > 0 ? meanGrad / budget : 0 };
+    history.push(record);
+    opts.onRound?.(record);
+    // No helpful pair left: g is unchanged next round (same counts), so stop.
+    if (swaps === 0) break;
+  }
+  const indices: number[] = [];
+  for (let i = 0; i < n; i++) if (counts[i] > 0) indices.push(i);
+  return {
+    indices: Uint32Array.from(indices),
+    weights: Float32Array.from(indices, (i) => counts[i]),
+    history,
+  };
+}
+
+const positiveInt = z.number().int().positive();
+const replay = replayOptions('mgd');
+const training = trainingOptions('mgd');
+
+/** The engine's options: they need `target`, and a library callback takes none of them. */
+const ENGINE_OPTIONS = ['model', 'optimizer', 'lr', 'schedule', 'epochs', 'batchSize', 'k', 'maxMemoryMiB'] as const;
+
+/** The built-in engine's setup: the target set and the run differentiated through. */
+interface EngineSetup {
+  target: DataInfo;
+  train: TrainConfig;
+  k: number;
+}
+
+export const mgdStrategy: Strategy = {
+  name: 'mgd',
+  description: 'metagradient descent on the selection against a target set (--target), from a random start or the top-k by --by',
+  options: {
+    rounds: positiveInt.optional().describe(`mgd: rounds of metagradient + swap, at most (default ${MGD_DEFAULTS.rounds})`),
+    swap: z.number().gt(0).max(1).optional().describe(`mgd: count moved in the first round as a fraction of the budget, decaying to 1 unit (default ${MGD_DEFAULTS.swap})`),
+    maxCount: positiveInt.optional().describe(`mgd: highest count one row may reach (default ${MGD_DEFAULTS.maxCount}: a plain subset)`),
+    metagradKey: z.string().min(1).optional()
+      .describe('mgd with a library metagrad callback: names its setup for the fingerprint (the engine computes its own key)'),
+    ...training,
+    schedule: scheduleSpecSchema.optional().describe('mgd: learning-rate schedule, a JSON spec (default constant)'),
+    k: replay.k.optional(),
+    maxMemoryMiB: replay.maxMemoryMiB.optional(),
+  },
+  by: 'optional',
+  budget: 'required',
+  seeded: true,
+  needsTarget: true,
+  canonical(o) {
+    return {
+      rounds: o.rounds ?? MGD_DEFAULTS.rounds,
+      swap: o.swap ?? MGD_DEFAULTS.swap,
+      maxCount: o.maxCount ?? MGD_DEFAULTS.maxCount,
+      metagradKey: o.metagradKey,
+    };
+  },
+  async plan(inputs, o, hooks) {
+    const targetDir = one(inputs, 'target');
+    if (hooks.metagrad) {
+      const given = [...(targetDir !== undefined ? ['target'] : []), ...ENGINE_OPTIONS.filter((key) => o[key] !== undefined)];
+      if (given.length) {
+        throw new UsageError(`option ${given.map((g) => `"${g}"`).join(', ')} configures the built-in metagradient engine, but a metagrad callback was given`, {
+          hint: 'Pass either the callback or the engine\'s options (target, model, epochs, ...), not both',
+        });
+      }
+      return {};
+    }
+    if (targetDir === undefined) {
+      throw new UsageError('mgd selection needs the score stage\'s metagradient engine, and the engine needs a target set to measure φ on', {
+        hint: 'Pass --target <dir>: a clean, labelled set held out from the pool (e.g. carved with select --strategy random, the pool being the same selection with --invert)',
+      });
+    }
+    if (o.metagradKey !== undefined) {
+      throw new UsageError('metagradKey names the setup of a library metagrad callback; with a target the engine\'s key is computed', { hint: 'Drop metagradKey' });
+    }
+    if (o.seed < 0) throw new UsageError(`mgd trains with seed ${o.seed}; the training seed must be 0 or more`, { hint: 'Pass --seed <n ≥ 0>' });
+    const pool = await describeDataset(inputs.dataset[0], 'pool');
+    const target = await describeDataset(targetDir, 'target');
+    checkLabelled(pool);
+    checkLabelled(target);
+    checkCompatible(pool, target);
+    const train = trainConfigOf(trainChoicesFor(METAGRAD_TRAIN_DEFAULTS, o as Partial<TrainChoices>), o.seed);
+    const k = (o.k as number | undefined) ?? REPLAY_DEFAULTS.k;
+    const setup: EngineSetup = { target, train, k };
+    return {
+      parents: [{ fingerprint: target.ds.fingerprint, path: target.dir, role: 'target' }],
+      // The key names everything that decides dφ/dc; train and k are spelled out too, so curation.json says how φ was trained.
+      options: { metagradKey: mgdEngineKey(target.ds.fingerprint, { train, k }), train, k },
+      state: setup,
+    };
+  },
+  async decide({ ctx, dataset, n, scores, budget, options: o, rng, plan, hooks }) {
+    const k = budget!;
+    let metagrad = hooks.metagrad as MetagradFn | undefined;
+    let targetLosses: number[] | undefined;
+    const setup = plan as EngineSetup | undefined;
+    if (setup) {
+      ctx.log.info({ target: setup.target.dir, train: setup.train, k: setup.k }, 'select: loading the pool and the target for the metagradient engine');
+      const engine = createMgdEngine(await loadExamples(await openDataset(dataset.dir)), await loadExamples(setup.target.ds), {
+        train: setup.train,
+        k: setup.k,
+        maxStateBytes: ((o.maxMemoryMiB as number | undefined) ?? REPLAY_DEFAULTS.maxMemoryMiB) * 2 ** 20,
+        backend: o.backend as never,
+      }, ctx);
+      metagrad = engine.metagrad;
+      targetLosses = engine.targetLosses;
+    }
+    if (!metagrad) throw new UsageError('mgd needs a metagradient: a target set (--target) or a library metagrad callback');
+    const rounds = (o.rounds as number | undefined) ?? MGD_DEFAULTS.rounds;
+    const initial = scores ? topK(scores, k).indices : randomK(n, k, rng('mgd-init')).indices;
+    const progress = ctx.progress('select: mgd rounds', rounds);
+    try {
+      const r = await mgdSelect(n, initial, metagrad, {
+        rounds,
+        swap: (o.swap as number | undefined) ?? MGD_DEFAULTS.swap,
+        maxCount: (o.maxCount as number | undefined) ?? MGD_DEFAULTS.maxCount,
+        rng: rng('mgd-ties'),
+        signal: ctx.signal,
+        onRound: (round) => {
+          ctx.log.info({ ...round }, 'select: mgd round');
+          progress.tick();
+        },
+      });
+      return {
+        selection: r,
+        budget: k,
+        summary: { mgd: { rounds_run: r.history.length, total_count: k, history: r.history, ...(targetLosses ? { target_loss: targetLosses } : {}) } },
+      };
+    } finally {
+      progress.done();
+    }
+  },
+};

@@ -1,0 +1,212 @@
+/**
+ * select's two passes over the pool, so memory holds only ids, labels and score
+ * columns: the first reads those, the second streams the parent again and writes
+ * the kept rows in its order. Plus the selection file and the summary's numbers.
+ */
+import { RecordBatch, Struct, Table, makeData, tableToIPC } from 'apache-arrow';
+import { DataError } from '../../core/errors.js';
+import { columnData, numericValues } from '../../data/columns.js';
+import { makeSchema, type ColumnSpec } from '../../data/format.js';
+import { openDataset, type Dataset } from '../../data/reader.js';
+import type { DatasetWriter } from '../../data/writer.js';
+import type { StageContext } from '../context.js';
+import { rowReader } from './rows.js';
+import type { Selection } from './types.js';
+
+export const NUMERIC_KINDS: ReadonlySet<string> = new Set(['int32', 'int64', 'float32', 'float64']);
+export const LABEL_KINDS: ReadonlySet<string> = new Set(['classLabel', 'int64', 'int32']);
+
+export interface Loaded {
+  ids: string[];
+  /** Score columns by name. */
+  columns: Record<string, Float64Array>;
+  labels?: Int32Array;
+}
+
+/** The dataset (own or sidecar) a column comes from: the first that has it, as the reader joins them. */
+export function ownerOf(ds: Dataset, column: string): Dataset {
+  return [ds, ...ds.sidecars].find((d) => d.ownColumns.some((c) => c.name === column)) ?? ds;
+}
+
+/** Refuses a missing or non-numeric score column, naming what there is. */
+export function checkScoreColumn(ds: Dataset, name: string): void {
+  const names = ds.columns.map((c) => c.name);
+  const spec = ds.column(name);
+  if (!spec) {
+    throw new DataError(`no column "${name}"; the columns are: ${names.join(', ')}`, {
+      file: ds.dir,
+      hint: ds.sidecars.length === 0
+        ? 'Scores live in sidecar datasets: attach one with --scores <dir>, or pick one of these with --by'
+        : 'Pick one of these with --by, or attach the sidecar that holds it with --scores',
+    });
+  }
+  if (!NUMERIC_KINDS.has(spec.kind)) {
+    throw new DataError(`column "${name}" holds ${spec.kind} values, not numeric scores`, { file: ownerOf(ds, name).dir, hint: 'Pick a score column with --by' });
+  }
+}
+
+/** Pass 1: ids, the named score columns and labels, block by block (sidecar ids are checked by the reader). */
+export async function loadColumns(ctx: StageContext, ds: Dataset, n: number, names: string[]): Promise<Loaded> {
+  const ids: string[] = new Array(n);
+  const columns: Record<string, Float64Array> = Object.fromEntries(names.map((c) => [c, new Float64Array(n)]));
+  const labelSpec = ds.column('label');
+  const labels = labelSpec && LABEL_KINDS.has(labelSpec.kind) ? new Int32Array(n) : undefined;
+  const progress = ctx.progress('select: read scores', n);
+  let rows = 0;
+  try {
+    for await (const b of ds.blocks()) {
+      ctx.signal?.throwIfAborted();
+      if (b.offset + b.length > n) throw new DataError(`the dataset has more rows than its metadata records (${n})`, { file: ds.dir, hint: 'Re-create the dataset' });
+      const idv = b.column('id');
+      for (let i = 0; i < b.length; i++) ids[b.offset + i] = String(idv.get(i));
+      for (const name of names) {
+        const v = b.column(name);
+        const values = numericValues(v);
+        if (v.nullCount > 0) for (let i = 0; i < b.length; i++) if (!v.isValid(i)) values[i] = NaN;
+        columns[name].set(values, b.offset);
+      }
+      if (labels) labels.set(numericValues(b.column('label')), b.offset);
+      rows += b.length;
+      progress.tick(b.length);
+    }
+  } finally {
+    progress.done();
+  }
+  if (rows !== n) throw new DataError(`read ${rows} rows but the metadata records ${n}`, { file: ds.dir, hint: 'Re-create the dataset' });
+  for (const name of names) checkFinite(ds, name, columns[name], ids);
+  return { ids, columns, labels };
+}
+
+function checkFinite(ds: Dataset, by: string, scores: Float64Array, ids: string[]): void {
+  let first = -1;
+  let count = 0;
+  for (let i = 0; i < scores.length; i++) {
+    if (Number.isNaN(scores[i])) {
+      if (first < 0) first = i;
+      count++;
+    }
+  }
+  if (first >= 0) {
+    throw new DataError(`score "${by}" is NaN or missing for id "${ids[first]}" and ${count - 1} more of ${scores.length} rows`, {
+      file: ownerOf(ds, by).dir,
+      row: first,
+      hint: 'Rerun the score stage (NaN scores usually mean its training diverged: lower the learning rate), or select --by another column',
+    });
+  }
+}
+
+export function checkLabels(ds: Dataset, labels: Int32Array, ids: string[]): void {
+  for (let i = 0; i < labels.length; i++) {
+    if (labels[i] < 0) {
+      throw new DataError(`label ${labels[i]} of id "${ids[i]}" is negative`, { file: ds.dir, row: i, hint: 'Selection by class needs class indices 0…C−1; re-ingest the dataset' });
+    }
+  }
+}
+
+/** The rows a selection leaves out, ascending (no weights: each is kept once). */
+export function complement(n: number, chosen: Selection): Selection {
+  const isChosen = new Uint8Array(n);
+  for (const i of chosen.indices) isChosen[i] = 1;
+  const rest = new Uint32Array(n - chosen.indices.length);
+  let j = 0;
+  for (let i = 0; i < n; i++) if (!isChosen[i]) rest[j++] = i;
+  return { indices: rest };
+}
+
+const SELECTION_COLUMNS: ColumnSpec[] = [
+  { name: 'id', kind: 'string' },
+  { name: 'index', kind: 'int64' },
+  { name: 'weight', kind: 'float32' },
+];
+
+/** selection.arrow: one Arrow IPC stream, readable by pyarrow.ipc.open_stream / Polars read_ipc_stream. */
+export function selectionBytes(ids: string[], selection: Selection): Uint8Array {
+  const { indices, weights } = selection;
+  const values: Record<string, ArrayLike<unknown>> = {
+    id: Array.from(indices, (i) => ids[i]),
+    index: indices,
+    weight: weights ?? new Float32Array(indices.length).fill(1),
+  };
+  const schema = makeSchema(SELECTION_COLUMNS);
+  const children = SELECTION_COLUMNS.map((c) => columnData(c, values[c.name]));
+  const batch = new RecordBatch(schema, makeData({ type: new Struct(schema.fields), length: indices.length, children }));
+  return tableToIPC(new Table([batch]), 'stream');
+}
+
+function mean(values: number[]): number | null {
+  return values.length ? values.reduce((a, b) => a + b, 0) / values.length : null;
+}
+
+export function scoreStats(scores: Float64Array, kept: Uint32Array) {
+  const isKept = new Uint8Array(scores.length);
+  for (const i of kept) isKept[i] = 1;
+  const inside: number[] = [];
+  const outside: number[] = [];
+  for (let i = 0; i < scores.length; i++) (isKept[i] ? inside : outside).push(scores[i]);
+  return {
+    kept_mean: mean(inside),
+    dropped_mean: mean(outside),
+    kept_min: inside.length ? inside.reduce((a, b) => Math.min(a, b)) : null,
+    kept_max: inside.length ? inside.reduce((a, b) => Math.max(a, b)) : null,
+  };
+}
+
+export function perClass(ds: Dataset, labels: Int32Array, kept: Uint32Array): { before: Record<string, number>; after: Record<string, number> } {
+  const names = ds.classNames ?? [];
+  const name = (c: number) => names[c] ?? String(c);
+  const count = (rows: Iterable<number>) => {
+    const out = new Map<number, number>();
+    for (const i of rows) out.set(labels[i], (out.get(labels[i]) ?? 0) + 1);
+    return out;
+  };
+  const before = count(labels.keys());
+  const after = count(kept);
+  const classes = [...new Set([...names.keys(), ...before.keys()])].sort((a, b) => a - b);
+  return {
+    before: Object.fromEntries(classes.map((c) => [name(c), before.get(c) ?? 0])),
+    after: Object.fromEntries(classes.map((c) => [name(c), after.get(c) ?? 0])),
+  };
+}
+
+/** Pass 2: streams the parent alone and writes the kept rows in its order. */
+export async function writeKept(
+  ctx: StageContext,
+  parentDir: string,
+  writer: DatasetWriter,
+  columns: ColumnSpec[],
+  kept: Uint32Array,
+  ids: string[],
+  extra?: { name: string; values: Float64Array },
+): Promise<void> {
+  const parent = await openDataset(parentDir);
+  const progress = ctx.progress('select: write', kept.length);
+  let j = 0;
+  try {
+    // Reads to the end even once every kept row is written: leaving blocks() early
+    // would leave its shard streams open (it does not close them on return).
+    for await (const b of parent.blocks()) {
+      ctx.signal?.throwIfAborted();
+      const end = b.offset + b.length;
+      if (j >= kept.length || kept[j] >= end) continue;
+      const read = rowReader(b, columns);
+      const start = j;
+      for (; j < kept.length && kept[j] < end; j++) {
+        const row = read(kept[j] - b.offset);
+        if (row.id !== ids[kept[j]]) {
+          throw new DataError(`row ${kept[j]} has id "${row.id}" now but had "${ids[kept[j]]}" when the selection was made`, {
+            file: parent.dir,
+            hint: 'The dataset changed while select was reading it; rerun select',
+          });
+        }
+        if (extra) row[extra.name] = extra.values[kept[j]];
+        await writer.writeRow(row);
+      }
+      progress.tick(j - start);
+    }
+  } finally {
+    progress.done();
+  }
+  if (j !== kept.length) {
+    throw new DataError(`the dataset ended before row ${kept[j]}`, { file: parent.dir, hint: 'The dataset changed while select was reading it; rerun select' });
+  }
+}
