@@ -1,6 +1,7 @@
 /**
- * Errors that reach a user carry a sysexits-style exit code (DESIGN.md) and,
- * where known, the file and row at fault plus a hint on what to do.
+ * Errors that reach a user carry a sysexits-style exit code and, where known,
+ * the file and row at fault plus a hint on what to do. The codes:
+ * docs/architecture.md#errors-and-exit-codes.
  */
 export const ExitCode = {
   ok: 0,

@@ -24,8 +24,9 @@ export function sha256Hex(data: string | Uint8Array): string {
 
 /**
  * A stage output's fingerprint: a function of the stage, its version, canonical
- * options, seed and the parents' fingerprints (DESIGN.md). 16 hex chars, as HF's
- * `_fingerprint` uses.
+ * options, seed and the parents' fingerprints; the pipeline runner skips a stage
+ * whose output already has it (docs/architecture.md#fingerprints-and-skipping).
+ * 16 hex chars, as HF's `_fingerprint` uses.
  */
 export function fingerprint(parts: {
   stage: string;

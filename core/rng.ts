@@ -1,6 +1,6 @@
 /**
  * Seeded pseudo-random numbers. All randomness in metacurate flows from an Rng
- * passed down explicitly, so runs are reproducible (DESIGN.md, determinism).
+ * passed down explicitly, so the same seed always gives the same output.
  * sfc32 seeded through splitmix32: fast, 128-bit state, good statistical quality.
  */
 export class Rng {

@@ -1,7 +1,8 @@
 /**
- * The on-disk dataset format (DESIGN.md "Dataset on disk"): HF save_to_disk
- * layout, Arrow IPC stream shards, plus our curation.json. This module is the one
- * home of the mapping between our column kinds, Arrow types and HF features.
+ * The on-disk dataset format (docs/architecture.md#a-dataset-on-disk): HF
+ * save_to_disk layout, Arrow IPC stream shards, plus our curation.json. This
+ * module is the one home of the mapping between our column kinds, Arrow types
+ * and HF features.
  */
 import {
   Binary, Bool, Field, FixedSizeList, Float32, Float64, Int32, Int64, Schema, Struct, Uint8, Utf8,

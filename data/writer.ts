@@ -1,7 +1,8 @@
 /**
  * The dataset writer: rows or columns in, HF-layout Arrow stream shards out,
- * atomically (DESIGN.md). Shards are cut by row count and by bytes, record
- * batches have a fixed row count, so the same rows always give the same bytes.
+ * atomically (docs/architecture.md#atomic-writes). Shards are cut by row count
+ * and by bytes, record batches have a fixed row count, so the same rows always
+ * give the same bytes.
  */
 import { createWriteStream, promises as fsp } from 'node:fs';
 import path from 'node:path';

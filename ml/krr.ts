@@ -1,9 +1,9 @@
 /**
- * Kernel ridge regression (KRR) on random-feature kernels (KIP/RFAD,
- * ANCHORS.md): the features Φ(x) are the penultimate activations of a few
- * freshly initialised ConvNets, concatenated, and K(a, b) = Φ(a)Φ(b)ᵀ — a
- * random-feature approximation of the architecture's infinite-width (NNGP)
- * kernel, linear in the number of images. With instance norm in the nets (the
+ * Kernel ridge regression (KRR) on random-feature kernels (KIP/RFAD;
+ * docs/methods/distillation.md): the features Φ(x) are the penultimate
+ * activations of a few freshly initialised ConvNets, concatenated, and
+ * K(a, b) = Φ(a)Φ(b)ᵀ — a random-feature approximation of the architecture's
+ * infinite-width (NNGP) kernel, linear in the number of images. With instance norm in the nets (the
  * distill stage's default, matching the DC-bench evaluation ConvNet) it is the
  * kernel of that architecture at random init rather than a classical NNGP.
  *

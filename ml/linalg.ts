@@ -101,10 +101,10 @@ const solveOp = tf.customGrad<tf.Tensor2D>(((a: tf.Tensor2D, b: tf.Tensor2D) => 
  * (float64) and is reused by the gradient.
  *
  * First order only: this is a tf.customGrad op, and tfjs differentiates
- * customGrad ops wrongly when the gradient itself is differentiated again
- * (TFJS_NOTES.md: the outer tape cannot see the saved values). Kernel ridge
- * regression and KIP/RCIG's direct and implicit terms only need one reverse pass
- * through a solve; never put this inside a nested tf.grad.
+ * customGrad ops wrongly when the gradient itself is differentiated again (the
+ * outer tape cannot see the values a custom gradient saves; docs/tfjs.md).
+ * Kernel ridge regression and KIP/RCIG's direct and implicit terms only need
+ * one reverse pass through a solve; never put this inside a nested tf.grad.
  */
 export function solveSpd(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
   return solveOp(a, b);

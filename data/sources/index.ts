@@ -1,6 +1,7 @@
 /**
  * Source detection and opening: one entry point for every input kind ingest
- * accepts (DESIGN.md "Stages": folders, IDX, CIFAR, CSV/JSONL, HF arrow).
+ * accepts (IDX, CIFAR, image folders, CSV/JSONL manifests, datasets). Adding
+ * a format: docs/extending.md#a-source-format.
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';

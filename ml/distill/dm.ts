@@ -1,8 +1,8 @@
 /**
- * `dm`: distribution matching (Zhao & Bilen, ANCHORS.md). Each step draws a
- * freshly initialised ConvNet and, for every class, moves the mean embedding
- * (penultimate features) of the synthetic images towards that of a batch of
- * real images of the class:
+ * `dm`: distribution matching (Zhao & Bilen 2023; docs/methods/distillation.md).
+ * Each step draws a freshly initialised ConvNet and, for every class, moves the
+ * mean embedding (penultimate features) of the synthetic images towards that of
+ * a batch of real images of the class:
  *   L = Σ_c ‖ mean φ(X_real,c) − mean φ(X_syn,c) ‖².
  * Single level and first order; SGD with momentum 0.5 on the pixels, as the
  * paper does. Labels stay one-hot. No differentiable augmentation (DSA), which

@@ -1,7 +1,7 @@
 /**
- * `krr`: KIP with RFAD's random-feature kernel (ANCHORS.md). The synthetic
- * images X_s and labels Y_s are the support set of a kernel ridge regression;
- * each step predicts a real batch with it,
+ * `krr`: KIP with RFAD's random-feature kernel (docs/methods/distillation.md).
+ * The synthetic images X_s and labels Y_s are the support set of a kernel ridge
+ * regression; each step predicts a real batch with it,
  *   ŷ_t = K(X_t, X_s) (K(X_s, X_s) + λ̃I)⁻¹ Y_s,   K = ΦΦᵀ,
  * where Φ are the penultimate features of a few freshly initialised ConvNets, and
  * takes an Adam step on X_s and Y_s against the loss of ŷ_t: cross-entropy of

@@ -1,32 +1,21 @@
 /**
  * `rcig`: dataset distillation with convexified implicit gradients (Loo et al.
- * 2023; ANCHORS.md), after the authors' public implementation.
+ * 2023), after the authors' public implementation. The method, its settings
+ * and where this departs from the paper: docs/methods/distillation.md.
  *
- * The inner model, for a pool model θ₀ (a ConvNet; RCIG uses none, the distill
- * stage defaults to instance norm to match the DC-bench evaluation ConvNet):
+ * The formulas the functions below implement. Inner model, for a pool model θ₀:
  *   f(x) = J(x) Δ + φ₀(x)ᵀ W,
- * the body linearised around θ₀ with offset Δ (ml/distill/linearize.ts; the
- * constant f(x; θ₀) is left out, as RCIG does) and the last layer W solved in
- * closed form by kernel ridge regression on θ₀'s penultimate features φ₀. On the
- * synthetic set (X, Y), with K = φ₀(X)φ₀(X)ᵀ, M = (K + λI)⁻¹ and E = Y − J(X)Δ,
- * the inner loss (RCIG's, after the KRR last layer is substituted in) is the
- * convex quadratic
+ * the body linearised around θ₀ (ml/distill/linearize.ts; the constant
+ * f(x; θ₀) is left out, as RCIG does) and W solved by kernel ridge regression
+ * on θ₀'s penultimate features φ₀. With K = φ₀(X)φ₀(X)ᵀ, M = (K + λI)⁻¹,
+ * E = Y − J(X)Δ and λ = ridge · n · mean diag(K) (RCIG: 0.0005 · n in its own
+ * kernel scale), the inner loss is the convex quadratic
  *   L_in(Δ) = λ/(2nC) · (tr(Eᵀ M E) + ‖Δ‖²).
- * The outer loss is the cross-entropy of exp(τ)·f on a batch of real images
- * (τ a learned log-temperature). Its gradient in (X, Y) is
- *   direct term  ∂L_out/∂(X, Y) at fixed Δ*
- *   − implicit term  ∂/∂(X, Y) ⟨h, ∇_Δ L_in(Δ*; X, Y)⟩,  h = H⁻¹ ∇_Δ L_out,
- * (implicit function theorem), with H = ∇²_Δ L_in. Δ* comes from `innerSteps`
- * Adam steps from 0; h from `hinvSteps` Adam steps on ½hᵀHh − hᵀg; the implicit
- * term is clipped to the direct term's norm (per tensor), and dropped when not
- * finite. Images and labels take Adam steps; an EMA (0.99) of them is the
- * result. A pool of models: each step uses one at random, then trains it a few
- * Adam steps on the synthetic set (MSE, plain network), and re-initialises it
- * after `poolReset` such steps. The Adam learning rates of the inner and H⁻¹
- * solves are tuned at the first step (doubled while the losses fall
- * monotonically) and adapted every 50 steps, as the reference code does.
- *
- * λ = ridge · n · mean diag(K) (RCIG: 0.0005 · n in its own kernel scale).
+ * The outer loss is the cross-entropy of exp(τ)·f on real images; its gradient
+ * in (X, Y) is the direct term at fixed Δ* minus the implicit term
+ * ∂/∂(X, Y) ⟨h, ∇_Δ L_in(Δ*; X, Y)⟩ with h = H⁻¹ ∇_Δ L_out, H = ∇²_Δ L_in.
+ * Δ* and h come from Adam solves; the implicit term is clipped to the direct
+ * term's norm (per tensor) and dropped when not finite.
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../../core/rng.js';

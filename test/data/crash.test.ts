@@ -1,5 +1,5 @@
 /**
- * Crash safety (DESIGN.md "Writes are atomic"): a writer killed with SIGKILL mid-write
+ * Crash safety (docs/architecture.md#atomic-writes): a writer killed with SIGKILL mid-write
  * leaves the previous state or nothing, never half a dataset. The writer runs in a child
  * process from the compiled dist/ (`npm test` builds it first, in pretest).
  */
