@@ -57,7 +57,7 @@ export function buildProgram(session: CliSession): Command {
   return program;
 }
 
-/** Runs the CLI and returns the exit code (DESIGN.md: sysexits). */
+/** Runs the CLI and returns its exit code, sysexits style (docs/architecture.md#errors-and-exit-codes). */
 export async function main(argv: string[] = process.argv, streams = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   const abort = new AbortController();
   const session = createSession(streams, abort.signal);
