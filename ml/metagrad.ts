@@ -3,7 +3,7 @@
  * to every training example's loss weight (at the weights the trainer was
  * created with), by exact reverse mode through the
  * whole run. States are rebuilt with REPLAY (a lazy k-ary tree of checkpoints,
- * ANCHORS.md), so memory is O(k·log_k T) optimizer states instead of T.
+ * docs/methods/metagradients.md), so memory is O(k·log_k T) optimizer states instead of T.
  *
  * Each reverse step is a vector-Jacobian product of one optimizer step,
  * state_{t+1} = step(state_t, w_{B_t}), taken with tf.grads of a function that
@@ -31,6 +31,16 @@ export interface MetagradOptions {
   k?: number;
   /** Memory the stored states may take, in bytes (default 2 GiB). Checked before any work. */
   maxStateBytes?: number;
+  /**
+   * The first step whose example weights are differentiated (default 0): the
+   * weights "enter late", so only steps from..T−1 are reversed and dφ/dw_i sums
+   * row i's influence over the end of training only. Steps before it are plain
+   * training. Cheaper, and the late part of a run is where a row's gradient
+   * agrees or disagrees most clearly with the target's (docs/methods/metagradients.md).
+   */
+  from?: number;
+  /** Called once with the trained parameters θ_T (before the reverse pass): e.g. to measure a held-out loss. */
+  atEnd?: (params: readonly tf.Tensor[]) => void;
   onProgress?: (done: number, total: number) => void;
   signal?: AbortSignal;
 }
@@ -42,6 +52,8 @@ export interface MetagradResult {
   targetLoss: number;
   stats: {
     steps: number;
+    /** The first differentiated step. */
+    from: number;
     k: number;
     depth: number;
     forwardSteps: number;
@@ -106,7 +118,9 @@ export async function metagradient(trainer: Trainer, targetLoss: TargetLoss, opt
   const k = opts.k ?? 16;
   const T = trainer.steps;
   const n = trainer.numExamples;
-  const plan = replayPlan(T, k);
+  const from = opts.from ?? 0;
+  if (!(Number.isInteger(from) && from >= 0 && from <= T)) throw new UsageError(`the first differentiated step must be within 0…${T}, got ${from}`);
+  const plan = replayPlan(T - from, k);
 
   const s0 = trainer.initState();
   const bytes = stateBytes(s0);
@@ -121,7 +135,7 @@ export async function metagradient(trainer: Trainer, targetLoss: TargetLoss, opt
   }
 
   const grad = new Float32Array(n);
-  const stats = { steps: T, k, depth: plan.depth, forwardSteps: 0, backwardSteps: 0, peakStoredStates: 1, stateBytes: bytes };
+  const stats = { steps: T, from, k, depth: plan.depth, forwardSteps: 0, backwardSteps: 0, peakStoredStates: 1, stateBytes: bytes };
   let stored = 1;
   const track = (delta: number) => {
     stored += delta;
@@ -219,7 +233,7 @@ export async function metagradient(trainer: Trainer, targetLoss: TargetLoss, opt
           tf.dispose(st);
           track(-1);
         }
-        opts.onProgress?.(stats.backwardSteps, T);
+        opts.onProgress?.(stats.backwardSteps, T - from);
       }
       return v;
     }
@@ -239,18 +253,32 @@ export async function metagradient(trainer: Trainer, targetLoss: TargetLoss, opt
     return v;
   };
 
+  // Plain training up to the first differentiated step: no state is kept.
+  let start = s0;
+  for (let t = 0; t < from; t++) {
+    const next = forward(start, t);
+    tf.dispose(start);
+    start = next;
+    if (t % 50 === 49) checkAbort();
+  }
+  if (from > 0 && !isFinite(start)) {
+    tf.dispose(start);
+    throw new TrainingDivergedError(from - 1, trainer.lr(from - 1), 'the parameters became non-finite before the differentiated steps');
+  }
+
   // Top level: train forward keeping the first level's boundaries, take φ and
   // its gradient at the end, then reverse through the segments.
-  const bounds = splitSegments(0, T, k);
-  const kept = new Map<number, State>([[0, s0]]);
-  const final = advance(s0, 0, T, new Set(bounds.slice(1, -1)), kept);
-  if (T > 0 && !isFinite(final)) {
+  const bounds = splitSegments(from, T, k);
+  const kept = new Map<number, State>([[from, start]]);
+  const final = advance(start, from, T, new Set(bounds.slice(1, -1)), kept);
+  if (T > from && !isFinite(final)) {
     const step = firstNonFiniteStep(kept, bounds);
     tf.dispose([...new Set([...kept.values(), final].flat())]);
     throw new TrainingDivergedError(step, trainer.lr(step), 'the parameters became non-finite');
   }
   const P = trainer.numParams;
   const params = final.slice(0, P);
+  opts.atEnd?.(params);
   let targetLossValue = 0;
   let gParams: tf.Tensor[] = params.map((p) => tf.zerosLike(p));
   for (let c = 0; c < targetLoss.chunks; c++) {
@@ -264,11 +292,11 @@ export async function metagradient(trainer: Trainer, targetLoss: TargetLoss, opt
     gParams = summed;
   }
   let v: State = [...gParams, ...final.slice(P).map((t) => tf.zerosLike(t))];
-  if (T > 0 && !bounds.slice(1, -1).includes(T)) {
+  if (T > from && !bounds.slice(1, -1).includes(T)) {
     tf.dispose(final);
     track(-1);
   }
-  for (let j = bounds.length - 2; j >= 0 && T > 0; j--) {
+  for (let j = bounds.length - 2; j >= 0 && T > from; j--) {
     const segStart = kept.get(bounds[j])!;
     v = reverse(segStart, bounds[j], bounds[j + 1], v);
     tf.dispose(segStart);
@@ -276,7 +304,7 @@ export async function metagradient(trainer: Trainer, targetLoss: TargetLoss, opt
     await new Promise((r) => setImmediate(r));
   }
   tf.dispose(v);
-  if (T === 0) tf.dispose(s0);
+  if (T === from) tf.dispose(start);
   return { grad, targetLoss: targetLossValue, stats };
 }
 

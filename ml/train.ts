@@ -25,6 +25,8 @@ export const trainConfigSchema = z.object({
   seed: z.number().int().min(0),
   /** Drop each epoch's last, smaller batch (default false, as PyTorch's DataLoader). */
   dropLast: z.boolean().default(false),
+  /** Stop after this many steps, inside the last epoch (equal compute for sets of different sizes). */
+  maxSteps: z.number().int().positive().optional(),
 }).strict();
 
 export type TrainConfig = z.input<typeof trainConfigSchema>;
@@ -86,6 +88,8 @@ export interface Trainer {
 export interface TrainerOptions {
   /** Per-example loss weights (length n, default all 1). */
   weights?: Float32Array;
+  /** The step from which `weights` apply; every row weighs 1 before it (default 0: from the start). */
+  weightsFrom?: number;
 }
 
 /** Checks that `train` can be trained on: rows, targets, and weights of the right length. */
@@ -114,7 +118,8 @@ export function createTrainer(cfg: TrainConfig, train: Examples, opts: TrainerOp
   const K = train.numClasses;
   const model = makeModel(config.model, { inputShape: train.shape, numClasses: K });
   const optimizer = makeOptimizer(config.optimizer);
-  const batches = batchSchedule(n, config.batchSize, config.epochs, config.seed, config.dropLast);
+  const schedule = batchSchedule(n, config.batchSize, config.epochs, config.seed, config.dropLast);
+  const batches = config.maxSteps !== undefined ? schedule.slice(0, config.maxSteps) : schedule;
   if (batches.length === 0) {
     throw new UsageError(`no full batch of ${config.batchSize} in ${n} rows with dropLast`, { hint: 'Lower the batch size or turn dropLast off' });
   }
@@ -131,9 +136,10 @@ export function createTrainer(cfg: TrainConfig, train: Examples, opts: TrainerOp
     };
   };
 
+  const weightsFrom = opts.weightsFrom ?? 0;
   const batchWeights = (t: number): tf.Tensor1D => {
     const idx = batches[t];
-    if (!weights) return tf.ones([idx.length]);
+    if (!weights || t < weightsFrom) return tf.ones([idx.length]);
     const w = new Float32Array(idx.length);
     for (let i = 0; i < idx.length; i++) w[i] = weights[idx[i]];
     return tf.tensor1d(w);
