@@ -314,3 +314,13 @@ export function openDataset(dir: string, opts?: OpenOptions): Promise<Dataset> {
   return Dataset.open(dir, opts);
 }
 
+
+/** One column of every row as strings (ids, the planted kind): small per row, so whole. */
+export async function readStrings(ds: Dataset, column: string): Promise<string[]> {
+  const out: string[] = new Array(await ds.countRows());
+  for await (const b of ds.blocks()) {
+    const v = b.column(column);
+    for (let i = 0; i < b.length; i++) out[b.offset + i] = String(v.get(i));
+  }
+  return out;
+}

@@ -13,7 +13,7 @@ import { loadExamples, subsetExamples, type Examples } from '../data/batch.js';
 import { openDataset } from '../data/reader.js';
 import { initBackend, type BackendInfo, type BackendRequest } from './backend.js';
 import { EVAL_BATCH_SIZE, evaluateModel } from './evaluate.js';
-import { computeScores, loadScorerPlugin, type ScoreSettings } from './scores/index.js';
+import { computeScores, loadScorerPlugin, type ExtraColumn, type ScoreSettings } from './scores/index.js';
 import { rateRange, trainRater, type NamedWeights, type RateRange, type RaterArch, type RaterTrainSettings } from './rater/index.js';
 import { TrainingDivergedError, createTrainer, type TrainConfig } from './train.js';
 
@@ -91,6 +91,7 @@ export interface TrainJobResult {
 export interface ScoreJobResult {
   scores: Float32Array;
   details: Record<string, unknown>;
+  columns?: Record<string, ExtraColumn>;
   seconds: number;
   backend: string;
 }
@@ -237,10 +238,10 @@ const JOB_KINDS: { [K in Job['kind']]: JobKind<JobOfKind<K>> } = {
     async run(job, { onProgress }) {
       const train = await loadRef(job.train);
       const target = job.target ? await loadRef(job.target) : undefined;
-      const { scores, details } = await computeScores(train, target, job.settings, onProgress);
-      return { scores, details };
+      const { scores, details, columns } = await computeScores(train, target, job.settings, onProgress);
+      return { scores, details, columns };
     },
-    transfer: (r) => [r.scores.buffer],
+    transfer: (r) => [r.scores.buffer, ...Object.values(r.columns ?? {}).map((c) => c.values.buffer)],
   },
   // Rating streams its rows: it never loads a whole dataset.
   rate: {

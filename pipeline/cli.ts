@@ -18,9 +18,11 @@ import { registerEvaluate } from './commands/evaluate.js';
 import { registerSelect } from './commands/select.js';
 import { registerDistill } from './commands/distill.js';
 import { registerRate } from './commands/rate.js';
+import { registerPlant } from './commands/plant.js';
+import { registerLabelIssues } from './commands/label-issues.js';
 
 const COMMANDS: RegisterCommand[] = [
-  registerIngest, registerScore, registerRate, registerSelect, registerDistill, registerEvaluate, registerInspect, registerExport, registerRun,
+  registerIngest, registerPlant, registerScore, registerLabelIssues, registerRate, registerSelect, registerDistill, registerEvaluate, registerInspect, registerExport, registerRun,
 ];
 
 /** The values of every `--plugin X` / `--plugin=X` (a global option: no command has a flag of that name). */

@@ -10,6 +10,8 @@ import { selectStage } from '../stages/select/index.js';
 import { rateStage } from '../stages/rate.js';
 import { evaluateStage } from '../stages/evaluate.js';
 import { distillStage } from '../stages/distill.js';
+import { plantStage } from '../stages/plant.js';
+import { labelIssuesStage } from '../stages/label-issues.js';
 
 export type AnyStage = Stage;
 export type StageRegistry = Readonly<Record<string, AnyStage>>;
@@ -21,6 +23,8 @@ export const STAGES: StageRegistry = {
   select: selectStage,
   evaluate: evaluateStage,
   distill: distillStage,
+  plant: plantStage,
+  'label-issues': labelIssuesStage,
 };
 
 /** Options the runner owns: a pipeline file may not set them. */

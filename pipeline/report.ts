@@ -193,6 +193,50 @@ function budgetMarkdown(b: BudgetReport): string[] {
   return lines;
 }
 
+type Planted = Record<string, { rows?: number; auroc?: number | null; flagged?: number; pool?: number; kept?: number; fraction?: number }>;
+
+/**
+ * When the pool carries planted problems (the plant stage): how well each score
+ * ranked each kind below the clean rows, and what each selection kept of each.
+ */
+export function plantedMarkdown(stages: StageReport[]): string[] {
+  const withPlanted = (kind: string) => stages.filter((s) => s.stage === kind && s.summary.planted && typeof s.summary.planted === 'object');
+  const scores = withPlanted('score');
+  const selections = withPlanted('select');
+  if (!scores.length && !selections.length) return [];
+  const lines = ['', '## Planted problems', ''];
+  const fmt = (v: number | null | undefined, digits = 3) => (typeof v === 'number' ? v.toFixed(digits) : '–');
+  if (scores.length) {
+    const kinds = [...new Set(scores.flatMap((s) => Object.keys(s.summary.planted as Planted)))].filter((k) => k !== 'clean').sort();
+    lines.push(
+      'AUROC of each score at ranking the rows of a planted kind below the clean rows (1 = all below, 0.5 = chance); ' +
+        'for scores that flag rows, the share flagged.',
+      '',
+      `| score | ${kinds.map((k) => `${k} AUROC | ${k} flagged`).join(' | ')} | clean flagged |`,
+      `| --- | ${kinds.map(() => '---: | ---:').join(' | ')} | ---: |`,
+      ...scores.map((s) => {
+        const p = s.summary.planted as Planted;
+        return `| ${s.id} (${String(s.summary.method)}) | ${kinds.map((k) => `${fmt(p[k]?.auroc)} | ${fmt(p[k]?.flagged, 2)}`).join(' | ')} | ${fmt(p.clean?.flagged, 2)} |`;
+      }),
+      '',
+    );
+  }
+  if (selections.length) {
+    const kinds = [...new Set(selections.flatMap((s) => Object.keys(s.summary.planted as Planted)))].sort();
+    lines.push(
+      'Share of each kind of row that each selection kept.',
+      '',
+      `| selection | method | budget | ${kinds.join(' | ')} |`,
+      `| --- | --- | ---: | ${kinds.map(() => '---:').join(' | ')} |`,
+      ...selections.map((s) => {
+        const p = s.summary.planted as Planted;
+        return `| ${s.id} | ${selectionMethod(s.summary)} | ${formatNumber(num(s.summary.budget) ?? 0)} | ${kinds.map((k) => fmt(p[k]?.fraction, 2)).join(' | ')} |`;
+      }),
+    );
+  }
+  return lines;
+}
+
 export function reportMarkdown(report: PipelineReport): string {
   const lines = [
     `# Pipeline report: ${report.name}`,
@@ -209,6 +253,7 @@ export function reportMarkdown(report: PipelineReport): string {
     ),
   ];
   if (report.budget) lines.push(...budgetMarkdown(report.budget));
+  lines.push(...plantedMarkdown(report.stages));
   for (const s of report.stages) {
     lines.push('', `## ${s.id} (${s.stage})`, '');
     if (s.inputs.length) lines.push(`inputs: ${s.inputs.map((i) => `\`${i}\``).join(', ')}`, '');

@@ -5,19 +5,23 @@
  * more valuable to keep. Seeds run as parallel worker-thread jobs and are
  * combined here: the mean, with a `<method>_std` column beside it.
  */
+import path from 'node:path';
 import { z } from 'zod';
 import { UsageError } from '../core/errors.js';
-import { readShard } from '../data/reader.js';
+import { readShard, readStrings } from '../data/reader.js';
 import { runJobs, type ScoreJob } from '../ml/pool.js';
-import { combineSeeds, getScorer, scorerNames, seedList, type ScoreSettings } from '../ml/scores/index.js';
+import { combineColumns, combineSeeds, getScorer, scorerNames, seedList, splitHalfAgreement, type ScoreSettings } from '../ml/scores/index.js';
 import { scheduleSpecSchema } from '../ml/schedule.js';
 import type { TrainConfig } from '../ml/train.js';
 import { defineStage, one, parentOf } from './define.js';
+import { detection, plantedKinds } from './planted.js';
 import type { StageContext, StageResult } from './context.js';
 import { backendOption, checkCompatible, checkLabelled, describeDataset, type DataInfo } from './inputs.js';
 import { REPLAY_DEFAULTS, replayOptions, trainChoicesFor, trainConfigOf, trainingOptions } from './training.js';
 
 export const SCORE_VERSION = '2';
+/** Below this split-half Spearman an ensemble's ranking is mostly seed noise: the stage warns. */
+export const AGREEMENT_WARNING = 0.8;
 
 const positiveInt = z.number().int().positive();
 const replay = replayOptions('metagrad');
@@ -28,12 +32,17 @@ export const scoreOptions = z.object({
   method: z.string().refine((m) => scorerNames().includes(m), { error: () => `unknown score method; the methods are ${scorerNames().join(', ')}` }).default('metagrad')
     .describe('scoring method (see "Methods" below)'),
   ...trainingOptions('the scored run'),
-  schedule: scheduleSpecSchema.default({ kind: 'constant' }).describe('learning-rate schedule, a JSON spec'),
+  schedule: scheduleSpecSchema.optional().describe('learning-rate schedule, a JSON spec (default: the method\'s; constant for all but metagrad)'),
   seeds: positiveInt.optional().describe('independent runs to combine (default: the method\'s, 4 for el2n and grand, else 1); adds a <method>_std column'),
   seed: z.number().int().min(0).default(0).describe('first seed'),
   k: replay.k.default(REPLAY_DEFAULTS.k),
   maxMemoryMiB: replay.maxMemoryMiB.default(REPLAY_DEFAULTS.maxMemoryMiB),
   epochsForScore: z.number().int().min(0).optional().describe('el2n, grand: epochs trained before scoring (default 10% of the run, at least 1)'),
+  combine: z.enum(['mean', 'rank']).optional()
+    .describe('how seeds combine: the mean of the scores, or of each run\'s percentile ranks (default: the method\'s; rank for metagrad)'),
+  enterAt: z.number().min(0).lt(1).optional()
+    .describe('metagrad: the fraction of the run after which the example weights enter (default 0.5)'),
+  folds: z.number().int().min(2).optional().describe('confident: folds of the out-of-sample predictions (default 5)'),
   backend: backendOption,
   parallelism: positiveInt.optional().describe('worker threads at most (default: all cores); does not change the results'),
   overwrite: z.boolean().default(false).describe('replace the output if it exists'),
@@ -47,6 +56,12 @@ export interface ScoreSummary {
   rows: number;
   seeds: number[];
   columns: string[];
+  /** How the seeds were combined. */
+  combine: 'mean' | 'rank';
+  /** When the pool has planted problems: per kind, how well the score finds it. */
+  planted?: ReturnType<typeof detection>;
+  /** With two or more seeds: how well two halves of the ensemble agree (Spearman), and the estimate for the whole. */
+  agreement?: { split_half_spearman: number; full_ensemble_estimate: number };
   /** Mean, min and max of the scores. */
   mean: number;
   min: number;
@@ -65,11 +80,25 @@ function trainConfigFor(o: Parsed, seed: number): TrainConfig {
   return trainConfigOf(trainChoicesFor(getScorer(o.method).trainDefaults, o), seed);
 }
 
+/** How seeds combine: the option, else the method's own way. */
+function combineOf(o: Parsed): 'mean' | 'rank' {
+  return o.combine ?? getScorer(o.method).combine ?? 'mean';
+}
+
 /** Options that change the scores: not where they go, nor how many threads. */
 function canonicalOptions(o: Parsed): Record<string, unknown> {
-  const { out: _o, overwrite: _w, parallelism: _p, target: _t, backend: _b, ...rest } = o;
-  const version = getScorer(o.method).version;
-  return { ...rest, seeds: seedList(o.method, o.seed, o.seeds).length, ...(version ? { methodVersion: version } : {}) };
+  const { out: _o, overwrite: _w, parallelism: _p, target: _t, backend: _b, combine: _c, ...rest } = o;
+  const scorer = getScorer(o.method);
+  const version = scorer.version;
+  return {
+    ...rest,
+    // Resolved, as the option's default used to be: outputs made before keep their fingerprints.
+    schedule: o.schedule ?? scorer.trainDefaults.schedule ?? { kind: 'constant' },
+    seeds: seedList(o.method, o.seed, o.seeds).length,
+    // Spelled out only when not the mean, so outputs made before rank combination keep their fingerprints.
+    ...(combineOf(o) !== 'mean' ? { combine: combineOf(o) } : {}),
+    ...(version ? { methodVersion: version } : {}),
+  };
 }
 
 export const scoreStage = defineStage({
@@ -105,16 +134,7 @@ export const scoreStage = defineStage({
     const seeds = seedList(o.method, o.seed, o.seeds);
     const column = o.method;
     // Refuse an existing output before hours of work, not after.
-    const writer = await out.dataset({
-      columns: [
-        { name: 'id', kind: 'string' },
-        { name: column, kind: 'float32' },
-        ...(seeds.length > 1 ? [{ name: `${column}_std`, kind: 'float32' as const }] : []),
-      ],
-      shardSizes: await shardSizes(train),
-      sidecarOf: train.ds.fingerprint,
-      description: `${o.method} scores of ${train.dir} (higher = more valuable to keep)`,
-    });
+    // Refuse an existing output before hours of work, not after: the template checked it, and the writer opens once the columns are known.
     ctx.log.info({ method: o.method, rows: train.n, seeds: seeds.length }, `scoring ${train.n} rows with ${o.method}`);
     const settings = (seed: number): ScoreSettings => ({
       method: o.method,
@@ -122,18 +142,42 @@ export const scoreStage = defineStage({
       k: o.k,
       maxStateBytes: o.maxMemoryMiB * 2 ** 20,
       epochsForScore: o.epochsForScore,
+      enterAt: o.enterAt,
+      folds: o.folds,
     });
     const results = await runScoreJobs(ctx, seeds.map((seed) => ({
       kind: 'score', train: { dir: train.dir }, target: target ? { dir: target.dir } : undefined, settings: settings(seed),
     })), o);
-    const combined = combineSeeds(results.map((r) => r.scores));
-    const ids = await readIds(train);
-    await writer.writeColumns({ id: ids, [column]: combined.scores, ...(combined.std ? { [`${column}_std`]: combined.std } : {}) });
+    const how = combineOf(o);
+    const combined = combineSeeds(results.map((r) => r.scores), how);
+    const extra = Object.fromEntries(Object.entries(combineColumns(results)).map(([name, v]) => [`${column}_${name}`, v]));
+    const agreement = splitHalfAgreement(results.map((r) => r.scores), how);
+    if (agreement && agreement.splitHalf < AGREEMENT_WARNING) {
+      ctx.log.warn({ splitHalf: agreement.splitHalf, seeds: seeds.length },
+        `the ${o.method} scores of two halves of the ensemble agree at Spearman ${agreement.splitHalf.toFixed(2)}: rankings are partly seed noise; more seeds (--seeds) make them steadier`);
+    }
+    const ids = await readStrings(train.ds, 'id');
+    const planted = await plantedKinds(train.ds);
+    const writer = await out.dataset({
+      columns: [
+        { name: 'id', kind: 'string' },
+        { name: column, kind: 'float32' },
+        ...(seeds.length > 1 ? [{ name: `${column}_std`, kind: 'float32' as const }] : []),
+        ...Object.keys(extra).map((name) => ({ name, kind: 'float32' as const })),
+      ],
+      shardSizes: await shardSizes(train),
+      sidecarOf: train.ds.fingerprint,
+      description: `${o.method} scores of ${path.basename(train.dir)} (higher = more valuable to keep)`,
+    });
+    await writer.writeColumns({ id: ids, [column]: combined.scores, ...(combined.std ? { [`${column}_std`]: combined.std } : {}), ...extra });
     const summary: ScoreSummary = {
       method: o.method,
       rows: train.n,
       seeds,
-      columns: combined.std ? [column, `${column}_std`] : [column],
+      columns: [column, ...(combined.std ? [`${column}_std`] : []), ...Object.keys(extra)],
+      combine: how,
+      ...(agreement ? { agreement: { split_half_spearman: agreement.splitHalf, full_ensemble_estimate: agreement.fullEstimate } } : {}),
+      ...(planted ? { planted: detection(combined.scores, planted, extra[`${column}_issue`]) } : {}),
       ...range(combined.scores),
       protocol: trainConfigFor(o, o.seed),
       details: results.map((r) => r.details),
@@ -145,7 +189,7 @@ export const scoreStage = defineStage({
 });
 
 /** Runs score jobs in worker threads with one combined progress bar. */
-async function runScoreJobs(ctx: StageContext, jobs: ScoreJob[], o: Pick<Parsed, 'parallelism' | 'backend' | 'method'>) {
+export async function runScoreJobs(ctx: StageContext, jobs: ScoreJob[], o: Pick<Parsed, 'parallelism' | 'backend' | 'method'>) {
   const progress = ctx.progress(`score ${o.method}`);
   const done = new Array(jobs.length).fill(0);
   const totals = new Array(jobs.length).fill(0);
@@ -193,15 +237,6 @@ export async function shardSizes(d: DataInfo): Promise<number[]> {
     sizes.push(n);
   }
   return sizes;
-}
-
-export async function readIds(d: DataInfo): Promise<string[]> {
-  const ids: string[] = new Array(d.n);
-  for await (const b of d.ds.blocks()) {
-    const v = b.column('id');
-    for (let i = 0; i < b.length; i++) ids[b.offset + i] = String(v.get(i));
-  }
-  return ids;
 }
 
 /** Scores every row of `trainDir` and writes the sidecar to `options.out` (the library form of `metacurate score`). */

@@ -67,7 +67,7 @@ export function trainChoicesFor(d: TrainDefaults, o: Partial<TrainChoices> & { s
     model: o.model ?? (d.model as TrainChoices['model']),
     optimizer: o.optimizer ?? (d.optimizer as TrainChoices['optimizer']),
     lr: o.lr,
-    schedule: o.schedule ?? { kind: 'constant' },
+    schedule: o.schedule ?? d.schedule ?? { kind: 'constant' },
     epochs: o.epochs ?? d.epochs,
     batchSize: o.batchSize ?? d.batchSize,
   };

@@ -10,24 +10,27 @@ import { DataError, UsageError } from '../../core/errors.js';
 import type { Examples } from '../../data/batch.js';
 import { createTrainer, type TrainConfig } from '../train.js';
 import { Work } from './common.js';
+import { aumScorer } from './aum.js';
+import { confidentScorer } from './confident.js';
 import { el2nScorer } from './el2n.js';
 import { forgettingScorer } from './forgetting.js';
 import { grandScorer } from './grand.js';
 import { lossScorer } from './loss.js';
 import { metagradScorer } from './metagrad.js';
 import { tracinScorer } from './tracin.js';
-import type { Scorer, ScorerSettings } from './types.js';
+import { averageRanks, spearman } from '../../core/metrics.js';
+import type { ExtraColumn, Scorer, ScorerSettings } from './types.js';
 
-export type { Scorer, ScorerInput, ScorerOutput, ScorerSettings, TrainDefaults } from './types.js';
+export type { ExtraColumn, Scorer, ScorerInput, ScorerOutput, ScorerSettings, TrainDefaults } from './types.js';
 export { Work } from './common.js';
-export { METAGRAD_TRAIN_DEFAULTS, REPLAY_DEFAULTS } from './metagrad.js';
+export { METAGRAD_DEFAULTS, METAGRAD_TRAIN_DEFAULTS, REPLAY_DEFAULTS } from './metagrad.js';
 export { BASELINE_TRAIN_DEFAULTS } from './common.js';
 export { el2n } from './el2n.js';
 export { ForgettingTracker } from './forgetting.js';
 export { forwardWithTaps, perExampleGradDots, perExampleGradNorms, tapShapes } from './pergrad.js';
 
 /** The built-in methods, in the order help and docs list them. */
-const SCORERS: Scorer[] = [metagradScorer, lossScorer, el2nScorer, grandScorer, forgettingScorer, tracinScorer];
+const SCORERS: Scorer[] = [metagradScorer, lossScorer, el2nScorer, grandScorer, forgettingScorer, tracinScorer, aumScorer, confidentScorer];
 
 const registry = new Map<string, Scorer>(SCORERS.map((s) => [s.name, s]));
 
@@ -88,6 +91,7 @@ export interface ScoreOutput {
   /** The method's own quantity, unoriented. */
   raw: Float32Array;
   details: Record<string, unknown>;
+  columns?: Record<string, ExtraColumn>;
 }
 
 /** Orients a raw quantity so that higher = keep (0 − v, not −v: no −0 in the output). */
@@ -111,7 +115,7 @@ export async function computeScores(
   const trainer = createTrainer(s.train, train);
   const input = { train, target, trainer, settings: s };
   const work = new Work(scorer.work(input), onProgress, signal);
-  const { raw, details } = await scorer.score({ ...input, work });
+  const { raw, details, columns } = await scorer.score({ ...input, work });
   if (raw.length !== train.ids.length) {
     throw new UsageError(`score method ${scorer.name} returned ${raw.length} values for ${train.ids.length} rows`);
   }
@@ -121,7 +125,7 @@ export async function computeScores(
       hint: 'Training was unstable: lower the learning rate (--lr) or use fewer epochs',
     });
   }
-  return { scores: orient(scorer, raw), raw, details: { ...details, seed: trainer.config.seed, seconds: (performance.now() - started) / 1000 } };
+  return { scores: orient(scorer, raw), raw, columns, details: { ...details, seed: trainer.config.seed, seconds: (performance.now() - started) / 1000 } };
 }
 
 /** The seeds a run averages: `seeds` of them (default the method's), from `first`. */
@@ -137,21 +141,63 @@ export interface Combined {
   std?: Float32Array;
 }
 
-/** Per-row mean and population std over seeds. */
-export function combineSeeds(runs: Float32Array[]): Combined {
-  const n = runs[0]?.length ?? 0;
+/** Percentile ranks in (0, 1), ties sharing their mean rank: a scale-free view of one run's scores. */
+export function percentileRanks(values: ArrayLike<number>): Float32Array {
+  const r = averageRanks(values);
+  return Float32Array.from(r, (v) => (v - 0.5) / r.length);
+}
+
+/** Per-row mean and population std over seeds, of the scores themselves or of their percentile ranks. */
+export function combineSeeds(runs: Float32Array[], how: 'mean' | 'rank' = 'mean'): Combined {
+  const values = how === 'rank' ? runs.map(percentileRanks) : runs;
+  const n = values[0]?.length ?? 0;
   const mean = new Float32Array(n);
   const std = new Float32Array(n);
   for (let i = 0; i < n; i++) {
     let s = 0;
-    for (const r of runs) s += r[i];
-    const m = s / runs.length;
+    for (const r of values) s += r[i];
+    const m = s / values.length;
     let v = 0;
-    for (const r of runs) v += (r[i] - m) ** 2;
+    for (const r of values) v += (r[i] - m) ** 2;
     mean[i] = m;
-    std[i] = Math.sqrt(v / runs.length);
+    std[i] = Math.sqrt(v / values.length);
   }
-  return runs.length > 1 ? { scores: mean, std } : { scores: mean };
+  return values.length > 1 ? { scores: mean, std } : { scores: mean };
+}
+
+/**
+ * How reproducible an ensemble is: the Spearman correlation between the
+ * combinations of its even and odd runs (each half the size), and the
+ * Spearman–Brown estimate for two independent ensembles of the full size.
+ */
+export function splitHalfAgreement(runs: Float32Array[], how: 'mean' | 'rank'): { splitHalf: number; fullEstimate: number } | undefined {
+  if (runs.length < 2) return undefined;
+  const even = combineSeeds(runs.filter((_, i) => i % 2 === 0), how).scores;
+  const odd = combineSeeds(runs.filter((_, i) => i % 2 === 1), how).scores;
+  const r = spearman(even, odd);
+  return { splitHalf: r, fullEstimate: r > -1 ? (2 * r) / (1 + r) : -1 };
+}
+
+/** Combines one extra column over seeds: the mean, or the most common value (ties: the smallest). */
+export function combineColumn(runs: Float32Array[], how: ExtraColumn['combine']): Float32Array {
+  if (how === 'mean') return combineSeeds(runs).scores;
+  const n = runs[0]?.length ?? 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const counts = new Map<number, number>();
+    for (const r of runs) counts.set(r[i], (counts.get(r[i]) ?? 0) + 1);
+    let best = Infinity;
+    let most = 0;
+    for (const [v, c] of counts) if (c > most || (c === most && v < best)) [best, most] = [v, c];
+    out[i] = best;
+  }
+  return out;
+}
+
+/** The extra columns of several seeds' outputs, each combined its own way. */
+export function combineColumns(outputs: { columns?: Record<string, ExtraColumn> }[]): Record<string, Float32Array> {
+  const first = outputs[0]?.columns ?? {};
+  return Object.fromEntries(Object.entries(first).map(([name, col]) => [name, combineColumn(outputs.map((o) => o.columns![name].values), col.combine)]));
 }
 
 /** In-process: scores with every seed one after another and combines them (library and benches). */
@@ -168,7 +214,9 @@ export async function scoreSeeds(
     const progress = onProgress && ((d: number, t: number) => onProgress(j * t + d, seeds.length * t));
     runs.push(await computeScores(train, target, { ...s, train: { ...s.train, seed } }, progress, opts.signal));
   }
-  const combined = combineSeeds(runs.map((r) => r.scores));
+  const how = getScorer(s.method).combine ?? 'mean';
+  const combined = combineSeeds(runs.map((r) => r.scores), how);
   const raw = combineSeeds(runs.map((r) => r.raw)).scores;
-  return { ...combined, raw, details: { method: s.method, seeds, runs: runs.map((r) => r.details) }, runs };
+  const agreement = splitHalfAgreement(runs.map((r) => r.scores), how);
+  return { ...combined, raw, details: { method: s.method, seeds, runs: runs.map((r) => r.details), agreement }, runs };
 }

@@ -8,6 +8,7 @@
 import type { Examples } from '../../data/batch.js';
 import type { ModelSpec } from '../models.js';
 import type { OptimizerSpec } from '../optim.js';
+import type { ScheduleSpec } from '../schedule.js';
 import type { Trainer } from '../train.js';
 import type { Work } from './common.js';
 
@@ -15,6 +16,8 @@ import type { Work } from './common.js';
 export interface TrainDefaults {
   model: ModelSpec;
   optimizer: OptimizerSpec;
+  /** Default constant. */
+  schedule?: ScheduleSpec;
   epochs: number;
   batchSize: number;
 }
@@ -33,6 +36,15 @@ export interface ScorerSettings {
   scoreBatchSize?: number;
   /** Folds of out-of-sample methods (confident). */
   folds?: number;
+  /** metagrad: the fraction of the run after which the example weights enter (0 = from the start). */
+  enterAt?: number;
+}
+
+/** An extra per-row column a method writes beside its score (e.g. a label-issue flag). */
+export interface ExtraColumn {
+  values: Float32Array;
+  /** How several seeds combine: their mean (fractions, probabilities) or their most common value (labels). */
+  combine: 'mean' | 'mode';
 }
 
 export interface ScorerInput {
@@ -50,6 +62,8 @@ export interface ScorerOutput {
   raw: Float32Array;
   /** Numbers worth recording in the score summary (target loss, steps, ...). */
   details: Record<string, unknown>;
+  /** Extra columns, written as `<method>_<name>`. */
+  columns?: Record<string, ExtraColumn>;
 }
 
 export interface Scorer {
@@ -63,6 +77,11 @@ export interface Scorer {
   defaultSeeds: number;
   /** +1 when a higher raw value means keep, −1 when a lower one does. */
   orientation: 1 | -1;
+  /**
+   * How seeds combine (default 'mean'): 'rank' averages each run's percentile
+   * ranks, for scores whose scale varies from run to run (metagradients).
+   */
+  combine?: 'mean' | 'rank';
   /** The scored training run's defaults. */
   trainDefaults: TrainDefaults;
   /** Units of work one seed takes (progress), known before any work. */

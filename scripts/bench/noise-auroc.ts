@@ -12,7 +12,7 @@
  *    (500 a class; the held-out set metagrad and tracin measure against — not the
  *    test split), and the *pool*, the other 55,000 rows (or a stratified `--pool N`
  *    of them).
- * 3. Flip 20% of the pool's labels symmetrically (scripts/add-label-noise.ts).
+ * 3. Flip 20% of the pool's labels symmetrically (the plant stage; its `planted` column is the truth).
  * 4. Score the noisy pool with each method, each in its own child process, `--jobs`
  *    at a time (wasm is single-threaded: one process a core).
  * 5. AUROC of −score against the `noisy` flags: every score is oriented so that
@@ -50,13 +50,13 @@ import { fingerprint as computeFingerprint } from '../../core/hash.js';
 import { auroc, spearman } from '../../core/metrics.js';
 import { Rng } from '../../core/rng.js';
 import { numericValues } from '../../data/columns.js';
-import { openDataset, type Dataset } from '../../data/reader.js';
+import { openDataset, readStrings, type Dataset } from '../../data/reader.js';
 import { DatasetWriter } from '../../data/writer.js';
 import { largestRemainder } from '../../stages/select/common.js';
 import { rowReader } from '../../stages/select/rows.js';
 import type { SmoothnessReport } from '../../ml/metagrad.js';
 import { trainConfigSchema, type TrainConfig } from '../../ml/train.js';
-import { addLabelNoise, labelNoiseFingerprint } from '../add-label-noise.js';
+import { plant, plantStage } from '../../stages/plant.js';
 import { benchMeta, ensureIngested, FASHION_MNIST_IDX, fashionMnistCandidates, findFashionMnist, isCurrent, printTable, writeBenchJson } from './common.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -221,15 +221,6 @@ async function readLabels(ds: Dataset): Promise<Float64Array> {
   return out;
 }
 
-async function readFlags(ds: Dataset, column: string): Promise<Uint8Array> {
-  const out = new Uint8Array(await ds.countRows());
-  for await (const b of ds.blocks()) {
-    const v = b.column(column);
-    for (let i = 0; i < b.length; i++) out[b.offset + i] = v.get(i) ? 1 : 0;
-  }
-  return out;
-}
-
 /** Writes the rows `keep` (sorted) of `ds` to `out` unless a current copy is there. */
 async function writeSubset(ds: Dataset, keep: number[], out: string, role: string, options: Record<string, unknown>): Promise<void> {
   const meta = {
@@ -276,11 +267,11 @@ async function prepare(src: string, targetSize: number, poolSize: number | undef
   const splitOptions = { targetSize, poolSize: poolSize ?? 'rest', seed: SETTINGS.split.seed, stratified: true };
   await writeSubset(train, target, path.join(dir, 'target'), 'target', splitOptions);
   await writeSubset(train, pool, path.join(dir, 'pool'), 'pool', splitOptions);
-  const noiseOpts = { out: path.join(dir, 'pool-noisy'), rate: SETTINGS.noise.rate, seed: SETTINGS.noise.seed, overwrite: true };
-  if (!(await isCurrent(noiseOpts.out, await labelNoiseFingerprint(path.join(dir, 'pool'), noiseOpts)))) {
-    await addLabelNoise(path.join(dir, 'pool'), noiseOpts);
+  const noiseOpts = { out: path.join(dir, 'pool-noisy'), labelNoise: SETTINGS.noise.rate, seed: SETTINGS.noise.seed, overwrite: true };
+  if (!(await isCurrent(noiseOpts.out, (await plantStage.prepare([path.join(dir, 'pool')], noiseOpts)).fingerprint))) {
+    await plant(path.join(dir, 'pool'), noiseOpts);
   }
-  const noisy = await readFlags(await openDataset(noiseOpts.out), 'noisy');
+  const noisy = Uint8Array.from(await readStrings(await openDataset(noiseOpts.out), 'planted'), (k) => (k === 'label-noise' ? 1 : 0));
   const flipped = noisy.reduce((a, v) => a + v, 0);
   return { dir, poolRows: pool.length, targetRows: target.length, flipped, noisy };
 }

@@ -32,7 +32,7 @@ describe('score stage', () => {
     const out = path.join(tmp, 'mg');
     const res = await score(train, { ...quick, out, target, method: 'metagrad', seeds: 2 });
     expect(res.numRows).toBe(40);
-    expect(res.summary.columns).toEqual(['metagrad', 'metagrad_std']);
+    expect(res.summary.columns).toEqual(['metagrad', 'metagrad_std', 'metagrad_helpful']);
     const ds = await openDataset(train, { sidecars: [out] });
     const sc = await openDataset(out);
     expect(sc.curation?.sidecar_of).toBe(ds.fingerprint);
@@ -53,6 +53,15 @@ describe('score stage', () => {
     expect(rows).toBe(40);
     // Two seeds train different models, so the per-row std is not all zero.
     expect(spread).toBeGreaterThan(0);
+    // Metagradient runs combine as the mean of their percentile ranks; the two halves' agreement is recorded.
+    expect(res.summary.combine).toBe('rank');
+    const agreement = res.summary.agreement!;
+    expect(agreement.split_half_spearman).toBeGreaterThan(-1);
+    expect(agreement.split_half_spearman).toBeLessThanOrEqual(1);
+    for await (const b of ds.blocks()) {
+      for (const v of numericValues(b.column('metagrad'))) expect(v > 0 && v < 1).toBe(true);
+      for (const v of numericValues(b.column('metagrad_helpful'))) expect([0, 0.5, 1]).toContain(v);
+    }
   });
 
   it('is deterministic: the same options give the same scores', async () => {
