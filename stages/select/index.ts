@@ -23,6 +23,7 @@ import { openDataset, type Dataset } from '../../data/reader.js';
 import { BACKEND_REQUESTS } from '../../ml/backend.js';
 import type { StageContext, StageResult } from '../context.js';
 import { defineStage, type NamedInputs } from '../define.js';
+import { keptByKind, plantedKinds } from '../planted.js';
 import { resolveBudget } from './common.js';
 import {
   LABEL_KINDS, checkLabels, checkScoreColumn, complement, loadColumns, perClass, scoreStats, selectionBytes, writeKept,
@@ -53,6 +54,8 @@ const stageOptions = {
   target: z.string().min(1).optional().describe('strategies that measure a target loss (mgd): the clean held-out target set'),
   backend: z.enum(BACKEND_REQUESTS).optional().describe('compute backend of strategies that train (default: best available)'),
   invert: z.boolean().default(false).describe('keep the rows the strategy does not choose (the complement)'),
+  classFloor: z.number().min(0).max(1).default(0.5)
+    .describe('warn (in the summary too) when a class keeps less than this share of its proportional part of the budget; 0 = never'),
   seed: z.number().int().default(0).describe('seed of every random draw (and of the training runs of strategies that train)'),
   shardRows: positiveInt.optional().describe('rows per output shard at most'),
   overwrite: z.boolean().default(false).describe('replace the output if it exists'),
@@ -137,6 +140,18 @@ async function openPool(dir: string, sidecars: string[]): Promise<Dataset> {
     }
   }
   return ds;
+}
+
+/** Classes that kept less than `floor` × their proportional share of the kept rows. */
+function thinClasses(ds: Dataset, labels: Int32Array, kept: Uint32Array, floor: number) {
+  if (!(floor > 0) || kept.length === 0) return [];
+  const counts = perClass(ds, labels, kept);
+  const total = labels.length;
+  return Object.entries(counts.before).flatMap(([name, pool]) => {
+    const expected = (pool * kept.length) / total;
+    const got = counts.after[name] ?? 0;
+    return pool > 0 && got < floor * expected ? [{ class: name, kept: got, expected: Math.round(expected * 10) / 10 }] : [];
+  });
 }
 
 function checkColumns(ds: Dataset, o: SelectOptions, s: Strategy): void {
@@ -245,6 +260,9 @@ function makeSelectStage(hooks: Record<string, unknown>) {
       const selection = o.invert ? complement(n, decision.selection) : decision.selection;
       const kept = selection.indices;
       if (kept.length === 0) ctx.log.warn({ threshold: o.threshold }, 'select: no row passes; the output is empty');
+      const planted = await plantedKinds(ds);
+      const thin = loaded.labels ? thinClasses(ds, loaded.labels, kept, o.classFloor as number) : [];
+      if (thin.length) ctx.log.warn({ classes: thin }, `select: ${thin.length} class(es) kept less than ${o.classFloor} of their proportional share`);
 
       const extraScore = o.by !== undefined && !ds.ownColumns.some((c) => c.name === o.by) ? o.by : undefined;
       const columns: ColumnSpec[] = [...ds.ownColumns, ...(extraScore ? [{ ...ds.column(extraScore)!, name: extraScore }] : [])];
@@ -270,6 +288,8 @@ function makeSelectStage(hooks: Record<string, unknown>) {
         invert: o.invert === true || undefined,
         per_class: loaded.labels ? perClass(ds, loaded.labels, kept) : undefined,
         score: scores ? scoreStats(scores, kept) : undefined,
+        ...(planted ? { planted: keptByKind(planted, kept) } : {}),
+        ...(thin.length ? { class_balance: { floor: o.classFloor, below: thin } } : {}),
         ...decision.summary,
         selection_file: SELECTION_FILE,
         selection_sha256: sha256Hex(bytes),

@@ -25,7 +25,9 @@
  */
 import { UsageError } from '../../core/errors.js';
 import { fingerprint as computeFingerprint } from '../../core/hash.js';
-import type { Examples } from '../../data/batch.js';
+import * as tf from '@tensorflow/tfjs';
+import { Rng } from '../../core/rng.js';
+import { subsetExamples, type Examples } from '../../data/batch.js';
 import { initBackend, type BackendRequest } from '../../ml/backend.js';
 import { meanCrossEntropyTarget, metagradient } from '../../ml/metagrad.js';
 import { createTrainer, trainConfigSchema, type TrainConfig } from '../../ml/train.js';
@@ -61,8 +63,34 @@ export function mgdEngineKey(targetFingerprint: string, s: Pick<MgdEngineSetting
 
 export interface MgdEngine {
   metagrad: MetagradFn;
+  /** The loss on the validation part of the target after training with `counts` (plain training, no metagradient). */
+  validate(counts: Float32Array): Promise<number>;
   /** φ after each call's training run, in call order (the target loss of each round's counts). */
   targetLosses: number[];
+  /** Rows of the target φ is measured on, and of its validation part. */
+  split: { phi: number; validation: number };
+}
+
+/** The target's validation share: iterates are judged on rows the metagradient never saw. */
+export const VALIDATION_FRACTION = 0.2;
+
+/** Splits the target (seeded) into the part φ is measured on and a validation part. */
+export function splitTarget(target: Examples, seed: number): { phi: Examples; validation: Examples } {
+  const n = target.ids.length;
+  const nVal = Math.round(VALIDATION_FRACTION * n);
+  if (nVal < 1 || n - nVal < 1) throw new UsageError(`the target set has ${n} rows, too few to hold out a validation part`, { hint: 'Use a target of at least 5 rows' });
+  const perm = Rng.derive(seed, 'mgd-validation').permutation(n);
+  return {
+    validation: subsetExamples(target, Int32Array.from(perm.subarray(0, nVal)).sort()),
+    phi: subsetExamples(target, Int32Array.from(perm.subarray(nVal)).sort()),
+  };
+}
+
+function lossOn(model: Parameters<typeof meanCrossEntropyTarget>[0], ex: Examples, params: readonly tf.Tensor[]): number {
+  const tl = meanCrossEntropyTarget(model, ex);
+  let v = 0;
+  for (let c = 0; c < tl.chunks; c++) v += tf.tidy(() => tl.loss(params as tf.Tensor[], c).dataSync()[0]);
+  return v;
 }
 
 /** The weights the engine trains with: c scaled to mean 1 over the pool (see the top of this file). */
@@ -77,32 +105,48 @@ export function normalisedWeights(counts: Float32Array): { weights: Float32Array
 /** The metagradient callback for MGD selection of `pool` rows against `target`. */
 export function createMgdEngine(pool: Examples, target: Examples, s: MgdEngineSettings, ctx: StageContext = quietContext()): MgdEngine {
   const targetLosses: number[] = [];
+  const { phi, validation } = splitTarget(target, s.train.seed ?? 0);
   let ready: Promise<unknown> | undefined;
-  const metagrad: MetagradFn = async (counts, { round }) => {
+  const start = async () => {
     ready ??= initBackend(s.backend ?? 'auto').then((b) => ctx.log.info({ backend: b.name }, 'select: metagradient engine in this thread'));
     await ready;
+  };
+  const metagrad: MetagradFn = async (counts, { round }) => {
+    await start();
     const { weights, scale } = normalisedWeights(counts);
     const trainer = createTrainer(s.train, pool, { weights });
     const progress = ctx.progress(`select: metagradient, round ${round + 1}`, trainer.steps);
     let done = 0;
+    let validationLoss = NaN;
     try {
-      const res = await metagradient(trainer, meanCrossEntropyTarget(trainer.model, target), {
+      const res = await metagradient(trainer, meanCrossEntropyTarget(trainer.model, phi), {
         k: s.k,
         maxStateBytes: s.maxStateBytes,
         signal: ctx.signal,
+        atEnd: (params) => (validationLoss = lossOn(trainer.model, validation, params)),
         onProgress: (d) => {
           progress.tick(d - done);
           done = d;
         },
       });
       targetLosses.push(res.targetLoss);
-      ctx.log.debug({ round, targetLoss: res.targetLoss, steps: res.stats.steps }, 'select: metagradient');
+      ctx.log.info({ round, targetLoss: res.targetLoss, validationLoss }, 'select: mgd target loss');
       const grad = res.grad;
       for (let i = 0; i < grad.length; i++) grad[i] *= scale;
-      return grad;
+      return { grad, validationLoss };
     } finally {
       progress.done();
     }
   };
-  return { metagrad, targetLosses };
+  const validate = async (counts: Float32Array) => {
+    await start();
+    const trainer = createTrainer(s.train, pool, { weights: normalisedWeights(counts).weights });
+    const { params } = await trainer.run();
+    try {
+      return lossOn(trainer.model, validation, params);
+    } finally {
+      tf.dispose(params);
+    }
+  };
+  return { metagrad, validate, targetLosses, split: { phi: phi.ids.length, validation: validation.ids.length } };
 }

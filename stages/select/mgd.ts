@@ -19,14 +19,20 @@ import { topK } from './topk.js';
 import { randomK } from './random.js';
 import type { Selection, Strategy } from './types.js';
 
-/** 10 rounds ("tens of times" at larger scale), 20% of the budget moved in the first. */
-export const MGD_DEFAULTS = { rounds: 10, swap: 0.2, maxCount: 1 } as const;
+/**
+ * 10 rounds; the first may move 20% of the budget, shrinking linearly to 1
+ * unit; each round only rows in a random fifth of the pool may move (MGD's
+ * Bernoulli mask, so one noisy round cannot swap the whole selection).
+ */
+export const MGD_DEFAULTS = { rounds: 10, swap: 0.2, maxCount: 1, mask: 0.2 } as const;
 
 /**
  * The metagradient at the current counts: dφ/dc_i for every pool row, where φ is
- * the target loss after training with per-example weights c (ml/metagrad.ts).
+ * the target loss after training with per-example weights c (ml/metagrad.ts);
+ * optionally with the loss on held-out target rows after that training, by
+ * which the best iterate is chosen.
  */
-export type MetagradFn = (weights: Float32Array, info: { round: number }) => Promise<Float32Array>;
+export type MetagradFn = (weights: Float32Array, info: { round: number }) => Promise<Float32Array | { grad: Float32Array; validationLoss?: number }>;
 
 export interface MgdOptions {
   /** Rounds of metagradient + swap at most (stops early once no swap helps). */
@@ -35,7 +41,11 @@ export interface MgdOptions {
   swap: number;
   /** Highest count one row may reach (1 = a plain subset). */
   maxCount: number;
+  /** Probability that a row may move in a round (1 = every row). */
+  mask: number;
   rng: Rng;
+  /** The held-out loss of the last iterate, which no metagradient call measured. */
+  validate?: (counts: Float32Array) => Promise<number>;
   signal?: AbortSignal;
   onRound?: (round: MgdRound) => void;
 }
@@ -48,21 +58,27 @@ export interface MgdRound {
   swaps: number;
   /** Mean metagradient over the selection (count-weighted) before the swap. */
   meanGrad: number;
+  /** The held-out loss of the counts the round started from, when known. */
+  validationLoss?: number;
 }
 
 export interface MgdResult extends Selection {
   weights: Float32Array;
   history: MgdRound[];
+  /** The iterate kept: the round whose starting counts had the lowest held-out loss (rounds = the last iterate). */
+  chosen: number;
+  finalValidationLoss?: number;
 }
 
 /**
  * MGD selection at a fixed budget: integer counts c with Σc = budget, starting
- * from `initial` (count 1 each). Each round takes g = dφ/dc and moves up to
- * `step` units: +1 to the rows with the most negative g that may still grow,
- * −1 to the rows with the most positive g that hold a count, pairing them
- * best-first and only while g(add) < g(drop), i.e. while the first-order change
- * of φ is negative. `step` decays linearly over the rounds. Equal g are ordered
- * by a seeded permutation, so ties do not always favour low row indices.
+ * from `initial` (count 1 each). Each round takes g = dφ/dc and, among the rows
+ * a Bernoulli(`mask`) draw lets move, pairs +1 on the most negative g that may
+ * still grow with −1 on the most positive g that hold a count, best-first, while
+ * g(add) < g(drop) (the first-order change of φ is negative), up to `step`
+ * pairs; `step` shrinks linearly over the rounds. When the metagradient reports
+ * a held-out loss, the iterate with the lowest one is returned, not the last.
+ * Equal g are ordered by a seeded permutation.
  */
 export async function mgdSelect(n: number, initial: Uint32Array, metagrad: MetagradFn, opts: MgdOptions): Promise<MgdResult> {
   const counts = new Int32Array(n);
@@ -73,9 +89,12 @@ export async function mgdSelect(n: number, initial: Uint32Array, metagrad: Metag
   for (let r = 0; r < n; r++) tieRank[perm[r]] = r;
   const firstStep = Math.max(1, Math.round(opts.swap * budget));
   const history: MgdRound[] = [];
+  const iterates: Int32Array[] = [];
   for (let round = 0; round < opts.rounds; round++) {
     opts.signal?.throwIfAborted();
-    const g = await metagrad(Float32Array.from(counts), { round });
+    const out = await metagrad(Float32Array.from(counts), { round });
+    const g = out instanceof Float32Array ? out : out.grad;
+    const validationLoss = out instanceof Float32Array ? undefined : out.validationLoss;
     if (g.length !== n) {
       throw new UsageError(`the metagradient has ${g.length} values for ${n} rows`, { hint: 'The metagrad callback must return dφ/dc for every pool row' });
     }
@@ -89,11 +108,13 @@ export async function mgdSelect(n: number, initial: Uint32Array, metagrad: Metag
       }
       meanGrad += counts[i] * g[i];
     }
+    iterates.push(counts.slice());
     const step = Math.max(1, Math.round((firstStep * (opts.rounds - round)) / opts.rounds));
     const byGrad = (dir: 1 | -1) => (a: number, b: number) => (g[a] < g[b] ? -dir : g[a] > g[b] ? dir : tieRank[a] - tieRank[b]);
     const grow: number[] = [];
     const shrink: number[] = [];
     for (let i = 0; i < n; i++) {
+      if (opts.mask < 1 && opts.rng.next() >= opts.mask) continue;
       if (counts[i] < opts.maxCount) grow.push(i);
       if (counts[i] > 0) shrink.push(i);
     }
@@ -111,18 +132,34 @@ export async function mgdSelect(n: number, initial: Uint32Array, metagrad: Metag
       counts[drop]--;
       swaps++;
     }
-    const record = { round, step, swaps, meanGrad: budget > 0 ? meanGrad / budget : 0 };
+    const record: MgdRound = { round, step, swaps, meanGrad: budget > 0 ? meanGrad / budget : 0, ...(validationLoss !== undefined ? { validationLoss } : {}) };
     history.push(record);
     opts.onRound?.(record);
-    // No helpful pair left: g is unchanged next round (same counts), so stop.
-    if (swaps === 0) break;
+    // No helpful pair left and every row could move: g is unchanged next round (same counts), so stop.
+    if (swaps === 0 && opts.mask >= 1) break;
   }
+  // The last iterate, and which of all of them did best on held-out rows.
+  const measured = history.every((h) => h.validationLoss !== undefined) && opts.validate !== undefined;
+  const finalValidationLoss = measured ? await opts.validate!(Float32Array.from(counts)) : undefined;
+  let chosen = history.length;
+  if (measured) {
+    let best = finalValidationLoss!;
+    history.forEach((h, r) => {
+      if (h.validationLoss! < best) {
+        best = h.validationLoss!;
+        chosen = r;
+      }
+    });
+  }
+  const final = chosen < history.length ? iterates[chosen] : counts;
   const indices: number[] = [];
-  for (let i = 0; i < n; i++) if (counts[i] > 0) indices.push(i);
+  for (let i = 0; i < n; i++) if (final[i] > 0) indices.push(i);
   return {
     indices: Uint32Array.from(indices),
-    weights: Float32Array.from(indices, (i) => counts[i]),
+    weights: Float32Array.from(indices, (i) => final[i]),
     history,
+    chosen,
+    finalValidationLoss,
   };
 }
 
@@ -147,6 +184,7 @@ export const mgdStrategy: Strategy = {
     rounds: positiveInt.optional().describe(`mgd: rounds of metagradient + swap, at most (default ${MGD_DEFAULTS.rounds})`),
     swap: z.number().gt(0).max(1).optional().describe(`mgd: count moved in the first round as a fraction of the budget, decaying to 1 unit (default ${MGD_DEFAULTS.swap})`),
     maxCount: positiveInt.optional().describe(`mgd: highest count one row may reach (default ${MGD_DEFAULTS.maxCount}: a plain subset)`),
+    mask: z.number().gt(0).max(1).optional().describe(`mgd: probability that a row may move in a round (default ${MGD_DEFAULTS.mask}; 1 = every row)`),
     metagradKey: z.string().min(1).optional()
       .describe('mgd with a library metagrad callback: names its setup for the fingerprint (the engine computes its own key)'),
     ...training,
@@ -163,6 +201,7 @@ export const mgdStrategy: Strategy = {
       rounds: o.rounds ?? MGD_DEFAULTS.rounds,
       swap: o.swap ?? MGD_DEFAULTS.swap,
       maxCount: o.maxCount ?? MGD_DEFAULTS.maxCount,
+      mask: o.mask ?? MGD_DEFAULTS.mask,
       metagradKey: o.metagradKey,
     };
   },
@@ -204,7 +243,9 @@ export const mgdStrategy: Strategy = {
   async decide({ ctx, dataset, n, scores, budget, options: o, rng, plan, hooks }) {
     const k = budget!;
     let metagrad = hooks.metagrad as MetagradFn | undefined;
+    let validate: ((c: Float32Array) => Promise<number>) | undefined;
     let targetLosses: number[] | undefined;
+    let split: { phi: number; validation: number } | undefined;
     const setup = plan as EngineSetup | undefined;
     if (setup) {
       ctx.log.info({ target: setup.target.dir, train: setup.train, k: setup.k }, 'select: loading the pool and the target for the metagradient engine');
@@ -215,7 +256,9 @@ export const mgdStrategy: Strategy = {
         backend: o.backend as never,
       }, ctx);
       metagrad = engine.metagrad;
+      validate = engine.validate;
       targetLosses = engine.targetLosses;
+      split = engine.split;
     }
     if (!metagrad) throw new UsageError('mgd needs a metagradient: a target set (--target) or a library metagrad callback');
     const rounds = (o.rounds as number | undefined) ?? MGD_DEFAULTS.rounds;
@@ -226,6 +269,8 @@ export const mgdStrategy: Strategy = {
         rounds,
         swap: (o.swap as number | undefined) ?? MGD_DEFAULTS.swap,
         maxCount: (o.maxCount as number | undefined) ?? MGD_DEFAULTS.maxCount,
+        mask: (o.mask as number | undefined) ?? MGD_DEFAULTS.mask,
+        validate,
         rng: rng('mgd-ties'),
         signal: ctx.signal,
         onRound: (round) => {
@@ -236,7 +281,13 @@ export const mgdStrategy: Strategy = {
       return {
         selection: r,
         budget: k,
-        summary: { mgd: { rounds_run: r.history.length, total_count: k, history: r.history, ...(targetLosses ? { target_loss: targetLosses } : {}) } },
+        summary: {
+          mgd: {
+            rounds_run: r.history.length, total_count: k, history: r.history, chosen_iterate: r.chosen,
+            ...(r.finalValidationLoss !== undefined ? { final_validation_loss: r.finalValidationLoss } : {}),
+            ...(targetLosses ? { target_loss: targetLosses, target_split: split } : {}),
+          },
+        },
       };
     } finally {
       progress.done();

@@ -182,12 +182,12 @@ export async function writeKept(
   const progress = ctx.progress('select: write', kept.length);
   let j = 0;
   try {
-    // Reads to the end even once every kept row is written: leaving blocks() early
-    // would leave its shard streams open (it does not close them on return).
     for await (const b of parent.blocks()) {
       ctx.signal?.throwIfAborted();
+      // Leaving early is safe: blocks() closes its shard readers.
+      if (j >= kept.length) break;
       const end = b.offset + b.length;
-      if (j >= kept.length || kept[j] >= end) continue;
+      if (kept[j] >= end) continue;
       const read = rowReader(b, columns);
       const start = j;
       for (; j < kept.length && kept[j] < end; j++) {

@@ -8,7 +8,10 @@ import { z } from 'zod';
 import { UsageError } from '../../core/errors.js';
 import type { Rng } from '../../core/rng.js';
 import { ascending, rankByScore } from './common.js';
+import { one } from '../define.js';
+import type { DataInfo } from '../inputs.js';
 import type { Selection, Strategy } from './types.js';
+import { scoreOnTarget, bestOf, targetPlan } from './validate.js';
 
 export const PRUNE_DEFAULTS = { drop: 0.2 } as const;
 
@@ -27,19 +30,37 @@ export function pruneThenRandom(scores: Float64Array, k: number, drop: number, r
   return { indices: ascending(Array.from(chosen, (j) => ranked[j])), droppedBottom };
 }
 
+/** The drops 'auto' chooses between on the target, least first. */
+export const AUTO_DROPS = [0, 0.1, 0.2, 0.3] as const;
+
 export const pruneStrategy: Strategy = {
   name: 'prune',
-  description: 'drop the bottom --drop fraction by --by, then a uniform draw of the budget from the rest',
+  description: 'drop the bottom --drop fraction by --by (or the fraction the target set prefers: --drop auto), then a uniform draw of the budget from the rest',
   options: {
-    drop: z.number().min(0).lt(1).optional().describe(`prune: fraction of the pool dropped from the bottom of the ranking before the random draw (default ${PRUNE_DEFAULTS.drop})`),
+    drop: z.union([z.number().min(0).lt(1), z.literal('auto')]).optional()
+      .describe(`prune: fraction of the pool dropped from the bottom of the ranking before the random draw, or auto: the one of ${AUTO_DROPS.join(', ')} whose quick models do best on --target (default ${PRUNE_DEFAULTS.drop})`),
   },
   by: 'required',
   budget: 'required',
   seeded: true,
+  needsTarget: true,
   canonical: (o) => ({ drop: o.drop ?? PRUNE_DEFAULTS.drop }),
-  async decide({ scores, budget, options, rng, dataset }) {
-    const drop = (options.drop as number | undefined) ?? PRUNE_DEFAULTS.drop;
-    const r = pruneThenRandom(scores!, budget!, drop, rng('prune'), dataset.dir);
-    return { selection: { indices: r.indices }, budget: budget!, summary: { prune: { drop, dropped_bottom: r.droppedBottom } } };
+  async plan(inputs, o) {
+    if (o.drop === 'auto') return targetPlan(inputs, 'prune --drop auto');
+    if (one(inputs, 'target') !== undefined) throw new UsageError('prune uses a target set only with --drop auto', { hint: 'Drop --target, or pass --drop auto' });
+    return {};
+  },
+  async decide(input) {
+    const { scores, budget, options, rng, dataset } = input;
+    const target = input.plan as DataInfo | undefined;
+    const drops = target ? [...AUTO_DROPS].filter((d) => budget! <= scores!.length - Math.round(d * scores!.length)) : [(options.drop as number | undefined) ?? PRUNE_DEFAULTS.drop];
+    const candidates = drops.map((d) => pruneThenRandom(scores!, budget!, d, rng('prune'), dataset.dir));
+    const accuracy = target ? await scoreOnTarget(input, target, candidates.map((c) => c.indices)) : undefined;
+    const j = accuracy ? bestOf(accuracy, target!.n) : 0;
+    return {
+      selection: { indices: candidates[j].indices },
+      budget: budget!,
+      summary: { prune: { drop: drops[j], dropped_bottom: candidates[j].droppedBottom, ...(accuracy ? { target_accuracy: Object.fromEntries(drops.map((d, i) => [d, accuracy[i]])) } : {}) } },
+    };
   },
 };

@@ -3,6 +3,8 @@
  * built-in strategy is one file in this folder plus one line in STRATEGIES.
  */
 import { UsageError } from '../../core/errors.js';
+import { ccsStrategy } from './ccs.js';
+import { curateStrategy } from './curate.js';
 import { mgdStrategy } from './mgd.js';
 import { pruneStrategy } from './prune.js';
 import { randomStrategy } from './random.js';
@@ -13,7 +15,7 @@ import { bottomkStrategy, topkStrategy } from './topk.js';
 import type { Strategy } from './types.js';
 
 const STRATEGIES: Strategy[] = [
-  topkStrategy, bottomkStrategy, thresholdStrategy, stratifiedStrategy, shiftGsampleStrategy, pruneStrategy, randomStrategy, mgdStrategy,
+  curateStrategy, ccsStrategy, topkStrategy, bottomkStrategy, thresholdStrategy, stratifiedStrategy, shiftGsampleStrategy, pruneStrategy, randomStrategy, mgdStrategy,
 ];
 
 const registry = new Map<string, Strategy>();

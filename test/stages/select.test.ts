@@ -429,7 +429,7 @@ describe('mgd', () => {
     const best = new Float32Array(N);
     for (const i of new Rng(21).permutation(N).subarray(0, 30)) best[i] = 1;
     const calls: Float32Array[] = [];
-    const r = await run({ strategy: 'mgd', by: 'metagrad', budget: 30, seed: 2, metagrad: towards(best, calls) });
+    const r = await run({ strategy: 'mgd', by: 'metagrad', budget: 30, seed: 2, mask: 1, metagrad: towards(best, calls) });
     const sel = await readSelection(r.dir);
     expect(sel.index).toEqual(Array.from(best.keys()).filter((i) => best[i] === 1));
     expect(sel.weight).toEqual(new Array(30).fill(1));
@@ -448,7 +448,7 @@ describe('mgd', () => {
     const order = new Rng(5).permutation(N);
     for (const i of order.subarray(0, 8)) best[i] = 2;
     for (const i of order.subarray(8, 20)) best[i] = 1;
-    const r = await run({ strategy: 'mgd', budget: 28, maxCount: 2, rounds: 20, seed: 3, metagrad: towards(best) });
+    const r = await run({ strategy: 'mgd', budget: 28, maxCount: 2, rounds: 20, seed: 3, mask: 1, metagrad: towards(best) });
     const sel = await readSelection(r.dir);
     const want = Array.from(best.keys()).filter((i) => best[i] > 0);
     expect(sel.index).toEqual(want);
@@ -459,16 +459,38 @@ describe('mgd', () => {
 
   it('stops on a plateau and breaks ties by the seed', async () => {
     const flat: MetagradFn = async (c) => new Float32Array(c.length);
-    const r = await mgdSelect(10, Uint32Array.of(0, 1, 2), flat, { rounds: 5, swap: 0.5, maxCount: 1, rng: new Rng(0) });
+    const r = await mgdSelect(10, Uint32Array.of(0, 1, 2), flat, { rounds: 5, swap: 0.5, maxCount: 1, mask: 1, rng: new Rng(0) });
     expect(Array.from(r.indices)).toEqual([0, 1, 2]);
     expect(r.history.length).toBe(1);
     // Rows 3..9 equally helpful, rows 0..2 equally harmful: which ones swap depends on the seed.
     const g = Float32Array.from({ length: 10 }, (_, i) => (i < 3 ? 1 : -1));
-    const pick = async (seed: number) => Array.from((await mgdSelect(10, Uint32Array.of(0, 1, 2), async () => g, { rounds: 1, swap: 0.34, maxCount: 1, rng: new Rng(seed) })).indices);
+    const pick = async (seed: number) => Array.from((await mgdSelect(10, Uint32Array.of(0, 1, 2), async () => g, { rounds: 1, swap: 0.34, maxCount: 1, mask: 1, rng: new Rng(seed) })).indices);
     const picks = new Set<string>();
     for (let s = 0; s < 8; s++) picks.add((await pick(s)).join());
     expect(picks.size).toBeGreaterThan(1);
     expect(await pick(3)).toEqual(await pick(3));
+  });
+
+  it('moves only masked rows, and keeps the iterate with the lowest held-out loss', async () => {
+    // Rows 0..4 selected and harmful (g = 1), rows 5..19 helpful (g = −1). With a mask of
+    // 0.2 only about a fifth of each side may move in a round.
+    const g = Float32Array.from({ length: 20 }, (_, i) => (i < 5 ? 1 : -1));
+    const masked = await mgdSelect(20, Uint32Array.of(0, 1, 2, 3, 4), async () => g, { rounds: 1, swap: 1, maxCount: 1, mask: 0.2, rng: new Rng(1) });
+    const unmasked = await mgdSelect(20, Uint32Array.of(0, 1, 2, 3, 4), async () => g, { rounds: 1, swap: 1, maxCount: 1, mask: 1, rng: new Rng(1) });
+    expect(unmasked.history[0].swaps).toBe(5);
+    expect(masked.history[0].swaps).toBeLessThan(5);
+    // Held-out loss by iterate: the round-1 counts are best, the last iterate worse.
+    const losses = [0.9, 0.5, 0.8];
+    let call = 0;
+    const withValidation: MetagradFn = async () => ({ grad: g, validationLoss: losses[call++] });
+    const r = await mgdSelect(20, Uint32Array.of(0, 1, 2, 3, 4), withValidation, {
+      rounds: 3, swap: 0.2, maxCount: 1, mask: 1, rng: new Rng(2), validate: async () => 0.7,
+    });
+    expect(r.history.map((h) => h.validationLoss)).toEqual(losses);
+    expect(r.chosen).toBe(1);
+    expect(r.finalValidationLoss).toBe(0.7);
+    // Round 1 started after one swap: four of the first five rows remain.
+    expect(Array.from(r.indices).filter((i) => i < 5).length).toBe(4);
   });
 
   it('refuses to run without a metagradient engine, and refuses a bad metagradient', async () => {

@@ -1,0 +1,172 @@
+/**
+ * curate, the recommended strategy: the recipe of docs/curation.md in one
+ * selection. Signals against a row, from scores the pool already has:
+ * - a label issue (--issues, confident learning's `confident_issue` ≥ 0.5);
+ * - harm to the target (--helpful, `metagrad_helpful`: the share of the
+ *   metagradient ensemble's runs in which upweighting the row lowered the target
+ *   loss) — in no run ('strict'), or in fewer than half ('harmful').
+ * A level says which rows are dropped: none, issues, strict (issues and rows
+ * that helped in no run) or harmful (issues and rows that helped in fewer than
+ * half). From the rows left, each class gets its share of the budget and draws
+ * it uniformly (or over bins of --by, or its best by --by); when too few are
+ * left, the budget is filled with the dropped rows, harmful ones before label
+ * issues, best by --rank first.
+ *
+ * Level 'auto' (the default with a target set) builds the selection of every
+ * level and keeps the one whose quick models (an MLP, two seeds, in worker
+ * threads) score best on the target: dropping hard but correct rows costs a
+ * clean pool accuracy, keeping wrong or off-domain rows costs a dirty one, and
+ * the target says which this pool is.
+ */
+import { z } from 'zod';
+import { DataError, UsageError } from '../../core/errors.js';
+import { one } from '../define.js';
+import type { DataInfo } from '../inputs.js';
+import { binsOption, coverageSample } from './ccs.js';
+import { ascending, classSizes, largestRemainder, rankByScore } from './common.js';
+import type { DecideInput, SelectOptions, Strategy } from './types.js';
+import { bestOf, scoreOnTarget, targetPlan } from './validate.js';
+
+export const CURATE_LEVELS = ['none', 'issues', 'strict', 'harmful'] as const;
+export type CurateLevel = (typeof CURATE_LEVELS)[number];
+export const CURATE_DEFAULTS = {
+  by: 'aum', rank: 'metagrad', issues: 'confident_issue', helpful: 'metagrad_helpful', bins: 10, spread: 'uniform',
+} as const;
+
+const NONE = 'none';
+
+function columnOption(o: SelectOptions, key: 'issues' | 'helpful' | 'rank'): string | undefined {
+  const v = (o[key] as string | undefined) ?? CURATE_DEFAULTS[key];
+  return v === NONE ? undefined : v;
+}
+
+/** Class quotas ∝ the pool's class sizes, capped by the rows each class has left, leftovers to classes with room. */
+export function classQuotas(poolSizes: number[], available: number[], k: number): number[] {
+  const quota = largestRemainder(poolSizes, k).map((q, c) => Math.min(q, available[c]));
+  let left = k - quota.reduce((a, b) => a + b, 0);
+  while (left > 0) {
+    const room = available.map((a, c) => Math.max(0, a - quota[c]));
+    const extra = largestRemainder(room, Math.min(left, room.reduce((a, r) => a + r, 0)));
+    const given = extra.reduce((a, b) => a + b, 0);
+    if (given === 0) break;
+    extra.forEach((e, c) => (quota[c] += e));
+    left -= given;
+  }
+  return quota;
+}
+
+/** Per row: 0 keep, 1 harmful to the target at this level, 2 a label issue. */
+function tiers(n: number, level: CurateLevel, flagged?: Float64Array, helps?: Float64Array): Uint8Array {
+  const harmBelow = level === 'harmful' ? 0.5 : level === 'strict' ? 1e-9 : -1;
+  const tier = new Uint8Array(n);
+  if (level === 'none') return tier;
+  for (let i = 0; i < n; i++) tier[i] = flagged && flagged[i] >= 0.5 ? 2 : helps && helps[i] < harmBelow ? 1 : 0;
+  return tier;
+}
+
+interface Drawn {
+  indices: Uint32Array;
+  counts: { label_issues: number; harmful: number; passed: number; filled_from_dropped: number };
+}
+
+/** The selection of one level (see the top of the file). */
+function draw(input: DecideInput, level: CurateLevel, cols: { by: Float64Array; order: Float64Array; flagged?: Float64Array; helps?: Float64Array }): Drawn {
+  const { n, labels, options: o } = input;
+  const k = input.budget!;
+  const tier = tiers(n, level, cols.flagged, cols.helps);
+  const ok: number[][] = classSizes(labels!).map(() => []);
+  for (let i = 0; i < n; i++) if (tier[i] === 0) ok[labels![i]].push(i);
+  const passed = ok.reduce((a, r) => a + r.length, 0);
+  let kept: number[];
+  if (passed >= k) {
+    const quotas = classQuotas(classSizes(labels!), ok.map((r) => r.length), k);
+    const spread = (o.spread as string | undefined) ?? CURATE_DEFAULTS.spread;
+    const bins = spread === 'uniform' ? 1 : ((o.bins as number | undefined) ?? CURATE_DEFAULTS.bins);
+    const rng = input.rng('curate');
+    kept = ok.flatMap((rows, c) => (spread === 'top'
+      ? Array.from(rankByScore(Float64Array.from(rows, (i) => cols.by[i]), true).subarray(0, quotas[c]), (j) => rows[j])
+      : coverageSample(rows, cols.by, quotas[c], bins, rng)));
+  } else {
+    // Everything that passed, then the least bad of the rest: harmful before flagged, best by rank first.
+    const rest = Array.from(rankByScore(cols.order, true)).filter((i) => tier[i] !== 0).sort((a, b) => tier[a] - tier[b]);
+    kept = [...ok.flat(), ...rest.slice(0, k - passed)];
+  }
+  const count = (t: number) => tier.reduce((a, v) => a + (v === t ? 1 : 0), 0);
+  return { indices: ascending(kept), counts: { label_issues: count(2), harmful: count(1), passed, filled_from_dropped: Math.max(0, k - passed) } };
+}
+
+export const curateStrategy: Strategy = {
+  name: 'curate',
+  description: 'the recommended recipe: drop label issues and rows the target says hurt (as much as the target confirms), cover the classes',
+  options: {
+    level: z.enum(['auto', ...CURATE_LEVELS]).optional()
+      .describe('curate: which rows are dropped — auto (chosen on the target set; the default with --target), none, issues, strict or harmful (the default without a target)'),
+    issues: z.string().min(1).optional()
+      .describe(`curate: the label-issue flag column, 1 = flagged (default ${CURATE_DEFAULTS.issues}; "${NONE}" to skip)`),
+    helpful: z.string().min(1).optional()
+      .describe(`curate: the column of how often a row helped the target, in [0, 1] (default ${CURATE_DEFAULTS.helpful}; "${NONE}" to skip)`),
+    rank: z.string().min(1).optional()
+      .describe(`curate: the score that orders the dropped rows when the budget needs some of them back (default ${CURATE_DEFAULTS.rank})`),
+    bins: binsOption,
+    spread: z.enum(['uniform', 'bins', 'top']).optional()
+      .describe('curate: how each class draws its share from the rows left: uniformly, over bins of --by, or its best by --by (default uniform)'),
+  },
+  by: 'optional',
+  budget: 'required',
+  seeded: true,
+  needsLabels: true,
+  needsTarget: true,
+  columns: (o) => [o.by ?? CURATE_DEFAULTS.by, ...[columnOption(o, 'rank'), columnOption(o, 'issues'), columnOption(o, 'helpful')].filter((c): c is string => c !== undefined)],
+  canonical: (o) => ({
+    level: o.level ?? (o.target === undefined ? 'harmful' : 'auto'),
+    by: o.by ?? CURATE_DEFAULTS.by,
+    rank: columnOption(o, 'rank') ?? NONE,
+    issues: columnOption(o, 'issues') ?? NONE,
+    helpful: columnOption(o, 'helpful') ?? NONE,
+    spread: (o.spread as string | undefined) ?? CURATE_DEFAULTS.spread,
+    ...(o.spread === 'bins' ? { bins: (o.bins as number | undefined) ?? CURATE_DEFAULTS.bins } : {}),
+  }),
+  async plan(inputs, o) {
+    const level = (o.level as string | undefined) ?? (one(inputs, 'target') === undefined ? 'harmful' : 'auto');
+    if (level !== 'auto') {
+      if (one(inputs, 'target') !== undefined) throw new UsageError(`curate --level ${level} uses no target set`, { hint: 'Drop --target, or use --level auto' });
+      return { options: { level } };
+    }
+    return { ...(await targetPlan(inputs, 'curate --level auto')), options: { level } };
+  },
+  async decide(input) {
+    const { columns, options: o, dataset } = input;
+    const issues = columnOption(o, 'issues');
+    const helpful = columnOption(o, 'helpful');
+    const rankName = columnOption(o, 'rank');
+    const by = columns[o.by ?? CURATE_DEFAULTS.by];
+    const cols = { by, order: rankName ? columns[rankName] : by, flagged: issues ? columns[issues] : undefined, helps: helpful ? columns[helpful] : undefined };
+    for (const [name, v] of [[issues, cols.flagged], [helpful, cols.helps]] as const) {
+      if (name && v && v.some((x) => x < 0 || x > 1)) {
+        throw new DataError(`column "${name}" holds values outside [0, 1]; curate reads it as a share`, { file: dataset.dir, hint: 'Pick the flag column a score method wrote (e.g. confident_issue, metagrad_helpful)' });
+      }
+    }
+    const target = input.plan as DataInfo | undefined;
+    if (!target) {
+      const level = ((o.level as CurateLevel | undefined) ?? 'harmful');
+      const d = draw(input, level, cols);
+      return { selection: { indices: d.indices }, budget: input.budget!, summary: { curate: { level, ...d.counts } } };
+    }
+    const candidates = CURATE_LEVELS.map((level) => draw(input, level, cols));
+    const scores = await scoreOnTarget(input, target, candidates.map((c) => c.indices));
+    // Levels go from dropping nothing to dropping most: a tie goes to the one that drops less.
+    const best = bestOf(scores, target.n);
+    input.ctx.log.info({ levels: Object.fromEntries(CURATE_LEVELS.map((l, j) => [l, scores[j]])), chosen: CURATE_LEVELS[best] }, 'select: curate level chosen on the target');
+    return {
+      selection: { indices: candidates[best].indices },
+      budget: input.budget!,
+      summary: {
+        curate: {
+          level: CURATE_LEVELS[best],
+          target_accuracy: Object.fromEntries(CURATE_LEVELS.map((l, j) => [l, scores[j]])),
+          ...candidates[best].counts,
+        },
+      },
+    };
+  },
+};
