@@ -80,13 +80,14 @@ export type PresetName = keyof typeof PRESETS;
 export const evaluateOptions = z.object({
   test: z.string().min(1).optional().describe('held-out test set (or the stage\'s test input)'),
   fullTrain: z.string().min(1).optional().describe('the full pool, for the baselines: a random subset of it and all of it'),
-  preset: z.enum(Object.keys(PRESETS) as [PresetName, ...PresetName[]]).default('dc-bench').describe('training protocol (see "Presets" below)'),
+  preset: z.enum(Object.keys(PRESETS) as [PresetName, ...PresetName[]]).default('fast').describe('training protocol (see "Presets" below)'),
   model: modelChoice.optional().describe('logreg, mlp, convnet, or a JSON model spec (default: the preset\'s)'),
   optimizer: optimizerChoice.optional().describe('sgd, adam, adamw, or a JSON optimizer spec (default: the preset\'s)'),
   lr: z.number().positive().optional().describe('learning rate (overrides the optimizer\'s)'),
   schedule: scheduleSpecSchema.optional().describe('learning-rate schedule, a JSON spec (default: the preset\'s)'),
   epochs: positiveInt.optional().describe('epochs on the evaluated set and the random baseline (default: by size)'),
   fullEpochs: positiveInt.optional().describe('epochs on the full pool (default: by size)'),
+  steps: positiveInt.optional().describe('train every arm for exactly this many steps, whatever its size (equal compute across budgets; overrides the epochs)'),
   batchSize: positiveInt.optional().describe('batch size (default: the preset\'s)'),
   seeds: positiveInt.default(3).describe('models trained per arm, each from its own seed'),
   seed: z.number().int().min(0).default(0).describe('seed of the first model; model i uses seed + i'),
@@ -242,7 +243,7 @@ function stats(values: number[]): SeedStats {
   return { mean, std, perSeed: values };
 }
 
-function describeProtocol(model: ModelSpec, opt: OptimizerSpec, schedule: ScheduleSpec, batchSize: number, epochs: number, seeds: number, soft: boolean): string {
+function describeProtocol(model: ModelSpec, opt: OptimizerSpec, schedule: ScheduleSpec, batchSize: number, length: string, seeds: number, soft: boolean): string {
   const m = modelSpecSchema.parse(model);
   const arch = m.kind === 'convnet'
     ? `ConvNet width ${m.width} depth ${m.depth} ${m.norm} norm${m.normBeforeActivation ? '' : ' after ReLU'}, avg pool`
@@ -254,7 +255,7 @@ function describeProtocol(model: ModelSpec, opt: OptimizerSpec, schedule: Schedu
   const s = scheduleSpecSchema.parse(schedule);
   const sched = s.kind === 'step' ? `lr ×${s.gamma} at ${s.milestones.join(', ')} of training` : `${s.kind} lr`;
   const scale = m.outputScale !== 1 ? `, logits ×${m.outputScale}` : '';
-  return `${arch}${scale}; ${optText}, batch ${batchSize}, ${sched}, ${epochs} epochs; ` +
+  return `${arch}${scale}; ${optText}, batch ${batchSize}, ${sched}, ${length}; ` +
     `${soft ? 'soft' : 'hard'} labels, cross-entropy, no augmentation; ${seeds} seed${seeds > 1 ? 's' : ''}, mean ± population std`;
 }
 
@@ -314,16 +315,22 @@ async function runEvaluation(ctx: StageContext, d: Described, o: Parsed, fingerp
   const schedule = o.schedule ?? preset.schedule;
   const seeds = Array.from({ length: o.seeds }, (_, i) => o.seed + i);
   const dataRef = (ds: DataInfo, indices?: Int32Array) => ({ dir: ds.dir, indices });
-  const makeArm = (name: Arm['name'], n: number, epochs: number, ref: (seed: number) => EvaluateJob['train']): Arm => ({
-    name, numTrain: n, epochs, steps: epochs * Math.ceil(n / batchSize),
-    jobs: seeds.map((seed): EvaluateJob => ({
-      kind: 'evaluate',
-      train: ref(seed),
-      test: dataRef(test),
-      config: { model, optimizer, schedule, epochs, batchSize, seed } satisfies TrainConfig,
-      evalBatchSize: o.evalBatchSize,
-    })),
-  });
+  const makeArm = (name: Arm['name'], n: number, byEpochs: number, ref: (seed: number) => EvaluateJob['train']): Arm => {
+    // With `steps`, every arm trains the same number of steps: small sets see more epochs.
+    const perEpoch = Math.ceil(n / batchSize);
+    const epochs = o.steps !== undefined ? Math.ceil(o.steps / perEpoch) : byEpochs;
+    const maxSteps = o.steps;
+    return {
+      name, numTrain: n, epochs, steps: maxSteps ?? epochs * perEpoch,
+      jobs: seeds.map((seed): EvaluateJob => ({
+        kind: 'evaluate',
+        train: ref(seed),
+        test: dataRef(test),
+        config: { model, optimizer, schedule, epochs, batchSize, seed, ...(maxSteps !== undefined ? { maxSteps } : {}) } satisfies TrainConfig,
+        evalBatchSize: o.evalBatchSize,
+      })),
+    };
+  };
 
   const epochs = o.epochs ?? defaultEpochs(train.n, batchSize, preset);
   const arms: Arm[] = [makeArm('train', train.n, epochs, () => dataRef(train))];
@@ -396,7 +403,7 @@ async function runEvaluation(ctx: StageContext, d: Described, o: Parsed, fingerp
     loss: main.loss,
     numTrain: train.n,
     numTest: test.n,
-    epochs,
+    epochs: main.epochs,
     steps: main.steps,
     baselines,
     baselinesSkipped,
@@ -412,7 +419,7 @@ async function runEvaluation(ctx: StageContext, d: Described, o: Parsed, fingerp
       seeds,
       evalBatchSize: o.evalBatchSize,
       backend: results[0]?.backend ?? o.backend,
-      protocol: describeProtocol(model, optimizer, schedule, batchSize, epochs, seeds.length, train.hasSoftLabels),
+      protocol: describeProtocol(model, optimizer, schedule, batchSize, o.steps !== undefined ? `${o.steps} steps (every arm)` : `${epochs} epochs`, seeds.length, train.hasSoftLabels),
     },
     fingerprint,
     seconds: (performance.now() - t0) / 1000,

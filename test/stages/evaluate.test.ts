@@ -102,6 +102,15 @@ describe('evaluate: other inputs and errors', () => {
     expect(r.baselines).toBeUndefined();
   });
 
+  it('with steps, trains every arm for the same number of steps (equal compute across budgets)', async () => {
+    const r = await evaluate(train, { ...quick, epochs: undefined, test, fullTrain: full, seeds: 1, steps: 7 });
+    expect([r.steps, r.baselines!.random!.steps, r.baselines!.full!.steps]).toEqual([7, 7, 7]);
+    // 150 rows in batches of 16 take 10 steps an epoch: 7 steps is one epoch cut short; 30 rows, 2 a batch: 4 epochs.
+    expect(r.baselines!.full!.epochs).toBe(1);
+    expect(r.epochs).toBe(4);
+    expect(r.config.protocol).toMatch(/7 steps \(every arm\)/);
+  });
+
   it('refuses a test set with another class count or pixel shape, naming both', async () => {
     const four = await writeToySet(tmp, 'four-classes', 8, 5, { classes: 4 });
     const err = await evaluate(train, { ...quick, test: four, baselines: false }).catch((e) => e);
