@@ -23,9 +23,10 @@
  *    Distilled sets train on their soft labels (cross-entropy against the soft_label
  *    rows); random subsets on hard labels. No augmentation. Inputs are normalised
  *    with the full training set's mean and std.
- * 4. Published numbers (ANCHORS.md, recalled from the RCIG paper's table; their
- *    protocols differ — RCIG trains with MSE on learned labels, with augmentation at
- *    evaluation for some methods): printed beside ours, never mixed in.
+ * 4. Published numbers (docs/methods/distillation.md, "The papers' numbers":
+ *    recalled from the RCIG paper's table; their protocols differ — RCIG trains
+ *    with MSE on learned labels, with augmentation at evaluation for some
+ *    methods): printed beside ours, never mixed in.
  *
  * wasm runs one thread per process, and the machine may be shared: the 1-minute
  * load average is recorded beside each distillation's wall time.
@@ -52,7 +53,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
 const BUILTIN_DIR = path.join(root, 'data', 'builtin', 'fashion-mnist');
 
-/** ANCHORS.md: Fashion-MNIST accuracy (%) at IPC 1 / 10 / 50, recalled from the RCIG paper's table. */
+/** Fashion-MNIST accuracy (%) at IPC 1 / 10 / 50, recalled from the RCIG paper's table (docs/methods/distillation.md, "The papers' numbers"). */
 const PUBLISHED: Record<string, Record<number, number>> = {
   rcig: { 1: 79.8, 10: 88.5, 50: 90.2 },
   kip: { 1: 73.5, 10: 86.8, 50: 88.0 },

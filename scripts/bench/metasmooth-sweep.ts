@@ -53,8 +53,9 @@ const mlp = (hidden: number, outputScale = 1) => ({ kind: 'mlp' as const, hidden
 
 /**
  * The candidates: the two settings noise-auroc already ran (controls), and seven
- * from MGD's metasmoothness advice (ANCHORS.md): a smaller LR, no or low momentum,
- * larger batches, fewer steps, logits ÷ 10, a wider net, a decaying LR, Adam.
+ * from MGD's metasmoothness advice (docs/methods/metagradients.md,
+ * "Metasmoothness"): a smaller LR, no or low momentum, larger batches, fewer
+ * steps, logits ÷ 10, a wider net, a decaying LR, Adam.
  */
 const CANDIDATES: { name: string; why: string; train: TrainConfig }[] = [
   {
