@@ -1,10 +1,109 @@
 import { promises as fsp } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { OutputError } from './errors.js';
 
 /** Prefix of temporary siblings; readers and listings ignore such directories. */
 export const TEMP_PREFIX = '.tmp-';
+/** Inside a temporary directory while it is being written: who writes it (removed before the commit). */
+export const OWNER_FILE = '.metacurate-owner.json';
+
+/** Is `pid` a live process on this host? (EPERM: it exists but belongs to someone else.) */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** A temporary sibling of `target` that this process owns (its owner file says so until the commit). */
+async function makeTemp(target: string, label = ''): Promise<string> {
+  const tmp = path.join(path.dirname(target), `${TEMP_PREFIX}${path.basename(target)}${label}-${randomBytes(4).toString('hex')}`);
+  await fsp.mkdir(tmp);
+  await fsp.writeFile(path.join(tmp, OWNER_FILE), JSON.stringify({ pid: process.pid, host: os.hostname(), started_at: new Date().toISOString() }));
+  return tmp;
+}
+
+/** A temporary directory beside `outDir` (e.g. for staging), owned like a dataset's, for the caller to remove. */
+export function stagingDir(outDir: string, label: string): Promise<string> {
+  return makeTemp(path.resolve(outDir), `.${label}`);
+}
+
+/**
+ * Whether a temporary directory is provably abandoned: its owner process is dead
+ * on this host, or it has no owner file (a commit that died between removing it
+ * and the last rename, or a temporary from before owner files). One written by
+ * another host is never taken for abandoned.
+ */
+async function abandoned(tmp: string): Promise<boolean> {
+  let text: string;
+  try {
+    text = await fsp.readFile(path.join(tmp, OWNER_FILE), 'utf8');
+  } catch {
+    return true;
+  }
+  try {
+    const owner = JSON.parse(text) as { pid: number; host: string };
+    return owner.host === os.hostname() && !pidAlive(owner.pid);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Finishes or undoes what a killed writer of `outDir` left: after the first of
+ * the two renames of an overwrite, the output is missing and its previous
+ * version sits in `<tmp>-old` — the new one (complete, since the swap starts
+ * only after the commit's fsync) is moved into place, or, if it is gone, the
+ * old one is put back. Then the writer's abandoned temporaries are removed.
+ * Only temporaries of this output, and only abandoned ones, are touched.
+ * Returns what it did, for the log.
+ */
+export async function recoverOutput(outDir: string): Promise<string[]> {
+  const target = path.resolve(outDir);
+  const parent = path.dirname(target);
+  const base = path.basename(target);
+  let names: string[];
+  try {
+    names = await fsp.readdir(parent);
+  } catch {
+    return [];
+  }
+  const prefix = `${TEMP_PREFIX}${base}`;
+  const ours = (n: string) => n.startsWith(prefix) && /^(\.sheet)?-[0-9a-f]{8}(-old)?$/.test(n.slice(prefix.length));
+  const done: string[] = [];
+  for (const name of names.filter(ours).filter((n) => n.endsWith('-old'))) {
+    const old = path.join(parent, name);
+    const tmp = old.slice(0, -'-old'.length);
+    const tmpThere = await pathExists(tmp);
+    if (tmpThere && !(await abandoned(tmp))) continue;
+    if (!(await pathExists(target))) {
+      if (tmpThere) {
+        await fsp.rm(path.join(tmp, OWNER_FILE), { force: true });
+        await fsp.rename(tmp, target);
+        done.push(`completed the interrupted replacement of ${outDir}`);
+      } else {
+        await fsp.rename(old, target);
+        done.push(`restored ${outDir} from an interrupted replacement`);
+        continue;
+      }
+    }
+    await fsp.rm(old, { recursive: true, force: true });
+    done.push(`removed ${name}`);
+  }
+  for (const name of (await fsp.readdir(parent)).filter(ours).filter((n) => !n.endsWith('-old'))) {
+    const tmp = path.join(parent, name);
+    if ((await fsp.stat(tmp).catch(() => undefined))?.isDirectory() && (await abandoned(tmp))) {
+      await fsp.rm(tmp, { recursive: true, force: true });
+      done.push(`removed ${name}`);
+    }
+  }
+  if (done.length) await fsyncDir(parent);
+  return done;
+}
 
 export async function pathExists(p: string): Promise<boolean> {
   try {
@@ -32,6 +131,7 @@ export interface AtomicDir {
  */
 export async function beginAtomicDir(outDir: string, opts: { overwrite?: boolean }): Promise<AtomicDir> {
   const target = path.resolve(outDir);
+  await recoverOutput(target);
   if (!opts.overwrite && (await pathExists(target))) {
     throw new OutputError(`output already exists`, {
       file: outDir,
@@ -40,18 +140,19 @@ export async function beginAtomicDir(outDir: string, opts: { overwrite?: boolean
   }
   const parent = path.dirname(target);
   await fsp.mkdir(parent, { recursive: true });
-  const tmp = path.join(parent, `${TEMP_PREFIX}${path.basename(target)}-${randomBytes(4).toString('hex')}`);
-  await fsp.mkdir(tmp);
+  const tmp = await makeTemp(target);
   return {
     tmp,
     async commit() {
+      await fsp.rm(path.join(tmp, OWNER_FILE), { force: true });
       await fsyncDir(tmp);
       if (await pathExists(target)) {
         if (!opts.overwrite) {
           await fsp.rm(tmp, { recursive: true, force: true });
           throw new OutputError('output appeared while writing', { file: outDir, hint: 'Another run may be writing it; use a lock or another --out' });
         }
-        // Move the old output aside first so the swap is a pair of renames.
+        // Move the old output aside first so the swap is a pair of renames; a crash
+        // between them is finished or undone by the next recoverOutput.
         const old = `${tmp}-old`;
         await fsp.rename(target, old);
         await fsp.rename(tmp, target);
@@ -101,26 +202,4 @@ async function fsyncDir(dir: string): Promise<void> {
   } finally {
     await fh?.close();
   }
-}
-
-/** Removes temporary siblings left by a killed process (older than `minAgeMs`). */
-export async function cleanStaleTemps(parent: string, minAgeMs = 0): Promise<string[]> {
-  const removed: string[] = [];
-  let entries: string[];
-  try {
-    entries = await fsp.readdir(parent);
-  } catch {
-    return removed;
-  }
-  const now = Date.now();
-  for (const name of entries) {
-    if (!name.startsWith(TEMP_PREFIX)) continue;
-    const p = path.join(parent, name);
-    const st = await fsp.stat(p).catch(() => undefined);
-    if (st && now - st.mtimeMs >= minAgeMs) {
-      await fsp.rm(p, { recursive: true, force: true });
-      removed.push(p);
-    }
-  }
-  return removed;
 }

@@ -6,7 +6,7 @@
  * written, stale temporaries are swept).
  */
 import path from 'node:path';
-import { cleanStaleTemps, pathExists } from '../core/atomic.js';
+import { pathExists, recoverOutput } from '../core/atomic.js';
 import { OutputError } from '../core/errors.js';
 import { CODE_VERSION } from '../core/version.js';
 import { readCuration } from '../data/reader.js';
@@ -32,9 +32,12 @@ export async function runPipeline(pipeline: string | PipelineConfig, opts: RunPi
   const started = new Date();
   const lock = await acquireLock(config.workdir, { log: ctx.log });
   try {
-    // We hold the lock, so any temporary directory here is from a run that died.
-    for (const dir of await cleanStaleTemps(config.workdir)) {
-      ctx.log.warn({ removed: path.relative(config.workdir, dir) }, 'removed a partial output left by an interrupted run');
+    // What a killed run left of this pipeline's outputs: an interrupted replacement is
+    // finished or undone, abandoned temporaries removed. Nothing else in the workdir is touched.
+    for (const step of config.stages) {
+      for (const action of [...(await recoverOutput(step.out)), ...(await recoverOutput(`${step.out}.checkpoint`))]) {
+        ctx.log.warn({ stage: step.id }, action);
+      }
     }
     const stages: StageReport[] = [];
     for (const step of config.stages) {

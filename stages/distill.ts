@@ -21,9 +21,8 @@
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { TEMP_PREFIX, writeDirAtomic } from '../core/atomic.js';
+import { stagingDir, writeDirAtomic } from '../core/atomic.js';
 import { DataError, UsageError } from '../core/errors.js';
 import { canonicalJson } from '../core/hash.js';
 import { loadExamples } from '../data/batch.js';
@@ -349,7 +348,7 @@ async function writeSynthetic(
   ];
   const description = `${o.method} distillation of ${path.basename(train.dir)}: ${o.ipc} synthetic images per class`;
   // The contact sheet is drawn from a dataset: stage one beside the output, then write the real one with the PNG inside.
-  const staging = path.join(path.dirname(path.resolve(o.out)), `${TEMP_PREFIX}${path.basename(o.out)}-sheet-${randomBytes(4).toString('hex')}`);
+  const staging = await stagingDir(o.out, 'sheet');
   let png: Buffer;
   try {
     const meta = { fingerprint: plan.fingerprint, stage: 'distill', stageVersion: DISTILL_VERSION, options: plan.options, seed: plan.seed, parents: plan.parents };

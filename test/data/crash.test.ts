@@ -6,9 +6,10 @@
 import { beforeAll, describe, expect, test } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, promises as fsp } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { TEMP_PREFIX, cleanStaleTemps } from '../../core/atomic.js';
+import { OWNER_FILE, TEMP_PREFIX, recoverOutput } from '../../core/atomic.js';
 import { openDataset } from '../../data/reader.js';
 import { useTmpDir } from '../helpers/tmp.js';
 
@@ -25,8 +26,18 @@ const FAST_ROWS = 12_000;
  * `fast` writes FAST_ROWS rows and prints the fingerprint. Each batch prints a line.
  */
 const CHILD = `
+import { promises } from 'node:fs';
 import { DatasetWriter } from ${JSON.stringify(pathToFileURL(DIST_WRITER).href)};
-const [out, mode, overwrite] = process.argv.slice(2);
+const [out, mode, overwrite, crashAt] = process.argv.slice(2);
+// crashAt = 'aside' | 'swapped': die right after the old output is moved aside, or after the new one is in place.
+if (crashAt) {
+  const rename = promises.rename;
+  promises.rename = async (from, to) => {
+    await rename(from, to);
+    const fromTemp = from.split('/').pop().startsWith('.tmp-');
+    if ((crashAt === 'aside' && to.endsWith('-old')) || (crashAt === 'swapped' && fromTemp && !to.endsWith('-old'))) process.kill(process.pid, 'SIGKILL');
+  };
+}
 const writer = await DatasetWriter.create(out, {
   columns: [{ name: 'id', kind: 'string' }, { name: 'label', kind: 'int64' }, { name: 'pixels', kind: 'uint8Vector', length: ${PIXELS} }],
   pixelShape: [28, 28, 1],
@@ -34,7 +45,7 @@ const writer = await DatasetWriter.create(out, {
   shardRows: 5000,
   overwrite: overwrite === 'overwrite',
 });
-const total = mode === 'fast' ? ${FAST_ROWS} : 10_000_000;
+const total = mode.startsWith('fast') ? ${FAST_ROWS} : 10_000_000;
 for (let i = 0; i < total; i++) {
   await writer.writeRow({ id: 'r' + i, label: i % 10, pixels: new Uint8Array(${PIXELS}).fill(i & 255) });
   if ((i + 1) % 1000 === 0) {
@@ -65,7 +76,7 @@ function startChild(script: string, args: string[]): { child: ChildProcess; line
 
 /** Runs the slow writer until it has written `rows` rows, then SIGKILLs it. */
 async function killMidWrite(script: string, out: string, rows: number, overwrite = false): Promise<void> {
-  const { child, lines, exited } = startChild(script, [out, 'slow', overwrite ? 'overwrite' : '']);
+  const { child, lines, exited } = startChild(script, [out, 'slow', overwrite ? 'overwrite' : '', '']);
   const deadline = Date.now() + 30_000;
   while (!lines.some((l) => l === `rows ${rows}`)) {
     if (child.exitCode !== null || Date.now() > deadline) {
@@ -81,7 +92,7 @@ async function killMidWrite(script: string, out: string, rows: number, overwrite
 }
 
 async function runFast(script: string, out: string, overwrite = false): Promise<string> {
-  const { lines, exited } = startChild(script, [out, 'fast', overwrite ? 'overwrite' : '']);
+  const { lines, exited } = startChild(script, [out, 'fast', overwrite ? 'overwrite' : '', '']);
   const r = await exited;
   expect(r.code, r.stderr).toBe(0);
   const done = lines.find((l) => l.startsWith('done '));
@@ -101,7 +112,7 @@ describe('crash safety', () => {
     await fsp.writeFile(script, CHILD);
   });
 
-  test('SIGKILL mid-write leaves no dataset; a rerun succeeds; cleanStaleTemps removes the leftover', async () => {
+  test('SIGKILL mid-write leaves no dataset; the next start removes the leftover, and only abandoned ones of this output', async () => {
     const parent = path.join(tmp(), 'fresh');
     await fsp.mkdir(parent);
     const out = path.join(parent, 'ds');
@@ -115,20 +126,23 @@ describe('crash safety', () => {
     const parts = await fsp.readdir(path.join(parent, left[0]));
     expect(parts).toContain('shard-00000.arrow.part');
     expect(parts).toContain('shard-00001.arrow.part');
+    expect(parts).toContain(OWNER_FILE);
     expect(parts).not.toContain('curation.json');
 
-    // A rerun is not disturbed by the leftover.
+    // Strangers: another tool's temporary, and one of this output whose owner (this process) is alive.
+    await fsp.mkdir(path.join(parent, '.tmp-other-0badc0de'));
+    const live = path.join(parent, '.tmp-ds-12345678');
+    await fsp.mkdir(live);
+    await fsp.writeFile(path.join(live, OWNER_FILE), JSON.stringify({ pid: process.pid, host: os.hostname() }));
+
+    // The rerun's start removes the dead writer's leftover and leaves the others.
     const fp = await runFast(script, out);
     const ds = await openDataset(out, { verify: true });
     expect(ds.numRows).toBe(FAST_ROWS);
     expect(ds.fingerprint).toBe(fp);
     expect(ds.shards.map((s) => s.rows)).toEqual([5000, 5000, 2000]);
-
-    // A young temp might belong to a running writer: kept unless old enough.
-    expect(await cleanStaleTemps(parent, 60 * 60 * 1000)).toEqual([]);
-    expect(await cleanStaleTemps(parent)).toEqual([path.join(parent, left[0])]);
-    expect(await fsp.readdir(parent)).toEqual(['ds']);
-    await openDataset(out, { verify: true });
+    expect((await fsp.readdir(parent)).sort()).toEqual(['.tmp-ds-12345678', '.tmp-other-0badc0de', 'ds']);
+    expect(await fsp.readdir(out)).not.toContain(OWNER_FILE);
   }, 60_000);
 
   test('SIGKILL while overwriting leaves the previous dataset intact', async () => {
@@ -144,7 +158,33 @@ describe('crash safety', () => {
     expect(ds.numRows).toBe(FAST_ROWS);
     expect(ds.shards.map((s) => s.sha256)).toEqual(before);
     expect(await temps(parent)).toHaveLength(1);
-    expect(await cleanStaleTemps(parent)).toHaveLength(1);
+    expect(await recoverOutput(out)).toHaveLength(1);
     expect(await fsp.readdir(parent)).toEqual(['ds']);
   }, 60_000);
+
+  test('SIGKILL between the two renames of an overwrite: the next start completes the replacement, or restores the old one', async () => {
+    for (const [crashAt, tmpLost] of [['aside', false], ['aside', true], ['swapped', false]] as const) {
+      const parent = path.join(tmp(), `swap-${crashAt}-${tmpLost}`);
+      await fsp.mkdir(parent);
+      const out = path.join(parent, 'ds');
+      const first = await runFast(script, out);
+      // The second write has other options (mode), so another fingerprint.
+      const { exited } = startChild(script, [out, 'fast-again', 'overwrite', crashAt]);
+      expect((await exited).signal).toBe('SIGKILL');
+      const listing = await fsp.readdir(parent);
+      if (crashAt === 'aside') expect(listing.includes('ds')).toBe(false);
+      if (tmpLost) {
+        for (const n of listing) if (n.startsWith(TEMP_PREFIX) && !n.endsWith('-old')) await fsp.rm(path.join(parent, n), { recursive: true });
+      }
+      const actions = await recoverOutput(out);
+      expect(actions.length, crashAt).toBeGreaterThan(0);
+      expect(await fsp.readdir(parent)).toEqual(['ds']);
+      const ds = await openDataset(out, { verify: true });
+      expect(ds.numRows).toBe(FAST_ROWS);
+      // Completed: the new dataset; restored (the new one lost): the old one. Never neither.
+      if (tmpLost) expect(ds.fingerprint).toBe(first);
+      else expect(ds.fingerprint).not.toBe(first);
+      expect(await fsp.readdir(out)).not.toContain(OWNER_FILE);
+    }
+  }, 120_000);
 });
