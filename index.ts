@@ -30,6 +30,8 @@ export {
 export { rate, rateStage, type RateOptions, type RateResult } from './stages/rate.js';
 export { evaluate, evaluateStage, type EvaluateOptions, type EvaluateReport } from './stages/evaluate.js';
 export { distill, distillStage, type DistillOptions, type DistillResult } from './stages/distill.js';
+export { plant, plantStage, type PlantOptions } from './stages/plant.js';
+export { labelIssues, labelIssuesStage, type LabelIssuesOptions } from './stages/label-issues.js';
 
 export { initBackend, type BackendName, type BackendRequest } from './ml/backend.js';
 export { makeModel, type Model, type ModelSpec } from './ml/models.js';

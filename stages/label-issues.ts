@@ -134,7 +134,7 @@ export const labelIssuesStage = defineStage({
         rows_in: data.n,
         flagged: flagged.length,
         share: flagged.length / data.n,
-        how: 'confident learning: out-of-sample probabilities from k-fold models; a row is flagged when the most probable of the classes whose per-class threshold (the mean probability of the class over the rows labelled it) it clears is not its label; no noise rate assumed',
+        how: 'confident learning: out-of-sample probabilities from k-fold models; per given class, the confident joint counts the rows whose most probable class among those whose threshold (the mean probability of the class over the rows labelled it) they clear is another one, and that many rows of the class with the lowest margins are flagged; no noise rate assumed',
         per_class: perClass,
         ...(planted ? { planted: detection(margin, planted, issue) } : {}),
       },

@@ -3,7 +3,9 @@
  * (`id` plus the score column, row-aligned with the parent's shards). The methods
  * live in ml/scores/, one file each; every score is oriented so that higher means
  * more valuable to keep. Seeds run as parallel worker-thread jobs and are
- * combined here: the mean, with a `<method>_std` column beside it.
+ * combined here, by the mean of the scores or of each run's percentile ranks
+ * (the method's choice), with a `<method>_std` column beside them and, for an
+ * ensemble, the split-half agreement in the summary.
  */
 import path from 'node:path';
 import { z } from 'zod';
@@ -33,7 +35,7 @@ export const scoreOptions = z.object({
     .describe('scoring method (see "Methods" below)'),
   ...trainingOptions('the scored run'),
   schedule: scheduleSpecSchema.optional().describe('learning-rate schedule, a JSON spec (default: the method\'s; constant for all but metagrad)'),
-  seeds: positiveInt.optional().describe('independent runs to combine (default: the method\'s, 4 for el2n and grand, else 1); adds a <method>_std column'),
+  seeds: positiveInt.optional().describe('independent runs to combine (default: the method\'s: 6 for metagrad, 4 for el2n and grand, else 1); adds a <method>_std column'),
   seed: z.number().int().min(0).default(0).describe('first seed'),
   k: replay.k.default(REPLAY_DEFAULTS.k),
   maxMemoryMiB: replay.maxMemoryMiB.default(REPLAY_DEFAULTS.maxMemoryMiB),

@@ -53,7 +53,8 @@ export const metagradScorer: Scorer = {
       onProgress: (done) => work.advanceTo(done),
     });
     // Whether upweighting the row lowers the target loss: ensembles average it into the share of runs it helped in.
-    const helpful = res.grad.map((g) => (g < 0 ? 1 : 0));
+    // A row no differentiated step saw has dφ/dw = 0: it counts as neither.
+    const helpful = res.grad.map((g) => (g < 0 ? 1 : g > 0 ? 0 : 0.5));
     return { raw: res.grad, details: { targetLoss: res.targetLoss, replay: res.stats }, columns: { helpful: { values: helpful, combine: 'mean' } } };
   },
 };

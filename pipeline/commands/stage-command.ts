@@ -49,7 +49,8 @@ export interface StageCommandSpec<R> {
 /** Argument names of common option names, for the help. */
 const ARG_NAMES: Record<string, string> = { out: 'dir', target: 'dir', test: 'dir', fullTrain: 'dir', scores: 'dir', rater: 'dir', raterOut: 'dir', by: 'column' };
 
-const kebab = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+// maxMemoryMiB → --max-memory-mib: a unit stays one word.
+const kebab = (key: string) => key.replace(/MiB$/, 'Mib').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
 function parseNumber(value: string): number {
   const n = Number(value);

@@ -35,6 +35,10 @@ export const CURATE_DEFAULTS = {
 
 const NONE = 'none';
 
+function spreadOf(o: SelectOptions): string {
+  return (o.spread as string | undefined) ?? CURATE_DEFAULTS.spread;
+}
+
 function columnOption(o: SelectOptions, key: 'issues' | 'helpful' | 'rank'): string | undefined {
   const v = (o[key] as string | undefined) ?? CURATE_DEFAULTS[key];
   return v === NONE ? undefined : v;
@@ -80,7 +84,7 @@ function draw(input: DecideInput, level: CurateLevel, cols: { by: Float64Array; 
   let kept: number[];
   if (passed >= k) {
     const quotas = classQuotas(classSizes(labels!), ok.map((r) => r.length), k);
-    const spread = (o.spread as string | undefined) ?? CURATE_DEFAULTS.spread;
+    const spread = spreadOf(o);
     const bins = spread === 'uniform' ? 1 : ((o.bins as number | undefined) ?? CURATE_DEFAULTS.bins);
     const rng = input.rng('curate');
     kept = ok.flatMap((rows, c) => (spread === 'top'
@@ -116,15 +120,15 @@ export const curateStrategy: Strategy = {
   seeded: true,
   needsLabels: true,
   needsTarget: true,
-  columns: (o) => [o.by ?? CURATE_DEFAULTS.by, ...[columnOption(o, 'rank'), columnOption(o, 'issues'), columnOption(o, 'helpful')].filter((c): c is string => c !== undefined)],
+  columns: (o) => [...(spreadOf(o) !== 'uniform' ? [o.by ?? CURATE_DEFAULTS.by] : []), ...[columnOption(o, 'rank'), columnOption(o, 'issues'), columnOption(o, 'helpful')].filter((c): c is string => c !== undefined)],
   canonical: (o) => ({
     level: o.level ?? (o.target === undefined ? 'harmful' : 'auto'),
-    by: o.by ?? CURATE_DEFAULTS.by,
     rank: columnOption(o, 'rank') ?? NONE,
     issues: columnOption(o, 'issues') ?? NONE,
     helpful: columnOption(o, 'helpful') ?? NONE,
-    spread: (o.spread as string | undefined) ?? CURATE_DEFAULTS.spread,
-    ...(o.spread === 'bins' ? { bins: (o.bins as number | undefined) ?? CURATE_DEFAULTS.bins } : {}),
+    spread: spreadOf(o),
+    ...(spreadOf(o) !== 'uniform' ? { by: o.by ?? CURATE_DEFAULTS.by } : {}),
+    ...(spreadOf(o) === 'bins' ? { bins: (o.bins as number | undefined) ?? CURATE_DEFAULTS.bins } : {}),
   }),
   async plan(inputs, o) {
     const level = (o.level as string | undefined) ?? (one(inputs, 'target') === undefined ? 'harmful' : 'auto');
@@ -139,8 +143,9 @@ export const curateStrategy: Strategy = {
     const issues = columnOption(o, 'issues');
     const helpful = columnOption(o, 'helpful');
     const rankName = columnOption(o, 'rank');
-    const by = columns[o.by ?? CURATE_DEFAULTS.by];
-    const cols = { by, order: rankName ? columns[rankName] : by, flagged: issues ? columns[issues] : undefined, helps: helpful ? columns[helpful] : undefined };
+    const order = rankName ? columns[rankName] : undefined;
+    const by = columns[o.by ?? CURATE_DEFAULTS.by] ?? order ?? new Float64Array(input.n);
+    const cols = { by, order: order ?? by, flagged: issues ? columns[issues] : undefined, helps: helpful ? columns[helpful] : undefined };
     for (const [name, v] of [[issues, cols.flagged], [helpful, cols.helps]] as const) {
       if (name && v && v.some((x) => x < 0 || x > 1)) {
         throw new DataError(`column "${name}" holds values outside [0, 1]; curate reads it as a share`, { file: dataset.dir, hint: 'Pick the flag column a score method wrote (e.g. confident_issue, metagrad_helpful)' });

@@ -49,9 +49,9 @@ const stageOptions = {
   strategy: z.string().refine((s) => strategyNames().includes(s), { error: () => `unknown strategy; the strategies are ${strategyNames().join(', ')}` }).default('topk')
     .describe('selection strategy (see "Strategies" below)'),
   by: z.string().min(1).optional().describe('the score column (higher = keep), from the dataset or a --scores sidecar'),
-  scores: z.array(z.string().min(1)).default([]).describe('a score sidecar to attach, joined row by row (repeatable)'),
+  scores: z.array(z.string().min(1)).default([]).describe('a score sidecar to attach, joined row by row'),
   budget: z.number().optional().describe('a fraction of the rows in (0, 1], or a whole count'),
-  target: z.string().min(1).optional().describe('strategies that measure a target loss (mgd): the clean held-out target set'),
+  target: z.string().min(1).optional().describe('the clean held-out target set, for the strategies that use one (mgd; curate --level auto; prune --drop auto)'),
   backend: z.enum(BACKEND_REQUESTS).optional().describe('compute backend of strategies that train (default: best available)'),
   invert: z.boolean().default(false).describe('keep the rows the strategy does not choose (the complement)'),
   classFloor: z.number().min(0).max(1).default(0.5)

@@ -20,17 +20,19 @@ import { randomK } from './random.js';
 import type { Selection, Strategy } from './types.js';
 
 /**
- * 10 rounds; the first may move 20% of the budget, shrinking linearly to 1
- * unit; each round only rows in a random fifth of the pool may move (MGD's
- * Bernoulli mask, so one noisy round cannot swap the whole selection).
+ * 10 rounds; the first may move 20% of the budget, the limit shrinking linearly
+ * (the last round moves a tenth of the first, at least 1 unit); each round only
+ * rows in a random fifth of the pool may move (MGD's Bernoulli mask, so one
+ * noisy round cannot swap the whole selection).
  */
 export const MGD_DEFAULTS = { rounds: 10, swap: 0.2, maxCount: 1, mask: 0.2 } as const;
 
 /**
  * The metagradient at the current counts: dφ/dc_i for every pool row, where φ is
  * the target loss after training with per-example weights c (ml/metagrad.ts);
- * optionally with the loss on held-out target rows after that training, by
- * which the best iterate is chosen.
+ * optionally with the loss on held-out target rows after that training. The
+ * best iterate is chosen when every round reports one and the last iterate can
+ * be measured too (`validate`: the built-in engine); otherwise the last is kept.
  */
 export type MetagradFn = (weights: Float32Array, info: { round: number }) => Promise<Float32Array | { grad: Float32Array; validationLoss?: number }>;
 
@@ -182,13 +184,13 @@ export const mgdStrategy: Strategy = {
   description: 'metagradient descent on the selection against a target set (--target), from a random start or the top-k by --by',
   options: {
     rounds: positiveInt.optional().describe(`mgd: rounds of metagradient + swap, at most (default ${MGD_DEFAULTS.rounds})`),
-    swap: z.number().gt(0).max(1).optional().describe(`mgd: count moved in the first round as a fraction of the budget, decaying to 1 unit (default ${MGD_DEFAULTS.swap})`),
+    swap: z.number().gt(0).max(1).optional().describe(`mgd: count moved in the first round as a fraction of the budget, shrinking linearly over the rounds (default ${MGD_DEFAULTS.swap})`),
     maxCount: positiveInt.optional().describe(`mgd: highest count one row may reach (default ${MGD_DEFAULTS.maxCount}: a plain subset)`),
     mask: z.number().gt(0).max(1).optional().describe(`mgd: probability that a row may move in a round (default ${MGD_DEFAULTS.mask}; 1 = every row)`),
     metagradKey: z.string().min(1).optional()
       .describe('mgd with a library metagrad callback: names its setup for the fingerprint (the engine computes its own key)'),
     ...training,
-    schedule: scheduleSpecSchema.optional().describe('mgd: learning-rate schedule, a JSON spec (default constant)'),
+    schedule: scheduleSpecSchema.optional().describe('mgd: learning-rate schedule, a JSON spec (default: the metagradient\'s, linear decay)'),
     k: replay.k.optional(),
     maxMemoryMiB: replay.maxMemoryMiB.optional(),
   },

@@ -20,20 +20,21 @@ test('the committed JSON Schema is up to date (regenerate: npm run build && node
   expect(ingest.properties.options.properties).not.toHaveProperty('overwrite');
 });
 
-test('the shipped default pipeline is valid: ingest both built-in splits, carve target and pool, score, rate, select, evaluate, distill', async () => {
+test('the shipped default pipeline is valid: ingest both built-in splits, carve target and pool, plant, score, rate, select, evaluate, distill', async () => {
   const file = path.join(REPO, 'pipelines/default.yaml');
   const raw = parseDocument(readFileSync(file, 'utf8')).toJS();
   expect(pipelineSchema().safeParse(raw).success).toBe(true);
   const cfg = await loadPipelineConfig(file);
   expect(cfg.workdir).toBe(path.join(REPO, 'out/default'));
-  expect(cfg.stages.slice(0, 6).map((s) => [s.id, s.stage])).toEqual([
-    ['train', 'ingest'], ['test', 'ingest'], ['target', 'select'], ['pool', 'select'], ['scores', 'score'], ['ratings', 'rate'],
+  expect(cfg.stages.slice(0, 9).map((s) => [s.id, s.stage])).toEqual([
+    ['train', 'ingest'], ['test', 'ingest'], ['target', 'select'], ['clean-pool', 'select'], ['pool', 'plant'],
+    ['metagrad', 'score'], ['issues', 'score'], ['aum', 'score'], ['ratings', 'rate'],
   ]);
-  expect(new Set(cfg.stages.map((s) => s.stage))).toEqual(new Set(['ingest', 'select', 'score', 'rate', 'evaluate', 'distill']));
+  expect(new Set(cfg.stages.map((s) => s.stage))).toEqual(new Set(['ingest', 'select', 'plant', 'score', 'rate', 'evaluate', 'distill']));
   expect(cfg.stages.slice(0, 2).map((s) => s.options.split)).toEqual(['train', 'test']);
   expect(cfg.stages.slice(0, 2).every((s) => s.inputPaths[0] === path.join(REPO, 'data/builtin/fashion-mnist'))).toBe(true);
   // The metagradient is measured on the held-out target, never on the test split.
-  expect(cfg.stages[4].inputPaths).toEqual([path.join(REPO, 'out/default/pool'), path.join(REPO, 'out/default/target')]);
+  expect(cfg.stages[5].inputPaths).toEqual([path.join(REPO, 'out/default/pool'), path.join(REPO, 'out/default/target')]);
   // Every evaluation tests on the test split, beside baselines drawn from the pool.
   for (const s of cfg.stages.filter((st) => st.stage === 'evaluate')) {
     expect(s.inputPaths.slice(1)).toEqual([path.join(REPO, 'out/default/test'), path.join(REPO, 'out/default/pool')]);

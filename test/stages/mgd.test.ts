@@ -157,7 +157,7 @@ describe('mgd selection with the metagradient engine', () => {
       expect(err.message).toMatch(re);
     };
     await usage(select(pool, { out: fresh('x'), strategy: 'mgd', budget: 0.5 }), /needs a target set.*Pass --target <dir>/);
-    await usage(select(pool, { out: fresh('x'), strategy: 'random', budget: 0.5, target }), /"target" applies only to strategy mgd/);
+    await usage(select(pool, { out: fresh('x'), strategy: 'random', budget: 0.5, target }), /"target" applies only to strategy curate, prune, mgd/);
     await usage(select(pool, { out: fresh('x'), strategy: 'topk', by: 'x', budget: 0.5, epochs: 2 }), /"epochs" applies only to strategy mgd/);
     await usage(select(pool, { out: fresh('x'), strategy: 'mgd', budget: 0.5, target, metagrad: async (c) => c }), /"target" configures the built-in metagradient engine/);
     await usage(select(pool, { out: fresh('x'), strategy: 'mgd', budget: 0.5, target, metagradKey: 'k' }), /metagradKey/);
