@@ -8,6 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { numericValues } from '../../data/columns.js';
 import { openDataset, type Dataset } from '../../data/reader.js';
+import { parsePipelineConfig } from '../../pipeline/config.js';
+import { runPipeline } from '../../pipeline/runner.js';
+import type { StageContext } from '../../stages/context.js';
 import { ingest, ingestOptions, ingestStage } from '../../stages/ingest.js';
 
 export interface BenchMeta {
@@ -118,4 +121,96 @@ export async function readNumericColumn(dir: string, column: string): Promise<Fl
   const out = new Float64Array(await ds.countRows());
   for await (const block of ds.blocks()) out.set(numericValues(block.column(column)), block.offset);
   return out;
+}
+
+/** The curation benchmarks' splits: 'dev' decides settings and recipes, 'final' only measures them. */
+export type CurationProtocol = 'dev' | 'final';
+
+/** The planted arms every curation benchmark uses (plant stage options). */
+export const CURATION_ARMS = {
+  clean: { labelNoise: 0, seed: 0 },
+  noisy: { labelNoise: 0.2, seed: 1 },
+  shifted: { offDomain: 0.5, transform: 'invert', labelNoise: 0.3, seed: 2 },
+} as const;
+export type CurationArm = keyof typeof CURATION_ARMS;
+
+export interface CurationData {
+  /** Where models are tested: a held-out part of train (dev), or the test split (final). */
+  evalTest: string;
+  /** The clean target set the target-aware methods measure φ on. */
+  target: string;
+  /** The pool of each arm, with the `planted` truth column. */
+  arms: Record<CurationArm, string>;
+  poolRows: number;
+}
+
+/**
+ * Builds the splits as a pipeline (so they are made once and then current):
+ * - dev: 10,000 training rows held out as the test of dev runs (seed 100); of the
+ *   other 50,000, a clean 5,000-row target (seed 101) and a 45,000-row pool;
+ * - final: a clean 5,000-row target (seed 0) and the other 55,000 as the pool; the
+ *   test split is the test.
+ * Each arm plants its problems into the pool (CURATION_ARMS). The test split is
+ * never read by a dev run.
+ */
+export async function curationData(src: string, workdir: string, protocol: CurationProtocol, ctx?: StageContext): Promise<CurationData> {
+  const rel = (id: string) => `\${${id}}`;
+  const carve = protocol === 'dev'
+    ? [
+      { id: 'devtest', stage: 'select', inputs: [rel('train')], options: { strategy: 'random', budget: 10000, seed: 100 } },
+      { id: 'rest', stage: 'select', inputs: [rel('train')], options: { strategy: 'random', budget: 10000, seed: 100, invert: true } },
+      { id: 'target', stage: 'select', inputs: [rel('rest')], options: { strategy: 'random', budget: 5000, seed: 101 } },
+      { id: 'pool', stage: 'select', inputs: [rel('rest')], options: { strategy: 'random', budget: 5000, seed: 101, invert: true } },
+    ]
+    : [
+      { id: 'test', stage: 'ingest', inputs: [src], options: { split: 'test', preset: 'fashion-mnist' } },
+      { id: 'target', stage: 'select', inputs: [rel('train')], options: { strategy: 'random', budget: 5000, seed: 0 } },
+      { id: 'pool', stage: 'select', inputs: [rel('train')], options: { strategy: 'random', budget: 5000, seed: 0, invert: true } },
+    ];
+  const arms = Object.entries(CURATION_ARMS).map(([arm, o]) => ({ id: `pool-${arm}`, stage: 'plant', inputs: [rel('pool')], options: o }));
+  const config = parsePipelineConfig({
+    version: 1,
+    name: `curation-data-${protocol}`,
+    workdir,
+    stages: [{ id: 'train', stage: 'ingest', inputs: [src], options: { split: 'train', preset: 'fashion-mnist' } }, ...carve, ...arms],
+  }, { baseDir: process.cwd() });
+  await runPipeline(config, { ctx });
+  const at = (id: string) => path.resolve(workdir, id);
+  return {
+    evalTest: at(protocol === 'dev' ? 'devtest' : 'test'),
+    target: at('target'),
+    arms: { clean: at('pool-clean'), noisy: at('pool-noisy'), shifted: at('pool-shifted') },
+    poolRows: await (await openDataset(at('pool'))).countRows(),
+  };
+}
+
+/** Log lines with a clock; progress at most once a minute per phase. */
+export function benchContext(): StageContext {
+  const stamp = () => new Date().toISOString().slice(11, 19);
+  const line = (level: string) => (o: object | string, msg?: string) => {
+    if (level === 'debug') return;
+    const text = typeof o === 'string' ? o : `${msg ?? ''} ${JSON.stringify(o)}`;
+    console.log(`[${stamp()}] ${level === 'info' ? '' : `${level.toUpperCase()} `}${text}`);
+  };
+  return {
+    log: { debug: line('debug'), info: line('info'), warn: line('warn'), error: line('error') },
+    progress(label, total) {
+      let done = 0;
+      let all = total ?? 0;
+      let last = Date.now();
+      return {
+        tick(n = 1) {
+          done += n;
+          if (Date.now() - last > 60_000) {
+            last = Date.now();
+            console.log(`[${stamp()}]   ${label}: ${done}/${all || '?'}`);
+          }
+        },
+        setTotal(t) {
+          all = t;
+        },
+        done() {},
+      };
+    },
+  };
 }
