@@ -98,6 +98,10 @@ function flagFor(key: string, schema: z.ZodType, override: FlagOverride = {}): O
     const min = f.exclusiveMinimum !== undefined ? f.exclusiveMinimum + 1 : f.minimum;
     opt = new Option(flags('n'), description).argParser(min !== undefined && min >= 1 ? parsePositive : min === 0 ? parseCount : parseInteger);
   } else if (types.length === 1 && types[0] === 'number') opt = new Option(flags('x'), description).argParser(parseNumber);
+  else if (types.includes('number') || types.includes('integer')) {
+    // A number or a word (e.g. --drop 0.2 | auto): numbers as numbers, words as they are.
+    opt = new Option(flags('value'), description).argParser((v) => (v.trim() !== '' && Number.isFinite(Number(v)) ? Number(v) : v));
+  }
   else opt = new Option(flags(ARG_NAMES[key] ?? 'value'), description);
   return [opt];
 }

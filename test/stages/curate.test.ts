@@ -16,6 +16,7 @@ import { writeDataset } from '../../data/writer.js';
 import { select } from '../../stages/select/index.js';
 import { betaFor, coverageSample, evenSplit } from '../../stages/select/ccs.js';
 import { classQuotas } from '../../stages/select/curate.js';
+import { cli } from '../pipeline/helpers.js';
 
 const N = 200;
 const K = 4;
@@ -195,5 +196,16 @@ describe('choosing on the target (curate --level auto, prune --drop auto)', () =
     const again = await select(toy, { out: out(), scores: [side], target, strategy: 'curate', budget: 0.5 });
     expect(again.fingerprint).toBe(r.fingerprint);
     expect(await keptRows(again.dir)).toEqual(await keptRows(r.dir));
+  });
+});
+
+describe('from the CLI', () => {
+  it('takes numbers and words for --drop, and refuses auto without a target', async () => {
+    const ok = await cli(['--json', 'select', pool, '--scores', scores, '--strategy', 'prune', '--by', 'metagrad', '--drop', '0.3', '--budget', '0.5', '--out', out()]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout).summary.prune.drop).toBe(0.3);
+    const auto = await cli(['select', pool, '--scores', scores, '--strategy', 'prune', '--by', 'metagrad', '--drop', 'auto', '--budget', '0.5', '--out', out()]);
+    expect(auto.code).toBe(64);
+    expect(auto.stderr).toMatch(/chooses on a target set/);
   });
 });
