@@ -11,4 +11,12 @@ try {
   }
   throw err;
 }
-process.exit(await cli.main(process.argv));
+const code = await cli.main(process.argv);
+// Exit only once stdout and stderr have drained: a pipe (`metacurate --json inspect big | wc -c`)
+// may still hold output, and process.exit would cut it. The write callback runs after the flush.
+const flushed = (stream) => new Promise((resolve) => {
+  if (stream.destroyed || !stream.writable) resolve();
+  else stream.write('', () => resolve());
+});
+await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+process.exit(code);

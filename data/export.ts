@@ -151,6 +151,8 @@ export async function writeParquet(datasetOrDir: Dataset | string, outDir: strin
       const props = new pq.WriterPropertiesBuilder().setCompression(pq.Compression.ZSTD).build();
       const bytes = pq.writeParquet(table, props); // consumes (frees) the table
       const file = shard.file.replace(/\.arrow$/, '.parquet');
+      // Shard names were checked to stay inside the dataset when it was opened, so this stays inside tmp.
+      await fsp.mkdir(path.dirname(path.join(tmp, file)), { recursive: true });
       await fsp.writeFile(path.join(tmp, file), bytes);
       files.push({ file, rows, bytes: bytes.byteLength });
     }

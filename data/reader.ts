@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { RecordBatchReader, type RecordBatch, type Schema, type Vector } from 'apache-arrow';
 import { DataError, MissingInputError } from '../core/errors.js';
 import { sha256Hex } from '../core/hash.js';
+import { fileNamedIn } from '../core/paths.js';
 import {
   CURATION_FILE, DATASET_INFO_FILE, PIXEL_SHAPE_KEY, STATE_FILE, columnFromHfFeature,
   type ColumnSpec, type CurationInfo, type PixelShape,
@@ -49,6 +50,14 @@ async function readJson(file: string): Promise<any> {
   }
 }
 
+/** A metadata field that must be a list of objects: anything else is a corrupt file, not a crash. */
+function listOf(v: unknown, metaFile: string, field: string): any[] {
+  if (!Array.isArray(v) || v.some((f) => typeof f !== 'object' || f === null)) {
+    throw new DataError(`${path.basename(metaFile)}: "${field}" is not a list of files`, { file: metaFile, hint: 'The dataset metadata is corrupt; re-create the dataset' });
+  }
+  return v;
+}
+
 export class Dataset {
   private constructor(
     readonly dir: string,
@@ -72,14 +81,15 @@ export class Dataset {
     const state = await readJson(path.join(dir, STATE_FILE));
     const info = (await readJson(path.join(dir, DATASET_INFO_FILE))) ?? {};
     let files: { file: string; rows?: number; sha256?: string; bytes?: number }[];
-    if (curation) files = curation.shards;
-    else if (state?._data_files) files = state._data_files.map((f: { filename: string }) => ({ file: f.filename }));
+    const metaFile = path.join(dir, curation ? CURATION_FILE : STATE_FILE);
+    if (curation) files = listOf(curation.shards, metaFile, 'shards');
+    else if (state?._data_files) files = listOf(state._data_files, metaFile, '_data_files').map((f: { filename: string }) => ({ file: f.filename }));
     else {
       throw new MissingInputError(`no ${CURATION_FILE} or ${STATE_FILE}: not a dataset`, { file: dir, hint: 'Ingest the source first: metacurate ingest <source> --out <dir>' });
     }
     const shards: ShardInfo[] = [];
     for (const f of files) {
-      const p = path.join(dir, f.file);
+      const p = fileNamedIn(dir, f.file, metaFile, 'shard');
       const st = await fsp.stat(p).catch(() => undefined);
       if (!st) throw new DataError('shard is missing', { file: p, hint: 'The dataset is incomplete; re-create it' });
       if (f.bytes !== undefined && st.size !== f.bytes) {

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { pathExists } from '../core/atomic.js';
 import { OutputError, UsageError } from '../core/errors.js';
+import { isWithin } from '../core/paths.js';
 import { fingerprint as computeFingerprint } from '../core/hash.js';
 import type { ParentRef } from '../data/format.js';
 import { readCuration } from '../data/reader.js';
@@ -158,9 +159,8 @@ async function checkOutput(stage: string, out: string, inputs: NamedInputs, over
   const target = path.resolve(out);
   for (const p of Object.values(inputs).flat()) {
     const input = path.resolve(p);
-    const inside = (a: string, b: string) => a === b || a.startsWith(b.endsWith(path.sep) ? b : b + path.sep);
-    if (inside(target, input) || inside(input, target)) {
-      throw new OutputError(`the output ${inside(target, input) && target !== input ? 'lies inside' : target === input ? 'is' : 'contains'} the input ${p}`, {
+    if (isWithin(target, input) || isWithin(input, target)) {
+      throw new OutputError(`the output ${target === input ? 'is' : isWithin(target, input) ? 'lies inside' : 'contains'} the input ${p}`, {
         file: out,
         hint: `Write the ${stage} output somewhere else: replacing it would destroy the input`,
       });

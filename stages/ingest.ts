@@ -8,7 +8,7 @@
  * fixed-size sources (IDX 28×28×1, CIFAR 32×32×3, a dataset's pixels), else
  * 32×32×3 for decoded images (folders, manifests, image columns).
  */
-import { createWriteStream, promises as fsp, type WriteStream } from 'node:fs';
+import { createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -19,7 +19,7 @@ import { sha256Hex } from '../core/hash.js';
 import { REJECTED_FILE, type ColumnSpec, type PixelShape } from '../data/format.js';
 import type { ImageValue } from '../data/columns.js';
 import { DEFAULT_MAX_INPUT_PIXELS, ItemRejected, decodeImage, encodePng, resizePixels, type DecodeOptions } from '../data/decode.js';
-import { PRESETS, SOURCE_FORMATS, openSource, type Source, type SourceItem, type SourceOptions } from '../data/sources/index.js';
+import { DEFAULT_MAX_FILE_BYTES, FileRefused, PRESETS, SOURCE_FORMATS, openSource, readSourceFile, type Source, type SourceItem, type SourceOptions } from '../data/sources/index.js';
 import type { StageContext, StageResult } from './context.js';
 import { defineStage, type Output } from './define.js';
 
@@ -43,7 +43,7 @@ export const ingestOptions = z.object({
   background: z.enum(['black', 'white']).default('black').describe('colour that transparency is flattened onto and contain pads with'),
   keepOriginal: z.boolean().default(false).describe('keep each encoded original in an image column (PNG for raw-pixel sources)'),
   dedupe: z.boolean().default(false).describe('drop rows whose decoded pixels repeat an earlier row\'s (recorded in rejected.jsonl)'),
-  allowOutsideRoot: z.boolean().default(false).describe('let a manifest name files outside its folder'),
+  allowOutsideRoot: z.boolean().default(false).describe('read files that lie outside the source\'s folder, by a manifest path, an HF image path or a symbolic link'),
   overwrite: z.boolean().default(false).describe('replace the output if it exists'),
   concurrency: z.number().int().min(1).max(256).default(4).describe('images decoded at once; does not change the output'),
   shardRows: positiveInt.optional().describe('rows per shard at most'),
@@ -54,6 +54,7 @@ export const ingestOptions = z.object({
     .describe('a fixed class list, in label order'),
   cifarLabels: z.enum(['fine', 'coarse']).default('fine').describe('CIFAR-100: which label becomes `label`'),
   maxInputPixels: positiveInt.default(DEFAULT_MAX_INPUT_PIXELS).describe('refuse larger images unread (decompression bombs)'),
+  maxFileBytes: positiveInt.default(DEFAULT_MAX_FILE_BYTES).describe('refuse larger image files unread'),
   limit: positiveInt.optional().describe('ingest only the first n items'),
   seed: z.number().int().default(0).describe('recorded for provenance; ingest draws no random numbers'),
 }).strict();
@@ -88,8 +89,9 @@ export interface RejectedLine {
 
 /** Options that change the output (the fingerprint's): not where it goes, whether it replaces, how fast. */
 function canonicalOptions(o: IngestOptions): Record<string, unknown> {
-  const { out: _out, overwrite: _ow, concurrency: _c, seed: _s, ...rest } = o;
-  return rest;
+  const { out: _out, overwrite: _ow, concurrency: _c, seed: _s, maxFileBytes, ...rest } = o;
+  // The cap joins the fingerprint only when changed, so outputs made before it existed stay current.
+  return maxFileBytes === DEFAULT_MAX_FILE_BYTES ? rest : { ...rest, maxFileBytes };
 }
 
 function sourceOptions(o: IngestOptions): SourceOptions {
@@ -136,16 +138,6 @@ async function* mapOrdered<T, R>(src: AsyncIterable<T>, window: number, take: nu
   } finally {
     await Promise.allSettled(queue);
     await it.return?.();
-  }
-}
-
-function describeReadError(err: any): string {
-  switch (err?.code) {
-    case 'ENOENT': return 'file not found';
-    case 'EISDIR': return 'is a directory, not an image file';
-    case 'EACCES':
-    case 'EPERM': return 'permission denied';
-    default: return `cannot read (${err?.code ?? err?.message ?? err})`;
   }
 }
 
@@ -215,9 +207,10 @@ async function runIngest(ctx: StageContext, input: string, source: Source, o: In
         let bytes: Uint8Array;
         if (item.kind === 'file') {
           try {
-            bytes = await fsp.readFile(item.file);
+            bytes = await readSourceFile(item.file, { root: source.fileRoot, allowOutsideRoot: o.allowOutsideRoot, maxBytes: o.maxFileBytes });
           } catch (err) {
-            throw new ItemRejected(describeReadError(err));
+            if (err instanceof FileRefused) throw new ItemRejected(err.reason);
+            throw err;
           }
         } else bytes = item.bytes;
         pixels = await limit(() => decodeImage(bytes, decode));

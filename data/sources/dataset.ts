@@ -77,6 +77,7 @@ export async function openDatasetSource(dir: string, opts: SourceOptions): Promi
   return {
     format: 'dataset',
     root: dir,
+    fileRoot: dir,
     classNames,
     nativeShape: shape,
     hasCaptions: cols.caption !== undefined,

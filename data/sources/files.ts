@@ -2,11 +2,13 @@
  * File helpers shared by the source readers: gzip-transparent streams, exact
  * reads of fixed-size records, and source fingerprints.
  */
-import { createReadStream, promises as fsp } from 'node:fs';
+import { constants, createReadStream, promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { DataError, MissingInputError } from '../../core/errors.js';
+import { isWithin } from '../../core/paths.js';
 
 /** True when the file starts with the gzip magic bytes. */
 export async function isGzip(file: string): Promise<boolean> {
@@ -128,4 +130,89 @@ export class StatFingerprint {
 /** Posix form of a relative path, for ids that do not depend on the OS. */
 export function toPosix(p: string): string {
   return p.split(path.sep).join('/');
+}
+
+/** The largest image file ingest reads by default: far above any real image, far below memory. */
+export const DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024;
+
+/** A file a source names that is not read, and why (it becomes a line of rejected.jsonl). */
+export class FileRefused extends Error {
+  constructor(readonly reason: string) {
+    super(reason);
+    this.name = 'FileRefused';
+  }
+}
+
+export interface ReadFileLimits {
+  /** The folder the file must lie in once links are resolved (unless allowOutsideRoot). */
+  root?: string;
+  allowOutsideRoot?: boolean;
+  maxBytes: number;
+}
+
+const realRoots = new Map<string, Promise<string>>();
+
+/** The real path of a source root, resolved once per process. */
+function realRoot(root: string): Promise<string> {
+  let p = realRoots.get(root);
+  if (!p) {
+    p = fsp.realpath(root);
+    realRoots.set(root, p);
+  }
+  return p;
+}
+
+function refusalOf(err: any): string {
+  switch (err?.code) {
+    case 'ENOENT': return 'file not found';
+    case 'ELOOP': return 'a loop of symbolic links';
+    case 'EISDIR': return 'is a directory, not an image file';
+    case 'EACCES':
+    case 'EPERM': return 'permission denied';
+    default: return `cannot read (${err?.code ?? err?.message ?? err})`;
+  }
+}
+
+/**
+ * Reads one file a source names, refusing what must not be read: a file whose
+ * real path (links resolved) leaves the source's folder, anything that is not a
+ * regular file (a FIFO would block forever, /dev/zero never ends), and files
+ * above the size cap. The open is non-blocking so that a FIFO cannot hang it.
+ */
+export async function readSourceFile(file: string, limits: ReadFileLimits): Promise<Uint8Array> {
+  let real: string;
+  try {
+    real = await fsp.realpath(file);
+  } catch (err) {
+    throw new FileRefused(refusalOf(err));
+  }
+  if (limits.root !== undefined && !limits.allowOutsideRoot && !isWithin(real, await realRoot(limits.root))) {
+    throw new FileRefused('links to a file outside the source folder (allow it with --allow-outside-root)');
+  }
+  let fh: FileHandle;
+  try {
+    fh = await fsp.open(real, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    throw new FileRefused(refusalOf(err));
+  }
+  try {
+    const st = await fh.stat();
+    if (st.isDirectory()) throw new FileRefused('is a directory, not an image file');
+    if (!st.isFile()) throw new FileRefused('not a regular file (a FIFO, device or socket)');
+    if (st.size > limits.maxBytes) throw new FileRefused(`the file has ${st.size} bytes, above the limit of ${limits.maxBytes} (--max-file-bytes)`);
+    // Read the size stat gave, no more: a file that grows while read cannot grow memory.
+    const buf = new Uint8Array(st.size);
+    let off = 0;
+    while (off < buf.length) {
+      const { bytesRead } = await fh.read(buf, off, buf.length - off, off);
+      if (bytesRead === 0) break;
+      off += bytesRead;
+    }
+    return off === buf.length ? buf : buf.subarray(0, off);
+  } catch (err) {
+    if (err instanceof FileRefused) throw err;
+    throw new FileRefused(refusalOf(err));
+  } finally {
+    await fh.close();
+  }
 }

@@ -7,6 +7,7 @@
 import { promises as fsp, type Dirent } from 'node:fs';
 import path from 'node:path';
 import { DataError } from '../../core/errors.js';
+import { isWithin } from '../../core/paths.js';
 import { StatFingerprint, statInput } from './files.js';
 import { classIndex, describeClasses, type Source, type SourceItem, type SourceOptions } from './types.js';
 
@@ -29,14 +30,42 @@ async function isDir(abs: string, d: Dirent): Promise<boolean> {
   return false;
 }
 
-async function walk(dir: string, relDir: string, out: (rel: string, abs: string) => void): Promise<void> {
-  const entries = (await fsp.readdir(dir, { withFileTypes: true })).sort((a, b) => byCodePoint(a.name, b.name));
-  for (const d of entries) {
-    if (hidden(d.name)) continue;
-    const abs = path.join(dir, d.name);
-    const rel = relDir ? `${relDir}/${d.name}` : d.name;
-    if (await isDir(abs, d)) await walk(abs, rel, out);
-    else out(rel, abs);
+/**
+ * The walk of one source folder. A folder is entered once, by its device and
+ * inode, so a link back up (`ln -s .. cat/up`) cannot repeat images under a
+ * wrong label or grow the walk without bound; a linked folder whose real path
+ * leaves the root is refused unless allowed.
+ */
+class Walk {
+  private readonly visited = new Set<string>();
+
+  constructor(private readonly realRoot: string, private readonly allowOutsideRoot: boolean) {}
+
+  /** Whether to enter the folder; otherwise why not. */
+  async enter(abs: string): Promise<true | string> {
+    const real = await fsp.realpath(abs).catch(() => undefined);
+    const st = real && (await fsp.stat(real).catch(() => undefined));
+    if (!real || !st) return 'cannot resolve the folder';
+    if (!this.allowOutsideRoot && !isWithin(real, this.realRoot)) return 'a link to a folder outside the source folder (allow it with --allow-outside-root)';
+    const key = `${st.dev}:${st.ino}`;
+    if (this.visited.has(key)) return 'a link to a folder already walked (a loop or a second path to it)';
+    this.visited.add(key);
+    return true;
+  }
+
+  async files(dir: string, relDir: string, out: (rel: string, abs: string, refused?: string) => void): Promise<void> {
+    const entries = (await fsp.readdir(dir, { withFileTypes: true })).sort((a, b) => byCodePoint(a.name, b.name));
+    for (const d of entries) {
+      if (hidden(d.name)) continue;
+      const abs = path.join(dir, d.name);
+      const rel = relDir ? `${relDir}/${d.name}` : d.name;
+      if (!(await isDir(abs, d))) out(rel, abs);
+      else {
+        const ok = await this.enter(abs);
+        if (ok === true) await this.files(abs, rel, out);
+        else out(rel, abs, ok);
+      }
+    }
   }
 }
 
@@ -62,6 +91,8 @@ export async function openFolderSource(root: string, opts: SourceOptions): Promi
       hint: 'Lay images out as <folder>/<class>/<image>, or use a CSV/JSONL manifest',
     });
   }
+  const walk = new Walk(await fsp.realpath(dir), opts.allowOutsideRoot ?? false);
+  await walk.enter(dir);
   const classNames = opts.classNames ?? classDirs;
   const lookup = classIndex(classNames);
 
@@ -70,9 +101,15 @@ export async function openFolderSource(root: string, opts: SourceOptions): Promi
   for (const cls of classDirs) {
     const label: number | string = lookup.get(cls)
       ?? `class folder "${cls}" is not among the fixed class names (${describeClasses(classNames)})`;
-    await walk(path.join(dir, cls), cls, (rel, abs) => {
+    const clsDir = path.join(dir, cls);
+    const ok = await walk.enter(clsDir);
+    if (ok !== true) {
+      entries.push({ rel: cls, abs: clsDir, label: ok });
+      continue;
+    }
+    await walk.files(clsDir, cls, (rel, abs, refused) => {
       const ext = path.extname(rel).toLowerCase();
-      entries.push({ rel, abs, label: IMAGE_EXTENSIONS.has(ext) ? label : `not an image file extension (${ext || 'none'})` });
+      entries.push({ rel, abs, label: refused ?? (IMAGE_EXTENSIONS.has(ext) ? label : `not an image file extension (${ext || 'none'})`) });
     });
   }
   // One total order for ids, independent of how the walk visited folders.
@@ -86,6 +123,7 @@ export async function openFolderSource(root: string, opts: SourceOptions): Promi
   return {
     format: 'folder',
     root,
+    fileRoot: dir,
     classNames,
     hasCaptions: false,
     count: entries.length,

@@ -18,6 +18,7 @@ import type { Source, SourceFormat, SourceOptions } from './types.js';
 export * from './types.js';
 export { FASHION_MNIST_CLASSES, MNIST_CLASSES, presetClassNames } from './idx.js';
 export { CIFAR10_CLASSES } from './cifar.js';
+export { DEFAULT_MAX_FILE_BYTES, FileRefused, readSourceFile } from './files.js';
 
 /** Which kind of source `p` is, from its name and a look at its contents. */
 export async function detectSource(p: string): Promise<SourceFormat> {

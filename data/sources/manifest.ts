@@ -15,6 +15,7 @@ import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import path from 'node:path';
 import { DataError } from '../../core/errors.js';
+import { isWithin } from '../../core/paths.js';
 import { parseCsv } from './csv.js';
 import { StatFingerprint, contentFingerprint, statInput, toPosix } from './files.js';
 import { classIndex, describeClasses, type Source, type SourceItem, type SourceOptions } from './types.js';
@@ -110,7 +111,8 @@ const isIndex = (v: unknown): boolean =>
 function resolvePath(rootDir: string, p: string): { abs: string; rel: string; outside: boolean } {
   const abs = path.resolve(rootDir, p);
   const rel = path.relative(rootDir, abs);
-  const outside = rel === '' || rel.startsWith('..') || path.isAbsolute(rel);
+  // `..x.png` is a file inside the root; only `..` as a whole segment climbs out.
+  const outside = rel === '' || !isWithin(abs, rootDir);
   return { abs, rel: toPosix(rel), outside };
 }
 
@@ -153,6 +155,7 @@ export async function openManifestSource(file: string, opts: SourceOptions, kind
   return {
     format: 'manifest',
     root: file,
+    fileRoot: rootDir,
     classNames,
     hasCaptions,
     count,

@@ -61,6 +61,11 @@ export interface Source {
   format: SourceFormat;
   /** The path the source was opened from. */
   root: string;
+  /**
+   * The folder every `file` item must lie in once symbolic links are resolved;
+   * ingest refuses the others unless --allow-outside-root.
+   */
+  fileRoot?: string;
   classNames: string[];
   /** The pixel shape every item has, for sources with fixed-size pixels. */
   nativeShape?: PixelShape;
@@ -85,7 +90,7 @@ export interface SourceOptions {
    */
   classNames?: string[];
   preset?: Preset;
-  /** Manifests: accept paths outside the manifest's folder. */
+  /** Accept files outside the source's folder (manifest paths, HF image paths, symbolic links). */
   allowOutsideRoot?: boolean;
   /** CIFAR-100: which of the two labels becomes `label`. */
   cifarLabels?: 'fine' | 'coarse';

@@ -12,6 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { DataError, MissingInputError, UsageError } from '../../core/errors.js';
 import { sha256Hex } from '../../core/hash.js';
+import { fileNamedIn } from '../../core/paths.js';
 import { CODE_VERSION } from '../../core/version.js';
 import type { PixelShape } from '../../data/format.js';
 import { sizeOf } from '../init.js';
@@ -207,7 +208,7 @@ export async function readRater(dirOrSidecar: string): Promise<SavedRater> {
   } catch (err) {
     throw new DataError(`${RATER_META_FILE} describes no valid rater: ${(err as Error).message}`, { file: metaFile, hint: 'The rater is corrupt; retrain it' });
   }
-  const manifestFile = path.join(dir, meta.weights.manifest);
+  const manifestFile = fileNamedIn(dir, meta.weights.manifest, metaFile, 'the weights manifest');
   const manifest = await readJsonFile(manifestFile, dir);
   const entries: { name: string; shape: number[]; dtype: string }[] = manifest?.weightsManifest?.[0]?.weights ?? [];
   const mismatch = expected.findIndex((e, i) => entries[i]?.name !== e.name || (entries[i]?.shape ?? []).join() !== e.shape.join() || entries[i]?.dtype !== 'float32');
@@ -218,7 +219,7 @@ export async function readRater(dirOrSidecar: string): Promise<SavedRater> {
       hint: 'The rater is corrupt or its files come from different raters; retrain it',
     });
   }
-  const binFile = path.join(dir, meta.weights.file);
+  const binFile = fileNamedIn(dir, meta.weights.file, metaFile, 'the weights file');
   let bytes: Buffer;
   try {
     bytes = await fsp.readFile(binFile);

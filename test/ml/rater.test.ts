@@ -187,6 +187,18 @@ describe('rater files', () => {
     expect(err.message).toContain(oldVersion);
     expect(err.message).toMatch(new RegExp(`format version ${RATER_FORMAT_VERSION + 1}.*reads version ${RATER_FORMAT_VERSION}`));
 
+    // Names in rater.json that leave the rater's folder are refused before anything is read there.
+    for (const [field, name] of [['file', '../weights.bin'], ['manifest', '/etc/hostname'], ['file', '.']] as const) {
+      const escaping = await fresh(`escape-${field}-${name.replace(/\W+/g, '')}`);
+      const escFile = path.join(escaping, RATER_META_FILE);
+      const m = JSON.parse(await fsp.readFile(escFile, 'utf8'));
+      await fsp.copyFile(path.join(escaping, RATER_WEIGHTS_FILE), path.join(tmp(), 'weights.bin'));
+      await fsp.writeFile(escFile, JSON.stringify({ ...m, weights: { ...m.weights, [field]: name } }));
+      const e = await readRater(escaping).catch((x) => x);
+      expect(e, name).toBeInstanceOf(DataError);
+      expect(e.message).toMatch(/lies outside its folder/);
+    }
+
     const edited = await fresh('edited');
     const bin = await fsp.readFile(path.join(edited, RATER_WEIGHTS_FILE));
     bin[10] ^= 0xff;
