@@ -115,7 +115,11 @@ function percent(v: unknown): AccuracyStat | undefined {
 export function selectionMethod(s: Summary): string {
   const by = typeof s.by === 'string' ? s.by : undefined;
   const strategy = String(s.strategy ?? 'select');
-  const base = strategy === 'mgd' ? `mgd${by ? ` (start: topk by ${by})` : ''}` : by && strategy !== 'random' ? `${strategy} by ${by}` : strategy;
+  const curate = s.curate as { level?: string; target_accuracy?: object } | undefined;
+  const base = strategy === 'mgd' ? `mgd${by ? ` (start: topk by ${by})` : ''}`
+    // curate's level says what it dropped; "on the target" when quick models chose it there.
+    : strategy === 'curate' && curate?.level ? `curate ${curate.level}${curate.target_accuracy ? ' (chosen on the target)' : ''}`
+      : by && strategy !== 'random' ? `${strategy} by ${by}` : strategy;
   return s.invert ? `all but ${base}` : base;
 }
 

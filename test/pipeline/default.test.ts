@@ -18,14 +18,15 @@ afterAll(async () => {
 });
 
 const STAGES = [
-  ['train', 'ingest', 6000], ['test', 'ingest', 1000], ['target', 'select', 1000], ['pool', 'select', 5000],
-  ['scores', 'score', 5000], ['ratings', 'rate', 5000],
-  ['metagrad-30', 'select', 1500], ['metagrad-50', 'select', 2500], ['rater-30', 'select', 1500], ['rater-50', 'select', 2500], ['mgd-50', 'select', 2500],
-  ['eval-metagrad-30', 'evaluate', 1500], ['eval-metagrad-50', 'evaluate', 2500], ['eval-rater-30', 'evaluate', 1500], ['eval-rater-50', 'evaluate', 2500],
-  ['eval-mgd-50', 'evaluate', 2500], ['distilled', 'distill', 100], ['eval-distilled', 'evaluate', 100],
+  ['train', 'ingest', 6000], ['test', 'ingest', 1000], ['target', 'select', 1000], ['clean-pool', 'select', 5000], ['pool', 'plant', 5000],
+  ['metagrad', 'score', 5000], ['issues', 'score', 5000], ['aum', 'score', 5000], ['ratings', 'rate', 5000],
+  ['curate-30', 'select', 1500], ['curate-50', 'select', 2500], ['agnostic-30', 'select', 1500], ['agnostic-50', 'select', 2500],
+  ['rater-50', 'select', 2500], ['mgd-50', 'select', 2500],
+  ['eval-curate-30', 'evaluate', 1500], ['eval-curate-50', 'evaluate', 2500], ['eval-agnostic-30', 'evaluate', 1500], ['eval-agnostic-50', 'evaluate', 2500],
+  ['eval-rater-50', 'evaluate', 2500], ['eval-mgd-50', 'evaluate', 2500], ['distilled', 'distill', 100], ['eval-distilled', 'evaluate', 100],
 ];
 
-test('the whole story: ingest, hold out a target, score, rate, select, distill, evaluate, report; then every stage is current', async () => {
+test('the whole story: ingest, hold out a target, plant problems, score, rate, select, distill, evaluate, report; then every stage is current', async () => {
   const file = path.join(REPO, 'pipelines/default.yaml');
   const raw = parseDocument(readFileSync(file, 'utf8')).toJS();
   const config = parsePipelineConfig({ ...raw, workdir: work }, { file });
@@ -41,14 +42,31 @@ test('the whole story: ingest, hold out a target, score, rate, select, distill, 
   expect(target.size + pool.size).toBe(6000);
   expect([...target].some((id) => pool.has(id))).toBe(false);
 
+  // Problems were planted into the pool, and the stages say what they found and kept of them.
+  const byId = Object.fromEntries(report.stages.map((s) => [s.id, s.summary]));
+  expect(byId.pool.planted).toEqual({ 'off-domain': 1500, 'label-noise': 700, duplicate: 0 });
+  const found = byId.metagrad.planted as Record<string, { auroc: number }>;
+  // The target-aware ensemble ranks off-domain rows below clean ones; label issues catch flipped labels.
+  expect(found['off-domain'].auroc).toBeGreaterThan(0.7);
+  expect((byId.issues.planted as Record<string, { flagged: number }>)['label-noise'].flagged).toBeGreaterThan(0.4);
+  expect((byId.metagrad.agreement as { split_half_spearman: number }).split_half_spearman).toBeGreaterThan(0);
+  for (const id of ['curate-30', 'curate-50']) {
+    const kept = byId[id].planted as Record<string, { fraction: number }>;
+    expect(kept.clean.fraction, id).toBeGreaterThan(kept['label-noise'].fraction);
+    expect(Object.keys((byId[id].curate as { target_accuracy: object }).target_accuracy)).toEqual(['none', 'issues', 'strict', 'harmful']);
+  }
+
   // Every evaluation trained real models: above chance (10%), below perfect, beside its baselines.
   for (const s of report.stages.filter((st) => st.stage === 'evaluate')) {
     const acc = s.summary.accuracy as number;
     expect(acc, s.id).toBeGreaterThan(0.5);
     expect(acc, s.id).toBeLessThan(0.95);
-    expect((s.summary.full as { mean: number }).mean, s.id).toBeGreaterThan(0.7);
     expect((s.summary.random as { numTrain: number }).numTrain, s.id).toBe(s.numRows);
   }
+  // The whole pool is trained on once, by the first evaluation; the others skip the repeat.
+  const withFull = report.stages.filter((st) => st.stage === 'evaluate' && st.summary.full !== undefined);
+  expect(withFull.map((st) => st.id)).toEqual(['eval-curate-30']);
+  expect((withFull[0].summary.full as { mean: number }).mean).toBeGreaterThan(0.7);
   // The distilled set trains on its soft labels.
   expect(report.stages.at(-1)!.summary.protocol).toMatch(/soft labels/);
 
@@ -60,8 +78,9 @@ test('the whole story: ingest, hold out a target, score, rate, select, distill, 
   expect(md).toMatch(/\| train \| ingest \| ran \| 6,000 \|/);
   expect(md).toContain('## Accuracy vs budget');
   expect(report.budget?.rows.map((r) => [r.selection, r.budget]).sort()).toEqual([
-    ['metagrad-30', 0.3], ['metagrad-50', 0.5], ['mgd-50', 0.5], ['rater-30', 0.3], ['rater-50', 0.5],
+    ['agnostic-30', 0.3], ['agnostic-50', 0.5], ['curate-30', 0.3], ['curate-50', 0.5], ['mgd-50', 0.5], ['rater-50', 0.5],
   ]);
+  expect(md).toContain('## Planted problems');
   expect(await fsp.readFile(path.join(work, 'budget.svg'), 'utf8')).toMatch(/<svg[^>]*>[\s\S]*<\/svg>\s*$/);
 
   const again = await runPipeline(config);

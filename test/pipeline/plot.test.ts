@@ -143,6 +143,8 @@ describe('the report\'s budget section', () => {
     expect(budgetReport(stages.filter((x) => x.stage !== 'select'))).toBeUndefined();
     expect(selectionMethod({ strategy: 'random', invert: true })).toBe('all but random');
     expect(selectionMethod({ strategy: 'mgd', by: 'metagrad' })).toBe('mgd (start: topk by metagrad)');
+    expect(selectionMethod({ strategy: 'curate', curate: { level: 'strict', target_accuracy: { none: 0.8 } } })).toBe('curate strict (chosen on the target)');
+    expect(selectionMethod({ strategy: 'curate', curate: { level: 'issues' } })).toBe('curate issues');
   });
 
   it('writes budget.svg and budget.png beside report.md, with the table in report.md and report.json', async () => {

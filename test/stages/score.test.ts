@@ -60,7 +60,8 @@ describe('score stage', () => {
     expect(agreement.split_half_spearman).toBeLessThanOrEqual(1);
     for await (const b of ds.blocks()) {
       for (const v of numericValues(b.column('metagrad'))) expect(v > 0 && v < 1).toBe(true);
-      for (const v of numericValues(b.column('metagrad_helpful'))) expect([0, 0.5, 1]).toContain(v);
+      // Each run says helpful (1), harmful (0) or unseen (0.5); two runs average to quarters.
+      for (const v of numericValues(b.column('metagrad_helpful'))) expect([0, 0.25, 0.5, 0.75, 1]).toContain(v);
     }
   });
 
