@@ -2,12 +2,29 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { OutputError } from './errors.js';
+import { OutputError, restateOutputError } from './errors.js';
+import { isWithin } from './paths.js';
 
 /** Prefix of temporary siblings; readers and listings ignore such directories. */
 export const TEMP_PREFIX = '.tmp-';
 /** Inside a temporary directory while it is being written: who writes it (removed before the commit). */
 export const OWNER_FILE = '.metacurate-owner.json';
+
+/**
+ * Whether a path belongs to the making of `outDir`: the output, a folder on the
+ * way to it, or one of its temporary siblings and what lies inside them.
+ */
+function partOfOutput(p: string, outDir: string): boolean {
+  const target = path.resolve(outDir);
+  if (isWithin(target, p) || isWithin(p, target)) return true;
+  const [first] = path.relative(path.dirname(target), path.resolve(p)).split(path.sep);
+  return first !== undefined && first.startsWith(`${TEMP_PREFIX}${path.basename(target)}`);
+}
+
+/** An OS error met while making `outDir`, restated to name it (core/errors.ts restateOutputError). */
+export function outputFailure(err: unknown, outDir: string): unknown {
+  return restateOutputError(err, outDir, (p) => partOfOutput(p, outDir));
+}
 
 /** Is `pid` a live process on this host? (EPERM: it exists but belongs to someone else.) */
 export function pidAlive(pid: number): boolean {
@@ -139,8 +156,13 @@ export async function beginAtomicDir(outDir: string, opts: { overwrite?: boolean
     });
   }
   const parent = path.dirname(target);
-  await fsp.mkdir(parent, { recursive: true });
-  const tmp = await makeTemp(target);
+  let tmp: string;
+  try {
+    await fsp.mkdir(parent, { recursive: true });
+    tmp = await makeTemp(target);
+  } catch (err) {
+    throw outputFailure(err, outDir);
+  }
   return {
     tmp,
     async commit() {
@@ -181,7 +203,7 @@ export async function writeDirAtomic<T>(
     return result;
   } catch (err) {
     await dir.abort();
-    throw err;
+    throw outputFailure(err, outDir);
   }
 }
 

@@ -72,12 +72,34 @@ export class ConfigError extends MetacurateError {
   constructor(message: string, ctx?: ErrorContext) { super(ExitCode.config, message, ctx); }
 }
 
+/**
+ * An OS error met while making an output, restated to name the output the user
+ * gave (not its hidden temporary) and what to do. `isOurs` says whether a path
+ * in the error belongs to the output (its temporary, or a folder on the way to
+ * it); a read error on an input keeps its own message.
+ */
+export function restateOutputError(err: unknown, out: string, isOurs: (p: string) => boolean): unknown {
+  if (err instanceof MetacurateError) return err;
+  const e = err as NodeJS.ErrnoException | undefined;
+  const ours = typeof e?.path !== 'string' || isOurs(e.path);
+  if (e?.code === 'ENOSPC' || e?.code === 'EDQUOT') {
+    return new IoError('the disk is full: the output could not be written, and what was written is removed', { file: out, hint: 'Free some space, or choose an --out on another disk' });
+  }
+  if (!ours) return err;
+  if (e?.code === 'EACCES' || e?.code === 'EPERM' || e?.code === 'EROFS') {
+    const why = e.code === 'EROFS' ? 'the file system is read-only' : 'permission denied';
+    return new OutputError(`cannot create the output: ${why}`, { file: out, hint: 'Choose an --out in a folder you can write to' });
+  }
+  if (e?.code === 'EIO') return new IoError('an I/O error while writing the output; what was written is removed', { file: out });
+  return err;
+}
+
 /** The exit code for any thrown value: ours keep theirs, anything else is internal. */
 export function exitCodeOf(err: unknown): number {
   if (err instanceof MetacurateError) return err.exitCode;
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   if (code === 'ENOENT') return ExitCode.noInput;
-  if (code === 'EACCES' || code === 'EEXIST' || code === 'ENOSPC') return ExitCode.cannotCreate;
-  if (code === 'EIO') return ExitCode.io;
+  if (code === 'EACCES' || code === 'EEXIST') return ExitCode.cannotCreate;
+  if (code === 'EIO' || code === 'ENOSPC' || code === 'EDQUOT') return ExitCode.io;
   return ExitCode.internal;
 }

@@ -37,6 +37,9 @@ export interface ContactSheetResult {
 // Mid grey: cells stay distinct against the black backgrounds of MNIST-like images.
 const BACKGROUND = 96;
 
+/** A contact sheet's largest side: PNG viewers and memory both give out well before PNG's own limit. */
+export const MAX_SHEET_SIDE = 16384;
+
 export async function writeContactSheet(
   dataset: Dataset | string,
   file: string,
@@ -56,6 +59,12 @@ export async function writeContactSheet(
   }
   const [h, w, c] = shape;
   const len = h * w * c;
+  const tooBig = (width: number, height: number) => {
+    if (width <= MAX_SHEET_SIDE && height <= MAX_SHEET_SIDE) return;
+    throw new UsageError(`the contact sheet would be ${width} x ${height} px, above ${MAX_SHEET_SIDE} px a side`, { file, hint: 'Lower --per-class or --scale' });
+  };
+  // Checked before sampling too: the width is known from the options alone.
+  tooBig(perClass * (w * scale + gap) + gap, h * scale + 2 * gap);
   const picked = await samplePerClass(ds, perClass, opts.seed ?? 0, len);
   const names = ds.classNames;
   const labels = [...new Set([...(names ?? []).map((_, i) => i), ...picked.keys()])].sort((a, b) => a - b);
@@ -63,6 +72,7 @@ export async function writeContactSheet(
   const cellH = h * scale;
   const width = perClass * cellW + (perClass + 1) * gap;
   const height = labels.length * cellH + (labels.length + 1) * gap;
+  tooBig(width, height);
   const canvas = Buffer.alloc(width * height * c, BACKGROUND);
   labels.forEach((label, r) => {
     const samples = picked.get(label) ?? [];

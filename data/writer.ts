@@ -4,10 +4,8 @@
  * and by bytes, record batches have a fixed row count, so the same rows always
  * give the same bytes.
  */
-import { createWriteStream, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
 import { RecordBatch, RecordBatchStreamWriter, Struct, makeData, type Schema } from 'apache-arrow';
 import { beginAtomicDir, type AtomicDir } from '../core/atomic.js';
@@ -67,6 +65,8 @@ interface OpenShard {
   done: Promise<void>;
   hash: ReturnType<typeof createHash>;
   bytes: { n: number };
+  /** The first error writing the file (e.g. a full disk), once the drain has met it. */
+  failed?: unknown;
   /** Arrow buffer bytes of the batches written so far: known at once, unlike `bytes`, which the file stream counts later. */
   dataBytes: number;
   rows: number;
@@ -156,6 +156,8 @@ export class DatasetWriter {
     const structData = makeData({ type: new Struct(this.schema.fields), length: rows.length, children });
     const batch = new RecordBatch(this.schema, structData);
     const shard = await this.currentShard();
+    // A full disk or a lost mount stops the stage at the next batch, not at the end.
+    if (shard.failed) throw shard.failed;
     shard.writer.write(batch);
     shard.rows += rows.length;
     shard.dataBytes += batch.data.byteLength;
@@ -179,19 +181,32 @@ export class DatasetWriter {
     const writer = new RecordBatchStreamWriter();
     const hash = createHash('sha256');
     const bytes = { n: 0 };
-    const tap = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        hash.update(chunk);
-        bytes.n += chunk.length;
-        cb(null, chunk);
-      },
-    });
-    const done = pipeline(writer.toNodeStream(), tap, createWriteStream(path.join(this.dir.tmp, tmpName)));
-    // Surface stream errors at close; avoid an unhandled rejection in between.
-    done.catch(() => undefined);
+    const fh = await fsp.open(path.join(this.dir.tmp, tmpName), 'w');
+    const shard: OpenShard = { tmpName, writer, done: Promise.resolve(), hash, bytes, dataBytes: 0, rows: 0 };
+    // Drain Arrow's byte queue into the file by hand. Piping its node stream would,
+    // on a write error, destroy that stream, and Arrow then rejects a promise no one
+    // holds (an unhandled rejection that kills the process). After an error the
+    // queue is still drained, so that closing the writer always settles.
+    shard.done = (async () => {
+      for await (const chunk of writer) {
+        if (shard.failed) continue;
+        try {
+          let off = 0;
+          while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
+          hash.update(chunk);
+          bytes.n += chunk.length;
+        } catch (err) {
+          shard.failed = err;
+        }
+      }
+      await fh.close().catch((err) => { shard.failed ??= err; });
+      if (shard.failed) throw shard.failed;
+    })();
+    // Surfaced at the next batch and at close; never unhandled in between.
+    shard.done.catch(() => undefined);
     writer.reset(undefined, this.schema);
-    this.shard = { tmpName, writer, done, hash, bytes, dataBytes: 0, rows: 0 };
-    return this.shard;
+    this.shard = shard;
+    return shard;
   }
 
   private async closeShard(): Promise<void> {

@@ -9,6 +9,7 @@ import { explainBackendAbort } from '../ml/backend.js';
 import { LOG_LEVELS } from './log.js';
 import { collect, createSession, globalsOf, type CliSession, type RegisterCommand } from './commands/common.js';
 import { loadPlugins } from './plugins.js';
+import { terminalSafe } from './table.js';
 import { registerIngest } from './commands/ingest.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerExport } from './commands/export.js';
@@ -111,7 +112,8 @@ function reportError(
   const message = err instanceof Error ? err.message : String(err);
   const code = exitCodeOf(err);
   const hint = !ours && code === ExitCode.internal ? ' (this looks like a bug: rerun with --log-level debug for the stack trace)' : '';
-  opts.streams.stderr.write(`metacurate: error: ${message}${hint}\n`);
+  // File names and class names in the message are the input's: no control characters reach the terminal.
+  opts.streams.stderr.write(`metacurate: error: ${terminalSafe(message)}${hint}\n`);
   if (opts.debug && err instanceof Error && err.stack) opts.streams.stderr.write(`${err.stack}\n`);
   if (opts.json) {
     const e = err as Partial<MetacurateError>;

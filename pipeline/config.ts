@@ -147,7 +147,12 @@ function parseText(text: string, file: string): unknown {
     const what = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
     throw new ConfigError(`invalid YAML${line ? ` at line ${line.line}, column ${line.col}` : ''}: ${what}`, { file });
   }
-  return doc.toJS();
+  try {
+    // The yaml library refuses excessive alias expansion ("billion laughs") here.
+    return doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    throw new ConfigError(`invalid YAML: ${(err as Error).message.split('\n')[0]}`, { file, hint: 'Write the pipeline out without deeply nested aliases' });
+  }
 }
 
 /**

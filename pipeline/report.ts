@@ -14,7 +14,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { writeFileAtomic } from '../core/atomic.js';
 import { budgetPlotSvg, type BudgetSeries } from './plot.js';
-import { formatNumber, formatSummary, formatTable } from './table.js';
+import { formatNumber, formatSummary, formatTable, markdownBlock, markdownCode, markdownText } from './table.js';
 
 export const REPORT_JSON = 'report.json';
 export const REPORT_MD = 'report.md';
@@ -188,7 +188,7 @@ function budgetMarkdown(b: BudgetReport): string[] {
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |',
     ...b.rows.map((r) => {
       const delta = r.random ? (r.accuracy.mean - r.random.mean).toFixed(2) : '–';
-      return `| ${r.method} | ${r.budget} | ${formatNumber(r.rows)} of ${formatNumber(r.rowsIn)} | ${pm(r.accuracy)} | ${pm(r.random)} | ${delta} | ${pm(r.full)} | ${r.selection} | ${r.evaluation} |`;
+      return `| ${markdownText(r.method)} | ${r.budget} | ${formatNumber(r.rows)} of ${formatNumber(r.rowsIn)} | ${pm(r.accuracy)} | ${pm(r.random)} | ${delta} | ${pm(r.full)} | ${r.selection} | ${r.evaluation} |`;
     }),
   );
   const protocols = [...new Set(b.rows.map((r) => r.protocol).filter((p): p is string => p !== undefined))];
@@ -216,11 +216,11 @@ export function plantedMarkdown(stages: StageReport[]): string[] {
       'AUROC of each score at ranking the rows of a planted kind below the clean rows (1 = all below, 0.5 = chance); ' +
         'for scores that flag rows, the share flagged.',
       '',
-      `| score | ${kinds.map((k) => `${k} AUROC | ${k} flagged`).join(' | ')} | clean flagged |`,
+      `| score | ${kinds.map((k) => `${markdownText(k)} AUROC | ${markdownText(k)} flagged`).join(' | ')} | clean flagged |`,
       `| --- | ${kinds.map(() => '---: | ---:').join(' | ')} | ---: |`,
       ...scores.map((s) => {
         const p = s.summary.planted as Planted;
-        return `| ${s.id} (${String(s.summary.method)}) | ${kinds.map((k) => `${fmt(p[k]?.auroc)} | ${fmt(p[k]?.flagged, 2)}`).join(' | ')} | ${fmt(p.clean?.flagged, 2)} |`;
+        return `| ${s.id} (${markdownText(String(s.summary.method))}) | ${kinds.map((k) => `${fmt(p[k]?.auroc)} | ${fmt(p[k]?.flagged, 2)}`).join(' | ')} | ${fmt(p.clean?.flagged, 2)} |`;
       }),
       '',
     );
@@ -230,11 +230,11 @@ export function plantedMarkdown(stages: StageReport[]): string[] {
     lines.push(
       'Share of each kind of row that each selection kept.',
       '',
-      `| selection | method | budget | ${kinds.join(' | ')} |`,
+      `| selection | method | budget | ${kinds.map(markdownText).join(' | ')} |`,
       `| --- | --- | ---: | ${kinds.map(() => '---:').join(' | ')} |`,
       ...selections.map((s) => {
         const p = s.summary.planted as Planted;
-        return `| ${s.id} | ${selectionMethod(s.summary)} | ${formatNumber(num(s.summary.budget) ?? 0)} | ${kinds.map((k) => fmt(p[k]?.fraction, 2)).join(' | ')} |`;
+        return `| ${s.id} | ${markdownText(selectionMethod(s.summary))} | ${formatNumber(num(s.summary.budget) ?? 0)} | ${kinds.map((k) => fmt(p[k]?.fraction, 2)).join(' | ')} |`;
       }),
     );
   }
@@ -243,9 +243,9 @@ export function plantedMarkdown(stages: StageReport[]): string[] {
 
 export function reportMarkdown(report: PipelineReport): string {
   const lines = [
-    `# Pipeline report: ${report.name}`,
+    `# Pipeline report: ${markdownText(report.name)}`,
     '',
-    `- config: \`${report.config ?? '(in code)'}\``,
+    `- config: ${markdownCode(report.config ?? '(in code)')}`,
     `- code version: ${report.code_version}`,
     `- started: ${report.started_at}, finished: ${report.finished_at} (${formatNumber(round(report.seconds))} s)`,
     `- stages: ${report.stages.filter((s) => s.status === 'ran').length} ran, ${report.stages.filter((s) => s.status === 'skipped').length} skipped (current)`,
@@ -253,15 +253,15 @@ export function reportMarkdown(report: PipelineReport): string {
     '| stage | kind | status | rows | seconds | fingerprint | output |',
     '| --- | --- | --- | ---: | ---: | --- | --- |',
     ...report.stages.map((s) =>
-      `| ${s.id} | ${s.stage} | ${statusText(s)} | ${formatNumber(s.numRows)} | ${formatNumber(round(s.seconds))} | \`${s.fingerprint}\` | \`${s.dir}\` |`,
+      `| ${s.id} | ${s.stage} | ${statusText(s)} | ${formatNumber(s.numRows)} | ${formatNumber(round(s.seconds))} | \`${s.fingerprint}\` | ${markdownCode(s.dir).replace(/\|/g, '\\|')} |`,
     ),
   ];
   if (report.budget) lines.push(...budgetMarkdown(report.budget));
   lines.push(...plantedMarkdown(report.stages));
   for (const s of report.stages) {
     lines.push('', `## ${s.id} (${s.stage})`, '');
-    if (s.inputs.length) lines.push(`inputs: ${s.inputs.map((i) => `\`${i}\``).join(', ')}`, '');
-    lines.push('```', formatSummary(s.summary), '```');
+    if (s.inputs.length) lines.push(`inputs: ${s.inputs.map(markdownCode).join(', ')}`, '');
+    lines.push(...markdownBlock(formatSummary(s.summary)));
   }
   return lines.join('\n') + '\n';
 }

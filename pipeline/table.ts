@@ -3,8 +3,45 @@
 export type Cell = string | number | undefined | null;
 
 /** Columns padded to their widest cell; numbers right-aligned. */
+// Control characters (C0 but tab and newline, DEL, C1): an ESC in a class name would
+// otherwise drive the terminal (colours, cursor moves, title changes).
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+
+/** Text safe to print on a terminal: control characters shown as \xNN escapes. */
+export function terminalSafe(text: string): string {
+  return text.replace(CONTROL, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+/** Text for a Markdown table cell or heading: no HTML, no table breaks, one line. */
+export function markdownText(text: string): string {
+  return terminalSafe(text)
+    .replace(/[\\`*_[\]|<>&#]/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : c === '>' ? '&gt;' : `\\${c}`))
+    .replace(/\r?\n/g, ' ');
+}
+
+/** Backticks that cannot occur in `text`: one more than its longest run (at least `min`). */
+function backticksFor(text: string, min: number): string {
+  const longest = Math.max(0, ...[...text.matchAll(/`+/g)].map((m) => m[0].length));
+  return '`'.repeat(Math.max(min, longest + 1));
+}
+
+/** Inline code that the text cannot close early. */
+export function markdownCode(text: string): string {
+  const t = terminalSafe(text).replace(/\r?\n/g, ' ');
+  const ticks = backticksFor(t, 1);
+  const pad = t.startsWith('`') || t.endsWith('`') ? ' ' : '';
+  return `${ticks}${pad}${t}${pad}${ticks}`;
+}
+
+/** A fenced code block whose fence no line of the text can close. */
+export function markdownBlock(text: string): string[] {
+  const t = terminalSafe(text);
+  const fence = backticksFor(t, 3);
+  return [fence, t, fence];
+}
+
 export function formatTable(headers: string[], rows: Cell[][]): string {
-  const text = rows.map((r) => r.map((c) => (c === undefined || c === null ? '' : typeof c === 'number' ? formatNumber(c) : c)));
+  const text = rows.map((r) => r.map((c) => (c === undefined || c === null ? '' : typeof c === 'number' ? formatNumber(c) : terminalSafe(c))));
   const numeric = headers.map((_, j) => rows.length > 0 && rows.every((r) => r[j] == null || typeof r[j] === 'number'));
   const widths = headers.map((h, j) => Math.max(h.length, ...text.map((r) => (r[j] ?? '').length)));
   const line = (cells: string[]) =>

@@ -9,7 +9,7 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
-import { pathExists } from '../core/atomic.js';
+import { outputFailure, pathExists } from '../core/atomic.js';
 import { OutputError, UsageError } from '../core/errors.js';
 import { isWithin } from '../core/paths.js';
 import { fingerprint as computeFingerprint } from '../core/hash.js';
@@ -222,12 +222,18 @@ export function defineStage<S extends z.ZodObject, P extends PlanBase, X = undef
           outcome = await def.run(ctx, planned, o, out);
         } catch (err) {
           await writer?.abort();
-          throw err;
+          throw opts.out === undefined ? err : outputFailure(err, opts.out);
         }
         const summary = { ...outcome.summary, seconds: Math.round(performance.now() - started) / 1000 };
         if (!writer) return { dir: '', fingerprint, numRows: outcome.numRows ?? 0, summary, extra: outcome.extra };
-        const written = writer instanceof DatasetWriter ? await writer.finish(summary) : await writer.finish(summary, outcome.numRows);
-        return { dir: written.dir, fingerprint, numRows: written.numRows, summary, extra: outcome.extra };
+        const w: DatasetWriter | OutputDir = writer;
+        try {
+          const written = w instanceof DatasetWriter ? await w.finish(summary) : await w.finish(summary, outcome.numRows);
+          return { dir: written.dir, fingerprint, numRows: written.numRows, summary, extra: outcome.extra };
+        } catch (err) {
+          // finish removes what it wrote; say which output failed, not which temporary.
+          throw outputFailure(err, opts.out!);
+        }
       },
     };
   };

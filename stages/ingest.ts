@@ -144,6 +144,8 @@ async function* mapOrdered<T, R>(src: AsyncIterable<T>, window: number, take: nu
 class RejectedLog {
   private readonly stream: WriteStream;
   count = 0;
+  /** The first few, for an error message when nothing was accepted. */
+  readonly first: RejectedLine[] = [];
 
   constructor(file: string) {
     this.stream = createWriteStream(file);
@@ -151,6 +153,7 @@ class RejectedLog {
 
   async add(line: RejectedLine): Promise<void> {
     this.count++;
+    if (this.first.length < 3) this.first.push(line);
     const ordered = { id: line.id, path: line.path, row: line.row, reason: line.reason };
     if (!this.stream.write(JSON.stringify(ordered) + '\n')) await once(this.stream, 'drain');
   }
@@ -276,8 +279,12 @@ async function runIngest(ctx: StageContext, input: string, source: Source, o: In
     seconds: Math.round(seconds * 1000) / 1000,
     throughput: Math.round(items / Math.max(seconds, 1e-6)),
   };
-  if (rows === 0) ctx.log.warn({ rejected: rejected.count, file: REJECTED_FILE }, `ingest: every item was rejected; see ${REJECTED_FILE}`);
-  else if (rejected.count > 0) ctx.log.warn({ rejected: summary.rejected, duplicates }, `ingest: ${rejected.count} items not written; see ${REJECTED_FILE}`);
+  if (rows === 0) {
+    // An empty dataset is never what was meant (e.g. a --size no image can be decoded to): fail, with the first reasons.
+    const first = rejected.first.map((r) => `${r.path ?? r.id ?? `row ${r.row}`}: ${r.reason}`).join('; ');
+    throw new DataError(items === 0 ? 'the source has no items' : `every one of the ${items} items was rejected (${first})`, { file: input, hint: 'Fix the source or the options; nothing was written' });
+  }
+  if (rejected.count > 0) ctx.log.warn({ rejected: summary.rejected, duplicates }, `ingest: ${rejected.count} items not written; see ${REJECTED_FILE}`);
   ctx.log.info({ out: o.out, rows, seconds: summary.seconds, throughput: summary.throughput }, 'ingest: done');
   return summary;
 }

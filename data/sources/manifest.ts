@@ -68,8 +68,10 @@ async function* csvRecords(file: string): AsyncGenerator<ManifestRecord> {
 async function* jsonlRecords(file: string): AsyncGenerator<ManifestRecord> {
   const rl = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
   let line = 0;
-  for await (const text of rl) {
+  for await (const raw of rl) {
     line++;
+    // A UTF-8 BOM (Windows editors write one) is not part of the first record.
+    const text = line === 1 && raw.charCodeAt(0) === 0xfeff ? raw.slice(1) : raw;
     if (text.trim() === '') continue;
     let value: unknown;
     try {
@@ -84,6 +86,15 @@ async function* jsonlRecords(file: string): AsyncGenerator<ManifestRecord> {
     }
     yield { line, value: value as Record<string, unknown> };
   }
+}
+
+/** The most classes a manifest may define through its labels. */
+export const MAX_CLASSES = 100_000;
+
+function tooManyClasses(file: string, label: string, row: number): never {
+  throw new DataError(`label "${label.slice(0, 40)}" makes more than ${MAX_CLASSES.toLocaleString('en-US')} classes`, {
+    file, row, hint: 'Labels are class indices from 0 or class names; pass --class-names to fix the list',
+  });
 }
 
 function records(file: string, kind: ManifestKind): AsyncGenerator<ManifestRecord> {
@@ -126,6 +137,7 @@ export async function openManifestSource(file: string, opts: SourceOptions, kind
   let count = 0;
   let namesMode = false;
   let maxIndex = -1;
+  let maxIndexLine = 0;
   let hasCaptions = false;
   const seenNames = new Set<string>();
   for await (const r of records(file, k)) {
@@ -136,8 +148,14 @@ export async function openManifestSource(file: string, opts: SourceOptions, kind
     if (lab.named || !isIndex(lab.value)) namesMode = true;
     const s = String(lab.value).trim();
     seenNames.add(s);
-    if (isIndex(lab.value)) maxIndex = Math.max(maxIndex, Number(s));
+    if (isIndex(lab.value) && Number(s) > maxIndex) {
+      maxIndex = Number(s);
+      maxIndexLine = r.line;
+    }
+    // Labels make the class list: endless distinct names, or a huge index, would exhaust memory.
+    if (seenNames.size > MAX_CLASSES) tooManyClasses(file, s, r.line);
   }
+  if (!namesMode && !opts.classNames && maxIndex >= MAX_CLASSES) tooManyClasses(file, String(maxIndex), maxIndexLine);
   if (count === 0) throw new DataError('the manifest lists no images', { file });
   let classNames: string[];
   if (opts.classNames) classNames = opts.classNames;
