@@ -32,7 +32,7 @@ const positiveInt = z.number().int().positive();
 export const ingestOptions = z.object({
   out: z.string().min(1).describe('output dataset directory (must not exist, unless --overwrite)'),
   format: z.enum(['auto', ...SOURCE_FORMATS]).default('auto').describe('source format (auto: detected)'),
-  split: z.string().min(1).optional().describe('IDX/CIFAR split: train (default) or test; folders: a sub-folder to use when present'),
+  split: z.string().min(1).optional().describe('IDX/CIFAR split: train (default) or test; folders: the sub-folder to ingest (refused when missing)'),
   preset: z.enum(PRESETS).optional().describe('class names of a known IDX dataset'),
   size: z.union([positiveInt, z.tuple([positiveInt, positiveInt])])
     .transform((v): [number, number] => (typeof v === 'number' ? [v, v] : v))

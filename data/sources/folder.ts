@@ -6,7 +6,7 @@
  */
 import { promises as fsp, type Dirent } from 'node:fs';
 import path from 'node:path';
-import { DataError } from '../../core/errors.js';
+import { DataError, MissingInputError } from '../../core/errors.js';
 import { isWithin } from '../../core/paths.js';
 import { StatFingerprint, statInput } from './files.js';
 import { classIndex, describeClasses, type Source, type SourceItem, type SourceOptions } from './types.js';
@@ -72,9 +72,18 @@ class Walk {
 export async function openFolderSource(root: string, opts: SourceOptions): Promise<Source> {
   let dir = root;
   if (opts.split) {
-    // An ImageNet-style layout: <root>/<split>/<class>/...
+    // An ImageNet-style layout: <root>/<split>/<class>/... A split that is not
+    // there is an error: falling back to the root would ingest every split at once.
     const st = await fsp.stat(path.join(root, opts.split)).catch(() => undefined);
-    if (st?.isDirectory()) dir = path.join(root, opts.split);
+    if (!st?.isDirectory()) {
+      const found = (await fsp.readdir(root, { withFileTypes: true }).catch(() => []))
+        .filter((d) => d.isDirectory() && !hidden(d.name)).map((d) => d.name).sort(byCodePoint);
+      throw new MissingInputError(`no split folder "${opts.split}" here`, {
+        file: root,
+        hint: found.length ? `Sub-folders found: ${describeClasses(found)}; pass one of them as --split, or drop --split` : 'Drop --split to ingest the folder itself',
+      });
+    }
+    dir = path.join(root, opts.split);
   }
   const st = await statInput(dir, 'image folder');
   if (!st.isDirectory()) throw new DataError('not a folder', { file: dir });

@@ -81,7 +81,7 @@ export interface Source {
 export interface SourceOptions {
   /** Forces a format instead of detecting it. */
   format?: SourceFormat | 'auto';
-  /** IDX/CIFAR: 'train' (default) or 'test'. Folders: a sub-folder to use when it exists. */
+  /** IDX/CIFAR: 'train' (default) or 'test'. Folders: the sub-folder to ingest; it must exist. */
   split?: string;
   /**
    * Fixes the class list. IDX and CIFAR labels are indices, so the list names them

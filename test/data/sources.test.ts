@@ -267,6 +267,18 @@ describe('folder source', () => {
     expect(items[1]).toMatchObject({ kind: 'file', id: 'dog/a.png', label: 0 });
   });
 
+  test('--split picks a sub-folder; a split that is not there is refused (66) listing the ones that are', async () => {
+    const d = await dir('folder-splits');
+    await write(path.join(d, 'train', 'cat', 'a.png'), 'x');
+    await write(path.join(d, 'val', 'cat', 'b.png'), 'x');
+    const val = await collect(await openSource(d, { split: 'val', format: 'folder' }));
+    expect(val.map((i) => (i as any).id)).toEqual(['cat/b.png']);
+    const err = await openSource(d, { split: 'validation', format: 'folder' }).catch((e) => e);
+    expect(err).toBeInstanceOf(MissingInputError);
+    expect(err.exitCode).toBe(66);
+    expect(err.message).toMatch(/no split folder "validation" here.*Sub-folders found: "train", "val"/);
+  });
+
   test('an empty folder, or one without images, is a DataError', async () => {
     const empty = await dir('empty');
     const e1 = await openSource(empty).catch((e) => e);
