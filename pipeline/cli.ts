@@ -86,7 +86,13 @@ export async function main(argv: string[] = process.argv, streams = { stdout: pr
     session.closeAll(); // stop any bars before the error line
     if (err instanceof CommanderError) {
       // Help and --version arrive here too, with exit code 0; commander printed the message.
-      return err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+      if (err.exitCode === 0) return ExitCode.ok;
+      // With --json, a usage error is a JSON result like any other error (commander already wrote the line on stderr).
+      if (globalsOf(program).json || argv.slice(2).includes('--json')) {
+        const message = err.message.replace(/^error: /, '');
+        streams.stdout.write(JSON.stringify({ error: { name: 'UsageError', message, exit_code: ExitCode.usage } }) + '\n');
+      }
+      return ExitCode.usage;
     }
     const debug = ['debug', 'trace'].includes(globalsOf(program).logLevel);
     if (abort.signal.aborted) {

@@ -53,6 +53,10 @@ describe('help and usage', () => {
     expect(missingOut.stderr).toMatch(/required option '-o, --out <dir>'/);
     expect(none.code).toBe(64);
     expect(existsSync(path.join(dir, 'x'))).toBe(false);
+    // With --json every error is one JSON result on stdout, commander's own included.
+    const json = await cli(['--json', 'ingest', src, '--out', path.join(dir, 'x'), '--bogus']);
+    expect(json.code).toBe(64);
+    expect(JSON.parse(json.stdout)).toEqual({ error: { name: 'UsageError', message: "unknown option '--bogus'", exit_code: 64 } });
   });
 });
 
