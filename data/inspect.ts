@@ -8,6 +8,7 @@ import { createInterface } from 'node:readline';
 import { REJECTED_FILE, type ColumnSpec, type CurationInfo, type PixelShape } from './format.js';
 import { numericValues, fixedListValues } from './columns.js';
 import { openDataset, readCuration, type Dataset, type OpenOptions } from './reader.js';
+import { UsageError } from '../core/errors.js';
 
 export interface ColumnSummary {
   name: string;
@@ -41,6 +42,8 @@ export interface SampleRow {
   caption?: string | null;
   /** Pixels are summarised, not listed. */
   pixels?: { min: number; max: number; mean: number };
+  /** The value of the --sort-by column, when rows are shown in its order. */
+  value?: number;
 }
 
 export interface DatasetInspection {
@@ -59,6 +62,8 @@ export interface DatasetInspection {
   lineage: LineageNode[];
   sidecars: { dir: string; fingerprint: string; stage?: string }[];
   samples: SampleRow[];
+  /** Set when `samples` are the top rows by a column rather than the first rows. */
+  sorted_by?: { column: string; ascending: boolean };
   /** Inputs refused at ingest (rejected.jsonl), with counts per reason. */
   rejected?: { count: number; reasons: Record<string, number> };
   summary?: Record<string, unknown>;
@@ -67,12 +72,28 @@ export interface DatasetInspection {
 export interface InspectOptions extends OpenOptions {
   /** Sample rows to show (default 5). */
   samples?: number;
+  /** Show the rows with the highest values of this numeric column (a sidecar's score, say) instead of the first rows. */
+  sortBy?: string;
+  /** With sortBy: the lowest values first (the worst rows, for scores where higher = keep). */
+  ascending?: boolean;
 }
+
+const NUMERIC_KINDS = new Set(['int32', 'int64', 'float32', 'float64', 'classLabel']);
 
 export async function inspectDataset(dir: string, opts: InspectOptions = {}): Promise<DatasetInspection> {
   const ds = await openDataset(dir, { verify: opts.verify, sidecars: opts.sidecars });
   const sampleCount = opts.samples ?? 5;
-  const { rows, classes, samples } = await scanRows(ds, sampleCount);
+  if (opts.sortBy !== undefined) {
+    const col = ds.column(opts.sortBy);
+    if (!col || !NUMERIC_KINDS.has(col.kind)) {
+      const numeric = ds.columns.filter((c) => NUMERIC_KINDS.has(c.kind)).map((c) => c.name);
+      throw new UsageError(col ? `column "${opts.sortBy}" is not numeric (${col.kind})` : `no column "${opts.sortBy}"`, {
+        file: ds.dir,
+        hint: `Sort by a numeric column: ${numeric.join(', ') || 'none here'}${opts.sidecars?.length ? '' : ' (add --sidecar <dir> for score columns)'}`,
+      });
+    }
+  }
+  const { rows, classes, samples } = await scanRows(ds, sampleCount, opts.sortBy === undefined ? undefined : { column: opts.sortBy, ascending: opts.ascending ?? false });
   const columns: ColumnSummary[] = [];
   for (const d of [ds, ...ds.sidecars]) {
     for (const c of d.ownColumns) {
@@ -93,6 +114,7 @@ export async function inspectDataset(dir: string, opts: InspectOptions = {}): Pr
     lineage: await lineage(ds),
     sidecars: ds.sidecars.map((s) => ({ dir: s.dir, fingerprint: s.fingerprint, stage: s.curation?.stage })),
     samples,
+    ...(opts.sortBy !== undefined ? { sorted_by: { column: opts.sortBy, ascending: opts.ascending ?? false } } : {}),
     rejected: await readRejected(path.join(ds.dir, REJECTED_FILE)),
     summary: ds.curation?.summary,
   };
@@ -107,8 +129,12 @@ function columnDetail(c: ColumnSpec): string | undefined {
   }
 }
 
-/** One pass over the rows: the row count, the class histogram and the first rows. */
-async function scanRows(ds: Dataset, sampleCount: number) {
+/**
+ * One pass over the rows: the row count, the class histogram and the sample
+ * rows, either the first ones or, with `order`, the top of that column (ties by
+ * row order); only the current top is kept, so memory does not grow with rows.
+ */
+async function scanRows(ds: Dataset, sampleCount: number, order?: { column: string; ascending: boolean }) {
   const names = ds.classNames;
   const hasLabel = ds.column('label') !== undefined;
   const counts = new Map<number, number>();
@@ -119,15 +145,29 @@ async function scanRows(ds: Dataset, sampleCount: number) {
   for await (const b of ds.blocks()) {
     const labels = hasLabel ? numericValues(b.column('label')) : undefined;
     if (labels) for (const l of labels) counts.set(l, (counts.get(l) ?? 0) + 1);
-    for (let i = 0; samples.length < sampleCount && i < b.length; i++) {
+    const values = order ? numericValues(b.column(order.column)) : undefined;
+    // Ahead of another row: a better value, or an equal one earlier in the dataset (rows arrive in order).
+    const ahead = (v: number, of: SampleRow) => (order!.ascending ? v < of.value! : v > of.value!);
+    for (let i = 0; i < b.length; i++) {
+      let at = samples.length;
+      if (values) {
+        if (Number.isNaN(values[i])) continue;
+        while (at > 0 && ahead(values[i], samples[at - 1])) at--;
+      }
+      if (at >= sampleCount) {
+        if (!values) break;
+        continue;
+      }
       const s: SampleRow = { row: b.offset + i, id: String(b.column('id').get(i)) };
+      if (values) s.value = values[i];
       if (labels) {
         s.label = labels[i];
         if (names?.[labels[i]] !== undefined) s.class_name = names[labels[i]];
       }
       if (b.has('caption')) s.caption = b.column('caption').get(i) as string | null;
       if (b.has('pixels') && len > 0) s.pixels = pixelStats(fixedListValues<Uint8Array>(b.column('pixels')).subarray(i * len, (i + 1) * len));
-      samples.push(s);
+      samples.splice(at, 0, s);
+      if (samples.length > sampleCount) samples.pop();
     }
     rows += b.length;
   }

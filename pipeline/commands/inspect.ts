@@ -1,4 +1,5 @@
 /** `metacurate inspect <dir>`: schema, shards, classes, lineage and samples of a dataset. */
+import { UsageError } from '../../core/errors.js';
 import { inspectDataset, type DatasetInspection } from '../../data/inspect.js';
 import { formatBytes, formatNumber, formatTable } from '../table.js';
 import { collect, parsePositive, type RegisterCommand } from './common.js';
@@ -11,8 +12,12 @@ export const registerInspect: RegisterCommand = (program, session) => {
     .option('--verify', 'check every shard\'s sha256 against curation.json')
     .option('--sidecar <dir>', 'join a sidecar dataset (repeatable)', collect)
     .option('--samples <n>', 'sample rows to show (default 5)', parsePositive)
-    .action(async (dir: string, flags: { verify?: boolean; sidecar?: string[]; samples?: number }, cmd) => {
-      const report = await inspectDataset(dir, { verify: flags.verify, sidecars: flags.sidecar, samples: flags.samples });
+    .option('--sort-by <column>', 'show the rows with the highest values of a numeric column (a score from --sidecar) instead of the first rows')
+    .option('--asc', 'with --sort-by: lowest values first (for scores, the rows most worth dropping)')
+    .addHelpText('after', '\nExample: the 20 rows the metagradient says help least\n  metacurate inspect out/default/pool --sidecar out/default/metagrad --sort-by metagrad --asc --samples 20')
+    .action(async (dir: string, flags: { verify?: boolean; sidecar?: string[]; samples?: number; sortBy?: string; asc?: boolean }, cmd) => {
+      if (flags.asc && flags.sortBy === undefined) throw new UsageError('--asc orders the rows of --sort-by', { hint: 'Add --sort-by <column>' });
+      const report = await inspectDataset(dir, { verify: flags.verify, sidecars: flags.sidecar, samples: flags.samples, sortBy: flags.sortBy, ascending: flags.asc });
       session.output(cmd, report, () => formatInspection(report));
     });
 };
@@ -53,9 +58,11 @@ export function formatInspection(r: DatasetInspection): string {
     parts.push(section('sidecars', formatTable(['dir', 'stage', 'fingerprint'], r.sidecars.map((s) => [s.dir, s.stage, s.fingerprint]))));
   }
   if (r.samples.length) {
-    parts.push(section('samples', formatTable(
-      ['row', 'id', 'label', 'class', 'pixels min/max/mean'],
-      r.samples.map((s) => [s.row, s.id, s.label, s.class_name, s.pixels ? `${s.pixels.min}/${s.pixels.max}/${s.pixels.mean}` : '']),
+    const by = r.sorted_by;
+    const sorted = by !== undefined;
+    parts.push(section(by ? `rows by ${by.column}, ${by.ascending ? 'lowest' : 'highest'} first` : 'samples', formatTable(
+      ['row', 'id', 'label', 'class', ...(by ? [by.column] : []), 'pixels min/max/mean'],
+      r.samples.map((s) => [s.row, s.id, s.label, s.class_name, ...(sorted ? [s.value] : []), s.pixels ? `${s.pixels.min}/${s.pixels.max}/${s.pixels.mean}` : '']),
     )));
   }
   if (r.rejected && r.rejected.count > 0) {

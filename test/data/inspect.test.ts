@@ -57,3 +57,23 @@ test('schema, shards, classes (empty ones too), lineage through parents, sidecar
   expect(scores.classes).toBeUndefined();
   expect(scores.rejected).toBeUndefined();
 });
+
+test('--sort-by shows the top rows of a numeric column across shards, highest or lowest first, ties in row order', async () => {
+  const values = [0.5, 0.9, 0.1, 0.9, 0.3, 0.05, 0.7];
+  const rows = values.map((_, i) => ({ id: `s${i}`, label: i % 2 }));
+  const cols = [{ name: 'id', kind: 'string' as const }, { name: 'label', kind: 'classLabel' as const, names: ['a', 'b'] }];
+  const base = await writeDataset(path.join(dir, 'sort-base'), rows, { columns: cols, shardRows: 3, meta: { stage: 'ingest', stageVersion: '1', options: {}, parents: [] } });
+  const side = await writeDataset(path.join(dir, 'sort-scores'), values.map((v, i) => ({ id: `s${i}`, score: v })), {
+    columns: [{ name: 'id', kind: 'string' }, { name: 'score', kind: 'float64' }],
+    shardSizes: [3, 3, 1],
+    meta: { stage: 'score', stageVersion: '1', options: {}, parents: [], sidecarOf: base.fingerprint },
+  });
+  const top = await inspectDataset(base.dir, { sidecars: [side.dir], sortBy: 'score', samples: 3 });
+  expect(top.samples.map((s) => [s.id, s.value])).toEqual([['s1', 0.9], ['s3', 0.9], ['s6', 0.7]]);
+  expect(top.sorted_by).toEqual({ column: 'score', ascending: false });
+  const worst = await inspectDataset(base.dir, { sidecars: [side.dir], sortBy: 'score', ascending: true, samples: 2 });
+  expect(worst.samples.map((s) => [s.id, s.class_name, s.value])).toEqual([['s5', 'b', 0.05], ['s2', 'a', 0.1]]);
+  // A column that is missing or not numeric is a usage error naming the numeric ones.
+  await expect(inspectDataset(base.dir, { sortBy: 'score' })).rejects.toThrow(/no column "score".*label.*--sidecar/);
+  await expect(inspectDataset(base.dir, { sidecars: [side.dir], sortBy: 'id' })).rejects.toThrow(/"id" is not numeric/);
+});
