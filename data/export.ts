@@ -9,6 +9,7 @@ import sharp from 'sharp';
 import { Rng } from '../core/rng.js';
 import { pathExists, writeDirAtomic, writeFileAtomic } from '../core/atomic.js';
 import { DataError, OutputError, UsageError } from '../core/errors.js';
+import { escapeXml } from '../core/text.js';
 import { fixedListValues, numericValues } from './columns.js';
 import { openDataset, type Dataset } from './reader.js';
 
@@ -21,6 +22,12 @@ export interface ContactSheetOptions {
   scale?: number;
   /** Pixels between cells (default 2). */
   gap?: number;
+  /** Show each class's rows ranked by this numeric column (a score sidecar's, say) instead of a random sample. */
+  by?: string;
+  /** With `by`: the lowest values (`worst`, the default: for scores, the rows most worth dropping) or the highest. */
+  order?: 'worst' | 'best';
+  /** Write each cell's id, class and `by` value under it and the class names beside the rows (default: with `by`). */
+  annotate?: boolean;
   overwrite?: boolean;
 }
 
@@ -30,8 +37,8 @@ export interface ContactSheetResult {
   height: number;
   channels: number;
   perClass: number;
-  /** One entry per row: the class and how many images it shows. */
-  rows: { label: number; name?: string; shown: number }[];
+  /** One entry per row: the class, how many images it shows and their ids, left to right. */
+  rows: { label: number; name?: string; shown: number; ids: string[] }[];
 }
 
 // Mid grey: cells stay distinct against the black backgrounds of MNIST-like images.
@@ -63,26 +70,42 @@ export async function writeContactSheet(
     if (width <= MAX_SHEET_SIDE && height <= MAX_SHEET_SIDE) return;
     throw new UsageError(`the contact sheet would be ${width} x ${height} px, above ${MAX_SHEET_SIDE} px a side`, { file, hint: 'Lower --per-class or --scale' });
   };
-  // Checked before sampling too: the width is known from the options alone.
-  tooBig(perClass * (w * scale + gap) + gap, h * scale + 2 * gap);
-  const picked = await samplePerClass(ds, perClass, opts.seed ?? 0, len);
+  if (opts.by !== undefined) {
+    const col = ds.column(opts.by);
+    if (!col || !['int32', 'int64', 'float32', 'float64'].includes(col.kind)) {
+      throw new UsageError(col ? `column "${opts.by}" is not numeric (${col.kind})` : `no column "${opts.by}"`, {
+        file: ds.dir, hint: 'Rank by a score column; pass the score directory as a sidecar (--sidecar <dir>)',
+      });
+    }
+  }
+  const annotate = opts.annotate ?? opts.by !== undefined;
   const names = ds.classNames;
-  const labels = [...new Set([...(names ?? []).map((_, i) => i), ...picked.keys()])].sort((a, b) => a - b);
-  const cellW = w * scale;
+  // Annotated cells are wide enough for a short caption, with the class names in a margin on the left.
+  const cellW = annotate ? Math.max(w * scale, CAPTION_MIN_WIDTH) : w * scale;
   const cellH = h * scale;
-  const width = perClass * cellW + (perClass + 1) * gap;
-  const height = labels.length * cellH + (labels.length + 1) * gap;
+  const capH = annotate ? CAPTION_LINE * (opts.by !== undefined ? 3 : 2) + 2 : 0;
+  const left = annotate ? Math.min(160, 10 + 7 * Math.max(4, ...(names ?? []).map((n) => n.length))) : 0;
+  // Checked before sampling too: the width is known from the options alone.
+  tooBig(left + perClass * (cellW + gap) + gap, cellH + capH + 2 * gap);
+  const picked = opts.by !== undefined
+    ? await rankPerClass(ds, perClass, opts.by, opts.order ?? 'worst', len)
+    : await samplePerClass(ds, perClass, opts.seed ?? 0, len);
+  const labels = [...new Set([...(names ?? []).map((_, i) => i), ...picked.keys()])].sort((a, b) => a - b);
+  const width = left + perClass * cellW + (perClass + 1) * gap;
+  const height = labels.length * (cellH + capH) + (labels.length + 1) * gap;
   tooBig(width, height);
   const canvas = Buffer.alloc(width * height * c, BACKGROUND);
+  const cellAt = (r: number, k: number) => ({ x0: left + gap + k * (cellW + gap), y0: gap + r * (cellH + capH + gap) });
   labels.forEach((label, r) => {
     const samples = picked.get(label) ?? [];
     samples.forEach((s, k) => {
-      const x0 = gap + k * (cellW + gap);
-      const y0 = gap + r * (cellH + gap);
+      const { x0, y0 } = cellAt(r, k);
+      // The image is centred in its cell (wider than the image when annotated).
+      const left0 = x0 + Math.floor((cellW - w * scale) / 2);
       for (let y = 0; y < cellH; y++) {
         const srcRow = Math.floor(y / scale) * w;
-        const dst = ((y0 + y) * width + x0) * c;
-        for (let x = 0; x < cellW; x++) {
+        const dst = ((y0 + y) * width + left0) * c;
+        for (let x = 0; x < w * scale; x++) {
           const src = (srcRow + Math.floor(x / scale)) * c;
           for (let ch = 0; ch < c; ch++) canvas[dst + x * c + ch] = s.pixels[src + ch];
         }
@@ -90,6 +113,26 @@ export async function writeContactSheet(
     });
   });
   let image = sharp(canvas, { raw: { width, height, channels: c as 1 | 2 | 3 | 4 } });
+  if (annotate) {
+    const text: string[] = [];
+    const line = (x: number, y: number, t: string, maxChars: number) =>
+      text.push(`<text x="${x}" y="${y}">${escapeXml(t.length > maxChars ? `${t.slice(0, maxChars - 1)}…` : t)}</text>`);
+    const chars = Math.floor(cellW / 5.6);
+    labels.forEach((label, r) => {
+      const { y0 } = cellAt(r, 0);
+      line(4, y0 + cellH / 2, names?.[label] ?? String(label), Math.floor((left - 6) / 6.5));
+      (picked.get(label) ?? []).forEach((s, k) => {
+        const { x0 } = cellAt(r, k);
+        const y = y0 + cellH + CAPTION_LINE;
+        line(x0, y, s.id, chars);
+        line(x0, y + CAPTION_LINE, names?.[s.label] ?? String(s.label), chars);
+        if (s.value !== undefined) line(x0, y + 2 * CAPTION_LINE, `${opts.by} ${formatValue(s.value)}`, chars);
+      });
+    });
+    const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">` +
+      `<g font-family="DejaVu Sans, sans-serif" font-size="9" fill="#fff">${text.join('')}</g></svg>`;
+    image = sharp(await image.png().toBuffer()).composite([{ input: Buffer.from(svg), top: 0, left: 0 }]);
+  }
   // sharp writes sRGB unless told; keep grey data grey (a third of the bytes).
   if (c === 1) image = image.toColourspace('b-w');
   const png = await image.png().toBuffer();
@@ -101,33 +144,77 @@ export async function writeContactSheet(
     height,
     channels: c,
     perClass,
-    rows: labels.map((label) => ({ label, name: names?.[label], shown: picked.get(label)?.length ?? 0 })),
+    rows: labels.map((label) => ({ label, name: names?.[label], shown: picked.get(label)?.length ?? 0, ids: (picked.get(label) ?? []).map((p) => p.id) })),
   };
+}
+
+const CAPTION_LINE = 11;
+const CAPTION_MIN_WIDTH = 84;
+
+function formatValue(v: number): string {
+  return Math.abs(v) >= 1000 || (v !== 0 && Math.abs(v) < 0.001) ? v.toExponential(2) : String(Number(v.toPrecision(3)));
+}
+
+interface Cell {
+  row: number;
+  id: string;
+  label: number;
+  pixels: Uint8Array;
+  value?: number;
+}
+
+/** Every row of a dataset with its class (one class for unlabelled data), block by block. */
+async function* labelledRows(ds: Dataset, len: number, by?: string) {
+  const hasLabel = ds.column('label') !== undefined;
+  for await (const b of ds.blocks()) {
+    const labels = hasLabel ? numericValues(b.column('label')) : undefined;
+    const values = by === undefined ? undefined : numericValues(b.column(by));
+    const px = fixedListValues<Uint8Array>(b.column('pixels'));
+    for (let i = 0; i < b.length; i++) {
+      yield {
+        row: b.offset + i,
+        label: labels ? labels[i] : 0,
+        value: values?.[i],
+        cell: (): Cell => ({ row: b.offset + i, id: String(b.column('id').get(i)), label: labels ? labels[i] : 0, pixels: px.slice(i * len, (i + 1) * len), value: values?.[i] }),
+      };
+    }
+  }
 }
 
 /**
  * A uniform sample of up to `k` rows per class in one streaming pass (reservoir
- * sampling with a seeded Rng), shown in row order. Unlabelled data is one class.
+ * sampling with a seeded Rng), shown in row order.
  */
 async function samplePerClass(ds: Dataset, k: number, seed: number, len: number) {
   const rng = Rng.derive(seed, 'contact-sheet');
   const seen = new Map<number, number>();
-  const kept = new Map<number, { row: number; pixels: Uint8Array }[]>();
-  const hasLabel = ds.column('label') !== undefined;
-  for await (const b of ds.blocks()) {
-    const labels = hasLabel ? numericValues(b.column('label')) : undefined;
-    const px = fixedListValues<Uint8Array>(b.column('pixels'));
-    for (let i = 0; i < b.length; i++) {
-      const label = labels ? labels[i] : 0;
-      const n = (seen.get(label) ?? 0) + 1;
-      seen.set(label, n);
-      const list = kept.get(label) ?? [];
-      kept.set(label, list);
-      const slot = n <= k ? list.length : rng.int(n);
-      if (slot < k) list[slot] = { row: b.offset + i, pixels: px.slice(i * len, (i + 1) * len) };
-    }
+  const kept = new Map<number, Cell[]>();
+  for await (const r of labelledRows(ds, len)) {
+    const n = (seen.get(r.label) ?? 0) + 1;
+    seen.set(r.label, n);
+    const list = kept.get(r.label) ?? [];
+    kept.set(r.label, list);
+    const slot = n <= k ? list.length : rng.int(n);
+    if (slot < k) list[slot] = r.cell();
   }
   for (const list of kept.values()) list.sort((a, b) => a.row - b.row);
+  return kept;
+}
+
+/** The `k` lowest (worst) or highest (best) rows per class by a column, in that order (ties by row); NaN rows are skipped. */
+async function rankPerClass(ds: Dataset, k: number, by: string, order: 'worst' | 'best', len: number) {
+  const kept = new Map<number, Cell[]>();
+  const ahead = (v: number, of: Cell) => (order === 'worst' ? v < of.value! : v > of.value!);
+  for await (const r of labelledRows(ds, len, by)) {
+    if (r.value === undefined || Number.isNaN(r.value)) continue;
+    const list = kept.get(r.label) ?? [];
+    kept.set(r.label, list);
+    let at = list.length;
+    while (at > 0 && ahead(r.value, list[at - 1])) at--;
+    if (at >= k) continue;
+    list.splice(at, 0, r.cell());
+    if (list.length > k) list.pop();
+  }
   return kept;
 }
 

@@ -6,6 +6,7 @@
  * function of the input (no timestamps, fixed number formatting), so reruns give
  * byte-identical files. sharp (librsvg) renders it to PNG.
  */
+import { escapeXml } from '../core/text.js';
 
 export interface BudgetPoint {
   /** Fraction of the pool kept, in [0, 1]. */
@@ -106,9 +107,7 @@ export function fmt(n: number): string {
   return String(r === 0 ? 0 : r);
 }
 
-function esc(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
-}
+const esc = escapeXml;
 
 /** The SVG path through a series' points, in budget order: `M x y L x y …`. */
 export function seriesPath(points: BudgetPoint[], scales: PlotScales): string {

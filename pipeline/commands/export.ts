@@ -1,8 +1,9 @@
 /** `metacurate export <dir> --grid <file.png> | --parquet <dir>`: a contact sheet, or Parquet files. */
 import { UsageError } from '../../core/errors.js';
 import { writeContactSheet, writeParquet } from '../../data/export.js';
+import { openDataset } from '../../data/reader.js';
 import { formatTable } from '../table.js';
-import { parseCount, parsePositive, type RegisterCommand } from './common.js';
+import { collect, parseCount, parsePositive, type RegisterCommand } from './common.js';
 
 export const registerExport: RegisterCommand = (program, session) => {
   program
@@ -14,10 +15,23 @@ export const registerExport: RegisterCommand = (program, session) => {
     .option('--per-class <n>', 'images per class row (default 10)', parsePositive)
     .option('--seed <n>', 'seed of the sample (default 0)', parseCount)
     .option('--scale <k>', 'upscaling factor per image (default 2)', parsePositive)
+    .option('--sidecar <dir>', 'join a score sidecar, for --by (repeatable)', collect)
+    .option('--by <column>', 'grid: each class row shows its rows ranked by this numeric column, annotated with it')
+    .option('--worst <n>', 'grid with --by: the n lowest rows of each class (the default order)', parsePositive)
+    .option('--best <n>', 'grid with --by: the n highest rows of each class', parsePositive)
+    .option('--annotate', 'grid: write each cell\'s id and class under it and the class names beside the rows (always with --by)')
     .option('--overwrite', 'replace the output file if it exists')
-    .addHelpText('after', '\nExamples:\n  metacurate export out/default/train --grid train.png --per-class 12 --scale 3\n  metacurate export out/default/train --parquet train-parquet')
-    .action(async (dir: string, flags: { grid?: string; parquet?: string; perClass?: number; seed?: number; scale?: number; overwrite?: boolean }, cmd) => {
+    .addHelpText('after', '\nExamples:\n  metacurate export out/default/train --grid train.png --per-class 12 --scale 3\n' +
+      '  metacurate export out/default/pool --sidecar out/default/metagrad --by metagrad --worst 8 --grid harmful.png\n' +
+      '  metacurate export out/default/train --parquet train-parquet')
+    .action(async (dir: string, flags: {
+      grid?: string; parquet?: string; perClass?: number; seed?: number; scale?: number; overwrite?: boolean;
+      sidecar?: string[]; by?: string; worst?: number; best?: number; annotate?: boolean;
+    }, cmd) => {
       if (!flags.grid && !flags.parquet) throw new UsageError('nothing to export', { hint: 'Pass --grid <file.png> or --parquet <dir>' });
+      if ((flags.worst !== undefined || flags.best !== undefined) && flags.by === undefined) throw new UsageError('--worst and --best rank by a column', { hint: 'Add --by <column>' });
+      if (flags.worst !== undefined && flags.best !== undefined) throw new UsageError('give --worst or --best, not both');
+      if (flags.parquet && flags.sidecar?.length) throw new UsageError('Parquet export writes one dataset at a time', { hint: 'Export the sidecar separately; they share the id column' });
       if (flags.parquet) {
         const pq = await writeParquet(dir, flags.parquet, { overwrite: flags.overwrite });
         session.output(cmd, pq, () =>
@@ -25,7 +39,12 @@ export const registerExport: RegisterCommand = (program, session) => {
         );
       }
       if (!flags.grid) return;
-      const result = await writeContactSheet(dir, flags.grid, flags);
+      const ds = await openDataset(dir, { sidecars: flags.sidecar });
+      const result = await writeContactSheet(ds, flags.grid, {
+        ...flags,
+        perClass: flags.worst ?? flags.best ?? flags.perClass,
+        order: flags.best !== undefined ? 'best' : 'worst',
+      });
       session.output(cmd, result, () =>
         `wrote ${result.file} (${result.width} x ${result.height} px, ${result.perClass} per class)\n\n` +
         formatTable(['label', 'class', 'shown'], result.rows.map((r) => [r.label, r.name, r.shown])),

@@ -5,6 +5,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { DataError, OutputError } from '../../core/errors.js';
 import { writeDataset } from '../../data/writer.js';
+import { openDataset } from '../../data/reader.js';
 import { writeContactSheet, writeParquet } from '../../data/export.js';
 import type { ColumnSpec, PixelShape } from '../../data/format.js';
 
@@ -48,7 +49,8 @@ test('one row per class, a seeded sample per row in row order, nearest-neighbour
   const scale = 2;
   const gap = 2;
   const res = await writeContactSheet(ds, file, { perClass: 4, scale, seed: 5 });
-  expect(res.rows).toEqual([{ label: 0, name: 'zero', shown: 4 }, { label: 1, name: 'one', shown: 3 }, { label: 2, name: 'two', shown: 0 }]);
+  expect(res.rows.map(({ ids: _ids, ...r }) => r)).toEqual([{ label: 0, name: 'zero', shown: 4 }, { label: 1, name: 'one', shown: 3 }, { label: 2, name: 'two', shown: 0 }]);
+  expect(res.rows[1].ids).toEqual(['r12', 'r13', 'r14']);
   const { data, info } = await sharp(file).raw().toBuffer({ resolveWithObject: true });
   expect([info.width, info.height, info.channels]).toEqual([4 * W * scale + 5 * gap, 3 * H * scale + 4 * gap, 3]);
   expect([res.width, res.height]).toEqual([info.width, info.height]);
@@ -90,7 +92,36 @@ test('grey data gives a grey PNG; unlabelled data is one row', async () => {
   const res = await writeContactSheet(ds, path.join(dir, 'grey.png'), { perClass: 5, scale: 1, gap: 0 });
   const meta = await sharp(res.file).metadata();
   expect([meta.width, meta.height, meta.channels]).toEqual([5 * W, H, 1]);
-  expect(res.rows).toEqual([{ label: 0, name: undefined, shown: 5 }]);
+  expect(res.rows.map((r) => [r.label, r.name, r.shown, r.ids.length])).toEqual([[0, undefined, 5, 5]]);
+});
+
+test('--by ranks each class by a sidecar column (worst or best first) and annotates the cells', async () => {
+  const base = await makeDataset('ranked', { channels: 3 });
+  // Scores: row r of class 0 gets (r * 7) % 12, so the order is not row order; class 1 ascending.
+  const score = (r: number) => (r < 12 ? (r * 7) % 12 : r);
+  const side = await writeDataset(path.join(dir, 'ranked-scores'), Array.from({ length: 15 }, (_, r) => ({ id: `r${r}`, s: score(r) })), {
+    columns: [{ name: 'id', kind: 'string' }, { name: 's', kind: 'float32' }],
+    meta: { stage: 'score', stageVersion: '1', options: {}, parents: [], sidecarOf: (await openDataset(base)).fingerprint },
+  });
+  const ds = await openDataset(base, { sidecars: [side.dir] });
+  const byScore = (rows: number[], dir: number) => [...rows].sort((a, b) => dir * (score(a) - score(b))).map((r) => `r${r}`);
+  const class0 = Array.from({ length: 12 }, (_, r) => r);
+  const worst = await writeContactSheet(ds, path.join(dir, 'worst.png'), { perClass: 3, by: 's', scale: 2 });
+  expect(worst.rows[0].ids).toEqual(byScore(class0, 1).slice(0, 3));
+  expect(worst.rows[1].ids).toEqual(['r12', 'r13', 'r14']);
+  const best = await writeContactSheet(ds, path.join(dir, 'best.png'), { perClass: 3, by: 's', order: 'best', scale: 2 });
+  expect(best.rows[0].ids).toEqual(byScore(class0, -1).slice(0, 3));
+  // Annotated sheets are larger than plain ones: a margin of class names, a caption under each cell.
+  const plain = await writeContactSheet(ds, path.join(dir, 'plain.png'), { perClass: 3, scale: 2 });
+  expect(worst.width).toBeGreaterThan(plain.width);
+  expect(worst.height).toBeGreaterThan(plain.height);
+  // The caption is drawn: the strip under a shown cell is not all background.
+  const { data, info } = await sharp(worst.file).raw().toBuffer({ resolveWithObject: true });
+  const strip = [];
+  for (let y = Math.floor(info.height / 3) - 20; y < Math.floor(info.height / 3); y++) for (let x = 0; x < info.width; x++) strip.push(data[(y * info.width + x) * info.channels]);
+  expect(new Set(strip).size).toBeGreaterThan(2);
+  await expect(writeContactSheet(ds, path.join(dir, 'bad.png'), { by: 'id' })).rejects.toThrow(/"id" is not numeric/);
+  await expect(writeContactSheet(base, path.join(dir, 'bad2.png'), { by: 's' })).rejects.toThrow(/no column "s".*sidecar/);
 });
 
 test('refuses an existing file without overwrite, and a dataset without pixels', async () => {
