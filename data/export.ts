@@ -12,6 +12,7 @@ import { DataError, OutputError, UsageError } from '../core/errors.js';
 import { escapeXml } from '../core/text.js';
 import { fixedListValues, numericValues } from './columns.js';
 import { openDataset, type Dataset } from './reader.js';
+import { TopK } from './top.js';
 
 export interface ContactSheetOptions {
   /** Images per class row (default 10). */
@@ -203,19 +204,13 @@ async function samplePerClass(ds: Dataset, k: number, seed: number, len: number)
 
 /** The `k` lowest (worst) or highest (best) rows per class by a column, in that order (ties by row); NaN rows are skipped. */
 async function rankPerClass(ds: Dataset, k: number, by: string, order: 'worst' | 'best', len: number) {
-  const kept = new Map<number, Cell[]>();
-  const ahead = (v: number, of: Cell) => (order === 'worst' ? v < of.value! : v > of.value!);
+  const tops = new Map<number, TopK<Cell>>();
   for await (const r of labelledRows(ds, len, by)) {
-    if (r.value === undefined || Number.isNaN(r.value)) continue;
-    const list = kept.get(r.label) ?? [];
-    kept.set(r.label, list);
-    let at = list.length;
-    while (at > 0 && ahead(r.value, list[at - 1])) at--;
-    if (at >= k) continue;
-    list.splice(at, 0, r.cell());
-    if (list.length > k) list.pop();
+    let top = tops.get(r.label);
+    if (!top) tops.set(r.label, (top = new TopK<Cell>(k, order === 'worst')));
+    top.offer(r.value!, r.cell);
   }
-  return kept;
+  return new Map([...tops].map(([label, top]) => [label, top.items]));
 }
 
 function positiveInt(v: number, name: string): number {

@@ -9,6 +9,7 @@ import { REJECTED_FILE, type ColumnSpec, type CurationInfo, type PixelShape } fr
 import { numericValues, fixedListValues } from './columns.js';
 import { openDataset, readCuration, type Dataset, type OpenOptions } from './reader.js';
 import { UsageError } from '../core/errors.js';
+import { TopK } from './top.js';
 
 export interface ColumnSummary {
   name: string;
@@ -139,6 +140,7 @@ async function scanRows(ds: Dataset, sampleCount: number, order?: { column: stri
   const hasLabel = ds.column('label') !== undefined;
   const counts = new Map<number, number>();
   const samples: SampleRow[] = [];
+  const top = order ? new TopK<SampleRow>(sampleCount, order.ascending) : undefined;
   const shape = ds.pixelShape;
   const len = shape ? shape[0] * shape[1] * shape[2] : 0;
   let rows = 0;
@@ -146,28 +148,21 @@ async function scanRows(ds: Dataset, sampleCount: number, order?: { column: stri
     const labels = hasLabel ? numericValues(b.column('label')) : undefined;
     if (labels) for (const l of labels) counts.set(l, (counts.get(l) ?? 0) + 1);
     const values = order ? numericValues(b.column(order.column)) : undefined;
-    // Ahead of another row: a better value, or an equal one earlier in the dataset (rows arrive in order).
-    const ahead = (v: number, of: SampleRow) => (order!.ascending ? v < of.value! : v > of.value!);
     for (let i = 0; i < b.length; i++) {
-      let at = samples.length;
-      if (values) {
-        if (Number.isNaN(values[i])) continue;
-        while (at > 0 && ahead(values[i], samples[at - 1])) at--;
-      }
-      if (at >= sampleCount) {
-        if (!values) break;
-        continue;
-      }
-      const s: SampleRow = { row: b.offset + i, id: String(b.column('id').get(i)) };
-      if (values) s.value = values[i];
-      if (labels) {
-        s.label = labels[i];
-        if (names?.[labels[i]] !== undefined) s.class_name = names[labels[i]];
-      }
-      if (b.has('caption')) s.caption = b.column('caption').get(i) as string | null;
-      if (b.has('pixels') && len > 0) s.pixels = pixelStats(fixedListValues<Uint8Array>(b.column('pixels')).subarray(i * len, (i + 1) * len));
-      samples.splice(at, 0, s);
-      if (samples.length > sampleCount) samples.pop();
+      if (!top && samples.length >= sampleCount) break;
+      const sample = (): SampleRow => {
+        const s: SampleRow = { row: b.offset + i, id: String(b.column('id').get(i)) };
+        if (values) s.value = values[i];
+        if (labels) {
+          s.label = labels[i];
+          if (names?.[labels[i]] !== undefined) s.class_name = names[labels[i]];
+        }
+        if (b.has('caption')) s.caption = b.column('caption').get(i) as string | null;
+        if (b.has('pixels') && len > 0) s.pixels = pixelStats(fixedListValues<Uint8Array>(b.column('pixels')).subarray(i * len, (i + 1) * len));
+        return s;
+      };
+      if (top) top.offer(values![i], sample);
+      else samples.push(sample());
     }
     rows += b.length;
   }
@@ -177,7 +172,7 @@ async function scanRows(ds: Dataset, sampleCount: number, order?: { column: stri
     names?.forEach((_, i) => labels.add(i));
     classes = [...labels].sort((a, b) => a - b).map((label) => ({ label, name: names?.[label], count: counts.get(label) ?? 0 }));
   }
-  return { rows, classes, samples };
+  return { rows, classes, samples: top ? top.items : samples };
 }
 
 function pixelStats(px: Uint8Array): { min: number; max: number; mean: number } {
