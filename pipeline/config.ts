@@ -7,6 +7,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { parseDocument } from 'yaml';
+import { didYouMean } from './suggest.js';
 import { ConfigError, MissingInputError } from '../core/errors.js';
 import type { StageInputs } from '../stages/define.js';
 import { loadPlugins } from './plugins.js';
@@ -108,6 +109,13 @@ export function pipelineJsonSchema(registry: StageRegistry = STAGES): Record<str
   };
 }
 
+/** The value at a path in parsed YAML/JSON, or undefined. */
+function valueAt(value: unknown, p: readonly PropertyKey[]): unknown {
+  let v = value;
+  for (const k of p) v = v !== null && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : undefined;
+  return v;
+}
+
 /** `stages[0].options.size` from a zod issue path. */
 export function formatPath(p: readonly PropertyKey[]): string {
   let out = '';
@@ -115,11 +123,20 @@ export function formatPath(p: readonly PropertyKey[]): string {
   return out || '(top level)';
 }
 
-function issuesMessage(issues: readonly z.core.$ZodIssue[], prefix: readonly PropertyKey[] = []): string {
+/** The option names a stage takes, for "did you mean" on an unknown key. */
+type KnownKeys = (path: readonly PropertyKey[]) => string[] | undefined;
+
+function issuesMessage(issues: readonly z.core.$ZodIssue[], prefix: readonly PropertyKey[] = [], knownKeys?: KnownKeys, value?: unknown): string {
   const shown = issues.slice(0, 5).map((i) => {
     let msg = i.message;
     if (i.code === 'invalid_union' && (i as { note?: string }).note === 'No matching discriminator') {
-      msg = `unknown stage; known stages: ${((i as { options?: unknown[] }).options ?? []).join(', ')}`;
+      const known = ((i as { options?: unknown[] }).options ?? []).map(String);
+      // The issue points at the step or at its `stage` key, depending on the zod version.
+      const typed = valueAt(value, i.path.at(-1) === 'stage' ? i.path : [...i.path, 'stage']);
+      msg = `unknown stage${typeof typed === 'string' ? ` "${typed}"${didYouMean(typed, known)}` : ''}; known stages: ${known.join(', ')}`;
+    } else if (i.code === 'unrecognized_keys') {
+      const known = knownKeys?.([...prefix, ...i.path]);
+      msg = i.keys.map((k) => `unknown option "${k}"${known ? didYouMean(k, known) : ''}`).join('; ');
     } else if (i.code === 'invalid_union' && i.errors.length > 0) {
       // "Invalid input" alone does not say what would do: list each alternative's complaint.
       const alternatives = i.errors.map((e) => (e[0]?.message ?? '').replace(/^Invalid input: /, ''));
@@ -187,7 +204,13 @@ export function parsePipelineConfig(
   const baseDir = opts.baseDir ?? (file ? path.dirname(file) : process.cwd());
   const parsed = pipelineSchema(registry).safeParse(value);
   if (!parsed.success) {
-    throw new ConfigError(issuesMessage(parsed.error.issues), { file: label, hint: 'See schema/pipeline.schema.json' });
+    // stages[i].options: the option names of the stage kind that step names.
+    const knownKeys: KnownKeys = (p) => {
+      if (p.length !== 3 || p[0] !== 'stages' || p[2] !== 'options') return undefined;
+      const kind = valueAt(value, ['stages', p[1], 'stage']);
+      return typeof kind === 'string' && kind in registry ? Object.keys(registry[kind].options.shape) : undefined;
+    };
+    throw new ConfigError(issuesMessage(parsed.error.issues, [], knownKeys, value), { file: label, hint: 'See schema/pipeline.schema.json' });
   }
   const cfg = parsed.data;
   const workdir = path.resolve(baseDir, cfg.workdir);
@@ -232,7 +255,7 @@ export function parsePipelineConfig(
     // Check the stage's full option schema (refinements included) before anything runs.
     const full = stage.options.safeParse({ ...options, out });
     if (!full.success) {
-      throw new ConfigError(issuesMessage(full.error.issues, ['stages', i, 'options']), { file: label });
+      throw new ConfigError(issuesMessage(full.error.issues, ['stages', i, 'options'], () => Object.keys(stage.options.shape)), { file: label });
     }
     const resolved: ResolvedStep = { ...step, options, out, resolvedInputs, inputPaths, dependsOn };
     seen.set(step.id, resolved);

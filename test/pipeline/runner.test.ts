@@ -193,15 +193,17 @@ describe('pipeline config', () => {
 
   test('errors name the file and the field', async () => {
     expect((await configError({ ...base, stages: [{ id: 'a', stage: 'nope' }] })).message)
-      .toMatch(/^p\.yaml: stages\[0\]\.stage: unknown stage; known stages: fake/);
+      .toMatch(/^p\.yaml: stages\[0\]\.stage: unknown stage "nope"; known stages: fake/);
+    expect((await configError({ ...base, stages: [{ id: 'a', stage: 'fak' }] })).message)
+      .toMatch(/unknown stage "fak" \(did you mean "fake"\?\); known stages: fake/);
     expect((await configError({ ...base, stages: [{ id: 'a', stage: 'fake', options: { rows: 'many' } }] })).message)
       .toMatch(/stages\[0\]\.options\.rows: Invalid input: expected number/);
     expect((await configError({ ...base, stages: [{ id: 'a', stage: 'fake', options: { size: 'big' } }] })).message)
       .toMatch(/stages\[0\]\.options\.size: Invalid input: expected number, received string; or expected tuple/);
     expect((await configError({ ...base, stages: [{ id: 'a', stage: 'fake', options: { rowz: 1 } }] })).message)
-      .toMatch(/stages\[0\]\.options: Unrecognized key: "rowz"/);
+      .toMatch(/stages\[0\]\.options: unknown option "rowz" \(did you mean "rows"\?\)/);
     expect((await configError({ ...base, stages: [{ id: 'a', stage: 'fake', options: { out: '/elsewhere' } }] })).message)
-      .toMatch(/stages\[0\]\.options: Unrecognized key: "out"/);
+      .toMatch(/stages\[0\]\.options: unknown option "out"($|[^ ])/);
     // Refinements of the stage's schema are checked too.
     expect((await configError({ ...base, stages: [{ id: 'a', stage: 'fake', options: { rows: 13 } }] })).message)
       .toMatch(/stages\[0\]\.options\.rows: rows may not be 13/);

@@ -1,0 +1,40 @@
+/** "Did you mean …?" for names a user typed: the closest known name within a few edits. */
+
+/** Levenshtein distance: insertions, deletions and substitutions each cost 1. */
+export function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+/**
+ * The known name closest to `word`, when it is close enough to be a typo (at
+ * most a third of its length in edits, at least 1; case and `-`/`_` ignored).
+ */
+export function closest(word: string, known: Iterable<string>): string | undefined {
+  const norm = (s: string) => s.toLowerCase().replace(/[-_]/g, '');
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const k of known) {
+    // The word itself is known, so it was refused for another reason: no suggestion.
+    if (k === word) return undefined;
+    const d = editDistance(norm(word), norm(k));
+    if (d < bestDistance) {
+      best = k;
+      bestDistance = d;
+    }
+  }
+  return bestDistance <= Math.max(1, Math.floor(word.length / 3)) ? best : undefined;
+}
+
+/** ` (did you mean "x"?)`, or nothing. */
+export function didYouMean(word: string, known: Iterable<string>): string {
+  const k = closest(word, known);
+  return k === undefined ? '' : ` (did you mean "${k}"?)`;
+}
