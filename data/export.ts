@@ -11,7 +11,7 @@ import { pathExists, writeDirAtomic, writeFileAtomic } from '../core/atomic.js';
 import { DataError, OutputError, UsageError } from '../core/errors.js';
 import { escapeXml } from '../core/text.js';
 import { fixedListValues, numericValues } from './columns.js';
-import { openDataset, type Dataset } from './reader.js';
+import { checkScoreColumn, openDataset, type Dataset } from './reader.js';
 import { TopK } from './top.js';
 
 export interface ContactSheetOptions {
@@ -71,14 +71,7 @@ export async function writeContactSheet(
     if (width <= MAX_SHEET_SIDE && height <= MAX_SHEET_SIDE) return;
     throw new UsageError(`the contact sheet would be ${width} x ${height} px, above ${MAX_SHEET_SIDE} px a side`, { file, hint: 'Lower --per-class or --scale' });
   };
-  if (opts.by !== undefined) {
-    const col = ds.column(opts.by);
-    if (!col || !['int32', 'int64', 'float32', 'float64'].includes(col.kind)) {
-      throw new UsageError(col ? `column "${opts.by}" is not numeric (${col.kind})` : `no column "${opts.by}"`, {
-        file: ds.dir, hint: 'Rank by a score column; pass the score directory as a sidecar (--sidecar <dir>)',
-      });
-    }
-  }
+  if (opts.by !== undefined) checkScoreColumn(ds, opts.by, { attach: '--sidecar <dir>', pick: '--by' });
   const annotate = opts.annotate ?? opts.by !== undefined;
   const names = ds.classNames;
   // Annotated cells are wide enough for a short caption, with the class names in a margin on the left.

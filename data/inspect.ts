@@ -7,8 +7,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { REJECTED_FILE, type ColumnSpec, type CurationInfo, type PixelShape } from './format.js';
 import { numericValues, fixedListValues } from './columns.js';
-import { openDataset, readCuration, type Dataset, type OpenOptions } from './reader.js';
-import { UsageError } from '../core/errors.js';
+import { checkScoreColumn, openDataset, readCuration, type Dataset, type OpenOptions } from './reader.js';
 import { TopK } from './top.js';
 
 export interface ColumnSummary {
@@ -79,21 +78,10 @@ export interface InspectOptions extends OpenOptions {
   ascending?: boolean;
 }
 
-const NUMERIC_KINDS = new Set(['int32', 'int64', 'float32', 'float64', 'classLabel']);
-
 export async function inspectDataset(dir: string, opts: InspectOptions = {}): Promise<DatasetInspection> {
   const ds = await openDataset(dir, { verify: opts.verify, sidecars: opts.sidecars });
   const sampleCount = opts.samples ?? 5;
-  if (opts.sortBy !== undefined) {
-    const col = ds.column(opts.sortBy);
-    if (!col || !NUMERIC_KINDS.has(col.kind)) {
-      const numeric = ds.columns.filter((c) => NUMERIC_KINDS.has(c.kind)).map((c) => c.name);
-      throw new UsageError(col ? `column "${opts.sortBy}" is not numeric (${col.kind})` : `no column "${opts.sortBy}"`, {
-        file: ds.dir,
-        hint: `Sort by a numeric column: ${numeric.join(', ') || 'none here'}${opts.sidecars?.length ? '' : ' (add --sidecar <dir> for score columns)'}`,
-      });
-    }
-  }
+  if (opts.sortBy !== undefined) checkScoreColumn(ds, opts.sortBy, { attach: '--sidecar <dir>', pick: '--sort-by' });
   const { rows, classes, samples } = await scanRows(ds, sampleCount, opts.sortBy === undefined ? undefined : { column: opts.sortBy, ascending: opts.ascending ?? false });
   const columns: ColumnSummary[] = [];
   for (const d of [ds, ...ds.sidecars]) {

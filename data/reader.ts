@@ -334,3 +334,31 @@ export async function readStrings(ds: Dataset, column: string): Promise<string[]
   }
   return out;
 }
+
+/** Column kinds that hold numeric scores. */
+const NUMERIC_KINDS: ReadonlySet<string> = new Set(['int32', 'int64', 'float32', 'float64']);
+
+/** The dataset (own or sidecar) a column comes from: the first that has it, as the reader joins them. */
+export function ownerOf(ds: Dataset, column: string): Dataset {
+  return [ds, ...ds.sidecars].find((d) => d.ownColumns.some((c) => c.name === column)) ?? ds;
+}
+
+/**
+ * Refuses a missing or non-numeric score column (select --by, inspect --sort-by,
+ * export --by), naming the columns there are. `how` says how the caller attaches
+ * a sidecar and picks a column, e.g. `{ attach: '--scores <dir>', pick: '--by' }`.
+ */
+export function checkScoreColumn(ds: Dataset, name: string, how: { attach: string; pick: string }): void {
+  const spec = ds.column(name);
+  if (!spec) {
+    throw new DataError(`no column "${name}"; the columns are: ${ds.columns.map((c) => c.name).join(', ')}`, {
+      file: ds.dir,
+      hint: ds.sidecars.length === 0
+        ? `Scores live in sidecar datasets: attach one with ${how.attach}, or pick one of these with ${how.pick}`
+        : `Pick one of these with ${how.pick}, or attach the sidecar that holds it with ${how.attach}`,
+    });
+  }
+  if (!NUMERIC_KINDS.has(spec.kind)) {
+    throw new DataError(`column "${name}" holds ${spec.kind} values, not numeric scores`, { file: ownerOf(ds, name).dir, hint: `Pick a score column with ${how.pick}` });
+  }
+}

@@ -19,14 +19,14 @@ import { DataError, UsageError } from '../../core/errors.js';
 import { sha256Hex } from '../../core/hash.js';
 import { Rng } from '../../core/rng.js';
 import type { ColumnSpec } from '../../data/format.js';
-import { openDataset, type Dataset } from '../../data/reader.js';
+import { checkScoreColumn, openDataset, type Dataset } from '../../data/reader.js';
 import { BACKEND_REQUESTS } from '../../ml/backend.js';
 import type { StageContext, StageResult } from '../context.js';
 import { defineStage, type NamedInputs } from '../define.js';
 import { keptByKind, plantedKinds } from '../planted.js';
 import { resolveBudget } from './common.js';
 import {
-  LABEL_KINDS, checkLabels, checkScoreColumn, complement, loadColumns, perClass, scoreStats, selectionBytes, writeKept,
+  LABEL_KINDS, checkLabels, complement, loadColumns, perClass, scoreStats, selectionBytes, writeKept,
 } from './passes.js';
 import { allStrategies, getStrategy, strategiesVersion, strategyNames } from './strategies.js';
 import type { SelectOptions, Strategy } from './types.js';
@@ -162,7 +162,7 @@ function checkColumns(ds: Dataset, o: SelectOptions, s: Strategy): void {
       hint: 'Ingest it first (metacurate ingest <dir> --out <dir>): ingest gives every row a stable id',
     });
   }
-  for (const c of [...(o.by !== undefined ? [o.by] : []), ...(s.columns?.(o) ?? [])]) checkScoreColumn(ds, c);
+  for (const c of [...(o.by !== undefined ? [o.by] : []), ...(s.columns?.(o) ?? [])]) checkScoreColumn(ds, c, { attach: '--scores <dir>', pick: '--by' });
   if (s.needsLabels) {
     const label = ds.column('label');
     if (!label || !LABEL_KINDS.has(label.kind)) {

@@ -7,13 +7,12 @@ import { RecordBatch, Struct, Table, makeData, tableToIPC } from 'apache-arrow';
 import { DataError } from '../../core/errors.js';
 import { columnData, numericValues } from '../../data/columns.js';
 import { makeSchema, type ColumnSpec } from '../../data/format.js';
-import { openDataset, type Dataset } from '../../data/reader.js';
+import { openDataset, ownerOf, type Dataset } from '../../data/reader.js';
 import type { DatasetWriter } from '../../data/writer.js';
 import type { StageContext } from '../context.js';
 import { rowReader } from './rows.js';
 import type { Selection } from './types.js';
 
-export const NUMERIC_KINDS: ReadonlySet<string> = new Set(['int32', 'int64', 'float32', 'float64']);
 export const LABEL_KINDS: ReadonlySet<string> = new Set(['classLabel', 'int64', 'int32']);
 
 export interface Loaded {
@@ -21,28 +20,6 @@ export interface Loaded {
   /** Score columns by name. */
   columns: Record<string, Float64Array>;
   labels?: Int32Array;
-}
-
-/** The dataset (own or sidecar) a column comes from: the first that has it, as the reader joins them. */
-export function ownerOf(ds: Dataset, column: string): Dataset {
-  return [ds, ...ds.sidecars].find((d) => d.ownColumns.some((c) => c.name === column)) ?? ds;
-}
-
-/** Refuses a missing or non-numeric score column, naming what there is. */
-export function checkScoreColumn(ds: Dataset, name: string): void {
-  const names = ds.columns.map((c) => c.name);
-  const spec = ds.column(name);
-  if (!spec) {
-    throw new DataError(`no column "${name}"; the columns are: ${names.join(', ')}`, {
-      file: ds.dir,
-      hint: ds.sidecars.length === 0
-        ? 'Scores live in sidecar datasets: attach one with --scores <dir>, or pick one of these with --by'
-        : 'Pick one of these with --by, or attach the sidecar that holds it with --scores',
-    });
-  }
-  if (!NUMERIC_KINDS.has(spec.kind)) {
-    throw new DataError(`column "${name}" holds ${spec.kind} values, not numeric scores`, { file: ownerOf(ds, name).dir, hint: 'Pick a score column with --by' });
-  }
 }
 
 /** Pass 1: ids, the named score columns and labels, block by block (sidecar ids are checked by the reader). */

@@ -115,7 +115,7 @@ test('--by ranks each class by a sidecar column (worst or best first) and annota
   const plain = await writeContactSheet(ds, path.join(dir, 'plain.png'), { perClass: 3, scale: 2 });
   expect(worst.width).toBeGreaterThan(plain.width);
   expect(worst.height).toBeGreaterThan(plain.height);
-  await expect(writeContactSheet(ds, path.join(dir, 'bad.png'), { by: 'id' })).rejects.toThrow(/"id" is not numeric/);
+  await expect(writeContactSheet(ds, path.join(dir, 'bad.png'), { by: 'id' })).rejects.toThrow(/column "id" holds string values, not numeric scores/);
   await expect(writeContactSheet(base, path.join(dir, 'bad2.png'), { by: 's' })).rejects.toThrow(/no column "s".*sidecar/);
 });
 

@@ -75,5 +75,5 @@ test('--sort-by shows the top rows of a numeric column across shards, highest or
   expect(worst.samples.map((s) => [s.id, s.class_name, s.value])).toEqual([['s5', 'b', 0.05], ['s2', 'a', 0.1]]);
   // A column that is missing or not numeric is a usage error naming the numeric ones.
   await expect(inspectDataset(base.dir, { sortBy: 'score' })).rejects.toThrow(/no column "score".*label.*--sidecar/);
-  await expect(inspectDataset(base.dir, { sidecars: [side.dir], sortBy: 'id' })).rejects.toThrow(/"id" is not numeric/);
+  await expect(inspectDataset(base.dir, { sidecars: [side.dir], sortBy: 'id' })).rejects.toThrow(/column "id" holds string values, not numeric scores/);
 });
