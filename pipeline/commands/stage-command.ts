@@ -55,9 +55,15 @@ const kebab = (key: string) => key.replace(/MiB$/, 'Mib').replace(/[A-Z]/g, (c) 
 /** Decimal notation only: Number() would also read '0x10' as 16 and '0b1' as 1. */
 const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
 
-function parseNumber(value: string): number {
+/** The number a flag value spells in decimal, else undefined. */
+function decimalOf(value: string): number | undefined {
   const n = Number(value);
-  if (!DECIMAL.test(value.trim()) || !Number.isFinite(n)) throw new InvalidArgumentError('expected a number');
+  return DECIMAL.test(value.trim()) && Number.isFinite(n) ? n : undefined;
+}
+
+function parseNumber(value: string): number {
+  const n = decimalOf(value);
+  if (n === undefined) throw new InvalidArgumentError('expected a number');
   return n;
 }
 
@@ -103,7 +109,7 @@ function flagFor(key: string, schema: z.ZodType, override: FlagOverride = {}): O
   } else if (types.length === 1 && types[0] === 'number') opt = new Option(flags('x'), description).argParser(parseNumber);
   else if (types.includes('number') || types.includes('integer')) {
     // A number or a word (e.g. --drop 0.2 | auto): numbers as numbers, words as they are.
-    opt = new Option(flags('value'), description).argParser((v) => (DECIMAL.test(v.trim()) && Number.isFinite(Number(v)) ? Number(v) : v));
+    opt = new Option(flags('value'), description).argParser((v) => decimalOf(v) ?? v);
   }
   else opt = new Option(flags(ARG_NAMES[key] ?? 'value'), description);
   return [opt];

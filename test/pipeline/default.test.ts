@@ -85,4 +85,4 @@ test('the whole story: ingest, hold out a target, plant problems, score, rate, s
 
   const again = await runPipeline(config);
   expect(again.stages.every((s) => s.status === 'skipped')).toBe(true);
-}, 900_000); // about 4 minutes on 2 idle cores: the run `npm start` makes
+}, 900_000); // about 3.5 minutes on 2 idle cores: the run `npm start` makes

@@ -40,8 +40,13 @@ beforeAll(async () => {
   readOnly = path.join(tmp(), 'read-only');
   await fsp.mkdir(full);
   await fsp.mkdir(readOnly);
-  cannotMount = tryMount(full, 'size=256k') ?? tryMount(readOnly, 'ro,size=64k');
-  if (!cannotMount) mounts.push(full, readOnly);
+  // Each mount is recorded as soon as it succeeds, so a failed second one still leaves the first unmounted after.
+  cannotMount = tryMount(full, 'size=256k');
+  if (!cannotMount) {
+    mounts.push(full);
+    cannotMount = tryMount(readOnly, 'ro,size=64k');
+    if (!cannotMount) mounts.push(readOnly);
+  }
 });
 
 afterAll(() => {

@@ -81,11 +81,19 @@ describe('metadata that names files outside its folder is refused (65), never fo
     await expectDataError(openDataset(dir), /"shards" is not a list of files/);
   });
 
-  test('export --parquet writes inside its output only: the names it writes come from checked shard names', async () => {
+  test('export --parquet writes one file per shard inside its output, and refuses a dataset whose shard name climbs out', async () => {
     const dir = at('export-src');
     await writeImageDataset(dir, 4);
     const res = await writeParquet(dir, at('export-out'));
-    for (const f of res.files) expect(path.dirname(path.resolve(at('export-out'), f.file))).toBe(at('export-out'));
+    const shards = (await openDataset(dir)).shards.map((sh) => sh.file.replace(/\.arrow$/, '.parquet'));
+    expect(res.files.map((f) => f.file)).toEqual(shards);
+    expect((await fsp.readdir(at('export-out'))).sort()).toEqual([...shards].sort());
+    // The name the export would write comes from the shard's: an escaping one is refused before anything is written.
+    const meta = JSON.parse(await fsp.readFile(path.join(dir, CURATION_FILE), 'utf8'));
+    meta.shards[0].file = '../../export-escape/data.arrow';
+    await fsp.writeFile(path.join(dir, CURATION_FILE), JSON.stringify(meta));
+    await expectDataError(writeParquet(dir, at('export-out-2')), /outside its folder/);
+    await expect(fsp.stat(at('export-out-2'))).rejects.toThrow(/ENOENT/);
   });
 });
 

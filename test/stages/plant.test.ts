@@ -56,6 +56,10 @@ describe('plant', () => {
     expect(r.summary.planted).toEqual({ 'label-noise': 80, 'off-domain': 80, duplicate: 20 });
     const before = await rows(clean);
     const after = await rows(out);
+    // The truth column says what the summary says: every planted row is tagged, the rest are clean.
+    const tally: Record<string, number> = {};
+    for (const k of after.planted) tally[k] = (tally[k] ?? 0) + 1;
+    expect(tally).toEqual({ clean: 240, 'label-noise': 80, 'off-domain': 80, duplicate: 20 });
     const byId = new Map(before.ids.map((id, i) => [id, i]));
     for (let j = 0; j < after.ids.length; j++) {
       const i = byId.get(after.ids[j].replace(/#dup$/, ''))!;

@@ -56,13 +56,26 @@ describe('score stage', () => {
     // Metagradient runs combine as the mean of their percentile ranks; the two halves' agreement is recorded.
     expect(res.summary.combine).toBe('rank');
     const agreement = res.summary.agreement!;
-    expect(agreement.split_half_spearman).toBeGreaterThan(-1);
-    expect(agreement.split_half_spearman).toBeLessThanOrEqual(1);
+    const r = agreement.split_half_spearman;
+    expect(Number.isFinite(r)).toBe(true);
+    // The full-ensemble figure is the Spearman-Brown step-up of the split-half one.
+    expect(agreement.full_ensemble_estimate).toBeCloseTo((2 * r) / (1 + r), 5);
+    let sum = 0;
+    const helpful: number[] = [];
     for await (const b of ds.blocks()) {
-      for (const v of numericValues(b.column('metagrad'))) expect(v > 0 && v < 1).toBe(true);
+      for (const v of numericValues(b.column('metagrad'))) {
+        expect(v > 0 && v < 1).toBe(true);
+        sum += v;
+      }
       // Each run says helpful (1), harmful (0) or unseen (0.5); two runs average to quarters.
-      for (const v of numericValues(b.column('metagrad_helpful'))) expect([0, 0.25, 0.5, 0.75, 1]).toContain(v);
+      for (const v of numericValues(b.column('metagrad_helpful'))) {
+        expect([0, 0.25, 0.5, 0.75, 1]).toContain(v);
+        helpful.push(v);
+      }
     }
+    // Mean percentile ranks average to one half; and the runs do tell rows apart.
+    expect(sum / 40).toBeCloseTo(0.5, 6);
+    expect(helpful.some((v) => v !== 0.5)).toBe(true);
   });
 
   it('is deterministic: the same options give the same scores', async () => {
