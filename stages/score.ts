@@ -135,8 +135,7 @@ export const scoreStage = defineStage({
     const { train, target } = plan;
     const seeds = seedList(o.method, o.seed, o.seeds);
     const column = o.method;
-    // Refuse an existing output before hours of work, not after.
-    // Refuse an existing output before hours of work, not after: the template checked it, and the writer opens once the columns are known.
+    // The template refused an existing output before this work; the writer opens once the columns are known.
     ctx.log.info({ method: o.method, rows: train.n, seeds: seeds.length }, `scoring ${train.n} rows with ${o.method}`);
     const settings = (seed: number): ScoreSettings => ({
       method: o.method,

@@ -33,6 +33,15 @@ export const METAGRAD_DEFAULTS = { enterAt: 0.5, seeds: 6 } as const;
 /** REPLAY's branching factor and stored-state budget unless set (docs/methods/metagradients.md). */
 export const REPLAY_DEFAULTS = { k: 16, maxMemoryMiB: 2048 } as const;
 
+/**
+ * The first differentiated step of a run of `steps`: the weight enters at
+ * `enterAt` of training, but never after the last step (a run of one step would
+ * otherwise differentiate nothing and score every row 0).
+ */
+function enterStep(steps: number, enterAt: number | undefined): number {
+  return Math.min(Math.round((enterAt ?? METAGRAD_DEFAULTS.enterAt) * steps), Math.max(0, steps - 1));
+}
+
 export const metagradScorer: Scorer = {
   name: 'metagrad',
   description: 'minus dφ/dw_i: φ is the target loss after training, w_i the row\'s loss weight',
@@ -43,11 +52,11 @@ export const metagradScorer: Scorer = {
   trainDefaults: METAGRAD_TRAIN_DEFAULTS,
   // 2: the ensemble defaults (rank-combined runs, late entry, LR decay).
   version: '2',
-  work: ({ trainer, settings }) => trainer.steps - Math.round((settings.enterAt ?? METAGRAD_DEFAULTS.enterAt) * trainer.steps),
+  work: ({ trainer, settings }) => trainer.steps - enterStep(trainer.steps, settings.enterAt),
   async score({ trainer, train, target, settings, work }) {
     const tgt = requireTarget('metagrad', train, target);
     const res = await metagradient(trainer, meanCrossEntropyTarget(trainer.model, tgt), {
-      from: Math.round((settings.enterAt ?? METAGRAD_DEFAULTS.enterAt) * trainer.steps),
+      from: enterStep(trainer.steps, settings.enterAt),
       k: settings.k ?? REPLAY_DEFAULTS.k,
       maxStateBytes: settings.maxStateBytes ?? REPLAY_DEFAULTS.maxMemoryMiB * 2 ** 20,
       onProgress: (done) => work.advanceTo(done),

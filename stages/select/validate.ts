@@ -21,6 +21,8 @@ export async function targetPlan(inputs: NamedInputs, what: string): Promise<Str
   if (dir === undefined) throw new UsageError(`${what} chooses on a target set`, { hint: 'Pass --target <dir> (a clean held-out set), or give the setting a value' });
   const pool = await describeDataset(inputs.dataset[0], 'pool');
   const target = await describeDataset(dir, 'target');
+  // Quick models train on the pool's labels and are tested on the target's.
+  checkLabelled(pool);
   checkLabelled(target);
   checkCompatible(pool, target);
   return { parents: [{ fingerprint: target.ds.fingerprint, path: target.dir, role: 'target' }], state: target };

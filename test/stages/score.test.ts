@@ -78,6 +78,15 @@ describe('score stage', () => {
     expect(helpful.some((v) => v !== 0.5)).toBe(true);
   });
 
+  it('a run of a single step still differentiates that step: metagrad scores are not all the same', async () => {
+    const out = path.join(tmp, 'one-step');
+    // 40 rows in one batch, one epoch: one step, which late entry at 0.5 would otherwise skip.
+    await score(train, { ...quick, out, target, method: 'metagrad', seeds: 1, epochs: 1, batchSize: 64 });
+    const values: number[] = [];
+    for await (const b of (await openDataset(out)).blocks()) values.push(...numericValues(b.column('metagrad')));
+    expect(new Set(values).size).toBeGreaterThan(1);
+  });
+
   it('is deterministic: the same options give the same scores', async () => {
     const a = await score(train, { ...quick, out: path.join(tmp, 'a'), target, method: 'metagrad' });
     const b = await score(train, { ...quick, out: path.join(tmp, 'b'), target, method: 'metagrad', parallelism: 1 });
