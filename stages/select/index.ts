@@ -11,7 +11,8 @@
  *
  * Output: a full dataset with the parent's own columns — plus the `by` column when
  * it came from a sidecar — and `selection.arrow` (`id`, `index` in the parent,
- * `weight`: 1 or the MGD count), in the parent's order.
+ * `weight`: 1 or the MGD count), in the parent's order, or with `order: score`
+ * both in the ranking's order (highest `by` first) for people who read from the top.
  */
 import path from 'node:path';
 import { z } from 'zod';
@@ -26,7 +27,7 @@ import { defineStage, type NamedInputs } from '../define.js';
 import { keptByKind, plantedKinds } from '../planted.js';
 import { resolveBudget } from './common.js';
 import {
-  LABEL_KINDS, checkLabels, complement, loadColumns, perClass, scoreStats, selectionBytes, writeKept,
+  LABEL_KINDS, checkLabels, complement, loadColumns, perClass, reorder, scoreOrder, scoreStats, selectionBytes, writeKept,
 } from './passes.js';
 import { allStrategies, getStrategy, strategiesVersion, strategyNames } from './strategies.js';
 import type { SelectOptions, Strategy } from './types.js';
@@ -54,6 +55,8 @@ const stageOptions = {
   target: z.string().min(1).optional().describe('the clean held-out target set, for the strategies that use one (mgd; curate --level auto; prune --drop auto)'),
   backend: z.enum(BACKEND_REQUESTS).optional().describe('compute backend of strategies that train (default: best available)'),
   invert: z.boolean().default(false).describe('keep the rows the strategy does not choose (the complement)'),
+  order: z.enum(['parent', 'score']).default('parent')
+    .describe('row order of the output and selection.arrow: the parent\'s, or by the --by column, highest first'),
   classFloor: z.number().min(0).max(1).default(0.5)
     .describe('warn (in the summary too) when a class keeps less than this share of its proportional part of the budget; 0 = never'),
   seed: z.number().int().default(0).describe('seed of every random draw (and of the training runs of strategies that train)'),
@@ -99,6 +102,9 @@ function checkOptions(o: SelectOptions): void {
     throw new UsageError(`strategy ${o.strategy} needs a score column`, { hint: 'Name it with --by <column> (e.g. metagrad, el2n, rating)' });
   }
   if (o.by !== undefined && s.by === 'none') throw new UsageError(`strategy ${o.strategy} ranks by no column`, { hint: 'Drop --by' });
+  if (o.order === 'score' && o.by === undefined) {
+    throw new UsageError('--order score orders rows by the --by column, and none was given', { hint: 'Pass --by <column>, or drop --order score' });
+  }
   if (o.budget === undefined && s.budget === 'required') {
     throw new UsageError(`strategy ${o.strategy} needs a budget`, { hint: 'Pass --budget <fraction in (0, 1] or row count>' });
   }
@@ -232,6 +238,7 @@ function makeSelectStage(hooks: Record<string, unknown>) {
       const options: Record<string, unknown> = { strategy: o.strategy, by: o.by, budget: o.budget, shardRows: o.shardRows };
       // Only when set, so the fingerprints of plain selections stay as they were.
       if (o.invert) options.invert = true;
+      if (o.order === 'score') options.order = 'score';
       Object.assign(options, s.canonical(o), extra.options);
       return {
         ds, n, strategy: s, state: extra.state,
@@ -266,7 +273,8 @@ function makeSelectStage(hooks: Record<string, unknown>) {
 
       const extraScore = o.by !== undefined && !ds.ownColumns.some((c) => c.name === o.by) ? o.by : undefined;
       const columns: ColumnSpec[] = [...ds.ownColumns, ...(extraScore ? [{ ...ds.column(extraScore)!, name: extraScore }] : [])];
-      const bytes = selectionBytes(loaded.ids, selection);
+      const order = o.order === 'score' ? scoreOrder(kept, scores!) : kept;
+      const bytes = selectionBytes(loaded.ids, order === kept ? selection : reorder(selection, order));
       const writer = await out.dataset({
         columns,
         pixelShape: ds.pixelShape,
@@ -277,7 +285,7 @@ function makeSelectStage(hooks: Record<string, unknown>) {
         batchRows: columns.some((c) => c.kind === 'image') ? 100 : undefined,
         extraFiles: { [SELECTION_FILE]: bytes },
       });
-      await writeKept(ctx, ds.dir, writer, ds.ownColumns, kept, loaded.ids, extraScore ? { name: extraScore, values: scores! } : undefined);
+      await writeKept(ctx, ds.dir, writer, ds.ownColumns, order, loaded.ids, extraScore ? { name: extraScore, values: scores! } : undefined);
       const summary: SelectSummary = {
         strategy: o.strategy,
         by: o.by ?? null,

@@ -1,7 +1,7 @@
 /**
  * select's two passes over the pool, so memory holds only ids, labels and score
  * columns: the first reads those, the second streams the parent again and writes
- * the kept rows in its order. Plus the selection file and the summary's numbers.
+ * the kept rows (in its order, or in score order window by window). Plus the selection file and the summary's numbers.
  */
 import { RecordBatch, Struct, Table, makeData, tableToIPC } from 'apache-arrow';
 import { DataError } from '../../core/errors.js';
@@ -96,6 +96,14 @@ const SELECTION_COLUMNS: ColumnSpec[] = [
   { name: 'weight', kind: 'float32' },
 ];
 
+/** The selection's rows in `order` (a permutation of its indices), each with its own weight. */
+export function reorder(selection: Selection, order: Uint32Array): Selection {
+  if (!selection.weights) return { indices: order };
+  const weightOf = new Map<number, number>();
+  selection.indices.forEach((i, j) => weightOf.set(i, selection.weights![j]));
+  return { indices: order, weights: Float32Array.from(order, (i) => weightOf.get(i)!) };
+}
+
 /** selection.arrow: one Arrow IPC stream, readable by pyarrow.ipc.open_stream / Polars read_ipc_stream. */
 export function selectionBytes(ids: string[], selection: Selection): Uint8Array {
   const { indices, weights } = selection;
@@ -145,45 +153,92 @@ export function perClass(ds: Dataset, labels: Int32Array, kept: Uint32Array): { 
   };
 }
 
-/** Pass 2: streams the parent alone and writes the kept rows in its order. */
+/** How many rows one pass of a score-ordered write holds in memory: about this many bytes of shards' worth. */
+export const ORDER_WINDOW_BYTES = 256 * 1024 * 1024;
+
+/** `kept` ranked by `scores`, highest first (ties by row index, so the order is deterministic). */
+export function scoreOrder(kept: Uint32Array, scores: Float64Array): Uint32Array {
+  return Uint32Array.from(kept).sort((a, b) => scores[b] - scores[a] || a - b);
+}
+
+/**
+ * Pass 2: streams the parent and writes the rows of `order`, in that order. In the
+ * parent's order (ascending, the default) that is one pass holding nothing; in any
+ * other order (`--order score`) the rows go in windows of about ORDER_WINDOW_BYTES,
+ * one pass per window, so memory stays bounded whatever the pool's size.
+ */
 export async function writeKept(
   ctx: StageContext,
   parentDir: string,
   writer: DatasetWriter,
   columns: ColumnSpec[],
-  kept: Uint32Array,
+  order: Uint32Array,
   ids: string[],
   extra?: { name: string; values: Float64Array },
+  /** Rows per pass out of order (default: from ORDER_WINDOW_BYTES and the shards' bytes per row). */
+  windowRows?: number,
 ): Promise<void> {
   const parent = await openDataset(parentDir);
-  const progress = ctx.progress('select: write', kept.length);
-  let j = 0;
+  const progress = ctx.progress('select: write', order.length);
+  const ascending = order.every((v, i) => i === 0 || order[i - 1] < v);
+  const n = ids.length || 1;
+  const bytesPerRow = parent.shards.reduce((a, s) => a + s.bytes, 0) / n;
+  const window = ascending ? Math.max(order.length, 1) : windowRows ?? Math.max(1024, Math.floor(ORDER_WINDOW_BYTES / Math.max(bytesPerRow, 1)));
   try {
-    for await (const b of parent.blocks()) {
-      ctx.signal?.throwIfAborted();
-      // Leaving early is safe: blocks() closes its shard readers.
-      if (j >= kept.length) break;
-      const end = b.offset + b.length;
-      if (kept[j] >= end) continue;
-      const read = rowReader(b, columns);
-      const start = j;
-      for (; j < kept.length && kept[j] < end; j++) {
-        const row = read(kept[j] - b.offset);
-        if (row.id !== ids[kept[j]]) {
-          throw new DataError(`row ${kept[j]} has id "${row.id}" now but had "${ids[kept[j]]}" when the selection was made`, {
-            file: parent.dir,
-            hint: 'The dataset changed while select was reading it; rerun select',
-          });
-        }
-        if (extra) row[extra.name] = extra.values[kept[j]];
-        await writer.writeRow(row);
+    for (let w = 0; w < order.length; w += window) {
+      const part = order.subarray(w, w + window);
+      const rows = await readRows(ctx, parent, columns, ascending ? part : Uint32Array.from(part).sort(), ids, extra, ascending ? writer : undefined, progress);
+      if (rows) {
+        for (const i of part) await writer.writeRow(rows.get(i)!);
+        progress.tick(part.length);
       }
-      progress.tick(j - start);
     }
   } finally {
     progress.done();
   }
-  if (j !== kept.length) {
-    throw new DataError(`the dataset ended before row ${kept[j]}`, { file: parent.dir, hint: 'The dataset changed while select was reading it; rerun select' });
+}
+
+/**
+ * One pass over the parent for the ascending rows `wanted`: written straight to
+ * `writer` when given, else returned by row index. Checks every id against the
+ * selection's, so a dataset changed under select is an error, not a wrong row.
+ */
+async function readRows(
+  ctx: StageContext,
+  parent: Dataset,
+  columns: ColumnSpec[],
+  wanted: Uint32Array,
+  ids: string[],
+  extra: { name: string; values: Float64Array } | undefined,
+  writer: DatasetWriter | undefined,
+  progress: { tick(n: number): void },
+): Promise<Map<number, Record<string, unknown>> | undefined> {
+  const held = writer ? undefined : new Map<number, Record<string, unknown>>();
+  let j = 0;
+  for await (const b of parent.blocks()) {
+    ctx.signal?.throwIfAborted();
+    // Leaving early is safe: blocks() closes its shard readers.
+    if (j >= wanted.length) break;
+    const end = b.offset + b.length;
+    if (wanted[j] >= end) continue;
+    const read = rowReader(b, columns);
+    const start = j;
+    for (; j < wanted.length && wanted[j] < end; j++) {
+      const row = read(wanted[j] - b.offset);
+      if (row.id !== ids[wanted[j]]) {
+        throw new DataError(`row ${wanted[j]} has id "${row.id}" now but had "${ids[wanted[j]]}" when the selection was made`, {
+          file: parent.dir,
+          hint: 'The dataset changed while select was reading it; rerun select',
+        });
+      }
+      if (extra) row[extra.name] = extra.values[wanted[j]];
+      if (writer) await writer.writeRow(row);
+      else held!.set(wanted[j], row);
+    }
+    if (writer) progress.tick(j - start);
   }
+  if (j !== wanted.length) {
+    throw new DataError(`the dataset ended before row ${wanted[j]}`, { file: parent.dir, hint: 'The dataset changed while select was reading it; rerun select' });
+  }
+  return held;
 }

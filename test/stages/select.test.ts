@@ -13,10 +13,11 @@ import { Rng } from '../../core/rng.js';
 import { fixedListValues, numericValues } from '../../data/columns.js';
 import type { ColumnSpec } from '../../data/format.js';
 import { openDataset, readCuration } from '../../data/reader.js';
-import { writeDataset } from '../../data/writer.js';
+import { DatasetWriter, writeDataset } from '../../data/writer.js';
 import { quietContext } from '../../stages/context.js';
 import { SELECTION_FILE, largestRemainder, resolveBudget, select, selectStage, type SelectInput } from '../../stages/select/index.js';
 import { mgdSelect, type MetagradFn } from '../../stages/select/mgd.js';
+import { scoreOrder, writeKept } from '../../stages/select/passes.js';
 import { pruneThenRandom } from '../../stages/select/prune.js';
 import { randomK } from '../../stages/select/random.js';
 import { shiftGsample } from '../../stages/select/shift-gsample.js';
@@ -130,6 +131,40 @@ async function readSelection(dir: string) {
 }
 
 const kept = (ids: string[]) => ids.map((id) => Number(id.slice(1)));
+
+describe('--order score', () => {
+  it('writes the kept rows and selection.arrow best first, ties in row order, the same rows as the parent order', async () => {
+    const byParent = await run({ strategy: 'topk', by: 'tied', budget: 0.5 });
+    const r = await run({ strategy: 'topk', by: 'tied', budget: 0.5, order: 'score' });
+    const want = expectedRank(tiedScores, 60).sort((a, b) => tiedScores[b] - tiedScores[a] || a - b);
+    const out = await readOut(r.dir);
+    expect(kept(out.ids)).toEqual(want);
+    expect((await readSelection(r.dir)).index).toEqual(want);
+    expect([...kept(out.ids)].sort((a, b) => a - b)).toEqual(kept((await readOut(byParent.dir)).ids));
+    // A different output, so a different fingerprint; the default order's stays what it was.
+    expect(r.fingerprint).not.toBe(byParent.fingerprint);
+    expect((await readCuration(byParent.dir))!.options).not.toHaveProperty('order');
+  });
+
+  it('needs a --by column', async () => {
+    await expect(run({ strategy: 'random', budget: 10, order: 'score' })).rejects.toThrow(/--order score orders rows by the --by column/);
+  });
+
+  it('stays right when the rows go out in several windows (one pass over the parent each)', async () => {
+    const scores = Float64Array.from(metagradScores);
+    const order = scoreOrder(Uint32Array.from({ length: N }, (_, i) => i).filter((i) => i % 3 !== 0), scores);
+    const ids = Array.from({ length: N }, (_, i) => idOf(i));
+    const columns: ColumnSpec[] = (await openDataset(parent)).ownColumns;
+    const dir = fresh('windows');
+    const writer = await DatasetWriter.create(dir, { columns, pixelShape: SHAPE, meta: { stage: 'test', stageVersion: '1', options: {}, parents: [] } });
+    await writeKept(quietContext(), parent, writer, columns, order, ids, undefined, 7);
+    await writer.finish();
+    const out = await readOut(dir);
+    expect(kept(out.ids)).toEqual(Array.from(order));
+    const parentRows = await readOut(parent);
+    out.ids.forEach((id, j) => expect(out.pixels[j]).toEqual(parentRows.pixels[parentRows.ids.indexOf(id)]));
+  });
+});
 
 describe('topk / bottomk', () => {
   it('keeps the best rows in the parent order, with their full rows, the score and selection.arrow', async () => {
