@@ -24,6 +24,42 @@ import { REPLAY_DEFAULTS, replayOptions, trainChoicesFor, trainConfigOf, trainin
 export const SCORE_VERSION = '2';
 /** Below this split-half Spearman an ensemble's ranking is mostly seed noise: the stage warns. */
 export const AGREEMENT_WARNING = 0.8;
+/**
+ * Fewer optimizer steps than this and a scored run has barely moved from its
+ * initialisation: its scores say more about the seed than the data. With the
+ * epochs left to the method, a small pool trains more epochs to reach it (up to
+ * MAX_SCALED_EPOCHS); below it anyway, the stage warns.
+ */
+export const MIN_TRAIN_STEPS = 20;
+export const MAX_SCALED_EPOCHS = 50;
+
+/** Optimizer steps of a run: full batches per epoch (a last partial one counts), times epochs. */
+export function trainSteps(rows: number, epochs: number, batchSize: number): number {
+  return epochs * Math.ceil(rows / Math.max(1, Math.min(batchSize, rows)));
+}
+
+/**
+ * The epochs a scored run trains: the user's, or the method's default raised so a
+ * small pool still gets MIN_TRAIN_STEPS (`scaled`), and a warning when it still
+ * falls short. Pure, so the plan (fingerprint) and the run agree.
+ */
+export function trainingLength(o: Pick<Parsed, 'method' | 'epochs' | 'batchSize'>, rows: number): { epochs: number; scaled: boolean; steps: number; warning?: string } {
+  const scorer = getScorer(o.method);
+  const batch = o.batchSize ?? scorer.trainDefaults.batchSize;
+  let epochs = o.epochs ?? scorer.trainDefaults.epochs;
+  let scaled = false;
+  if (scorer.trains !== false && o.epochs === undefined && trainSteps(rows, epochs, batch) < MIN_TRAIN_STEPS) {
+    const perEpoch = trainSteps(rows, 1, batch);
+    epochs = Math.max(epochs, Math.ceil(MIN_TRAIN_STEPS / perEpoch));
+    scaled = true;
+  }
+  const steps = trainSteps(rows, epochs, batch);
+  if (scorer.trains === false || steps >= MIN_TRAIN_STEPS) return { epochs, scaled, steps };
+  return {
+    epochs, scaled, steps,
+    warning: `the scored run trains only ${steps} optimizer steps (${rows} rows, batch ${batch}, ${epochs} epochs): too few for its scores to reflect the data rather than the seed; use more epochs (--epochs; ${epochs} now) or a smaller --batch-size`,
+  };
+}
 
 const positiveInt = z.number().int().positive();
 const replay = replayOptions('metagrad');
@@ -69,6 +105,8 @@ export interface ScoreSummary {
   min: number;
   max: number;
   protocol: TrainConfig;
+  /** What makes these scores less trustworthy than usual (e.g. a run too short to learn anything). */
+  warnings?: string[];
   details: Record<string, unknown>[];
   seconds: number;
   backend: string;
@@ -124,15 +162,20 @@ export const scoreStage = defineStage({
     } else if (getScorer(o.method).needsTarget) {
       throw new UsageError(`${o.method} scores need a target set`, { hint: 'Pass --target <dataset>: a clean set held out from the training pool' });
     }
+    const length = trainingLength(o, train.n);
     return {
-      train, target,
-      options: canonicalOptions(o),
+      train, target, length,
+      // Scaled epochs change the scores, so they are part of the fingerprint; only then, so other outputs keep theirs.
+      options: { ...canonicalOptions(o), ...(length.scaled ? { epochs: length.epochs } : {}) },
       seed: o.seed,
       parents: [parentOf(train, 'train'), ...(target ? [parentOf(target, 'target')] : [])],
     };
   },
-  async run(ctx, plan, o, out) {
-    const { train, target } = plan;
+  async run(ctx, plan, given, out) {
+    const { train, target, length } = plan;
+    const o = { ...given, epochs: length.epochs };
+    if (length.scaled) ctx.log.info({ epochs: length.epochs, steps: length.steps }, `score: a small pool; training ${length.epochs} epochs (${length.steps} steps) instead of the method's ${getScorer(o.method).trainDefaults.epochs}`);
+    if (length.warning) ctx.log.warn({ steps: length.steps }, `score: ${length.warning}`);
     const seeds = seedList(o.method, o.seed, o.seeds);
     const column = o.method;
     // The template refused an existing output before this work; the writer opens once the columns are known.
@@ -181,6 +224,7 @@ export const scoreStage = defineStage({
       ...(planted ? { planted: detection(combined.scores, planted, extra[`${column}_issue`]) } : {}),
       ...range(combined.scores),
       protocol: trainConfigFor(o, o.seed),
+      ...(length.warning ? { warnings: [length.warning] } : {}),
       details: results.map((r) => r.details),
       seconds: 0,
       backend: results[0]?.backend ?? 'unknown',

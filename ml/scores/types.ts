@@ -84,6 +84,8 @@ export interface Scorer {
   combine?: 'mean' | 'rank';
   /** The scored training run's defaults. */
   trainDefaults: TrainDefaults;
+  /** False for a method that scores without training (the training-length check and scaling then skip it); default true. */
+  trains?: boolean;
   /** Units of work one seed takes (progress), known before any work. */
   work(input: Omit<ScorerInput, 'work'>): number;
   score(input: ScorerInput): Promise<ScorerOutput>;

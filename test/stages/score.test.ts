@@ -7,9 +7,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DataError, OutputError, UsageError } from '../../core/errors.js';
 import { numericValues } from '../../data/columns.js';
-import { openDataset } from '../../data/reader.js';
+import { openDataset, readCuration } from '../../data/reader.js';
 import { TrainingDivergedError } from '../../ml/train.js';
-import { score, scoreOptions, scoreStage, type ScoreOptions } from '../../stages/score.js';
+import { score, scoreOptions, scoreStage, trainSteps, trainingLength, type ScoreOptions } from '../../stages/score.js';
 import { writeToySet } from '../helpers/toy.js';
 
 let tmp: string;
@@ -99,6 +99,23 @@ describe('score stage', () => {
     const res = await score(train, { ...quick, out: path.join(tmp, 'loss'), method: 'loss' });
     expect(res.summary.columns).toEqual(['loss']);
     expect(res.summary.max).toBeLessThanOrEqual(0); // −loss
+    // 40 rows in batches of 10 for the 2 epochs asked for: 8 steps, said in the summary.
+    expect(res.summary.warnings).toEqual([expect.stringMatching(/trains only 8 optimizer steps .*more epochs \(--epochs; 2 now\)/)]);
+  });
+
+  it('trains a small pool for more epochs when the epochs are the method\'s, in the fingerprint', async () => {
+    const { epochs: _e, ...noEpochs } = quick;
+    const res = await score(train, { ...noEpochs, out: path.join(tmp, 'scaled'), method: 'loss' });
+    // The method's 2 epochs give 8 steps; 5 epochs give MIN_TRAIN_STEPS (20).
+    expect(res.summary.protocol.epochs).toBe(5);
+    expect(res.summary.warnings).toBeUndefined();
+    expect((await readCuration(res.dir))!.options).toMatchObject({ epochs: 5 });
+    const big = trainingLength({ method: 'loss', batchSize: 10 }, 400);
+    expect(big).toEqual({ epochs: 2, scaled: false, steps: 80 });
+    expect(trainSteps(41, 2, 10)).toBe(10);
+    // Even a one-row pool reaches it (one step an epoch); epochs the user set are kept, with the warning.
+    expect(trainingLength({ method: 'loss' }, 1)).toEqual({ epochs: 20, scaled: true, steps: 20 });
+    expect(trainingLength({ method: 'loss', epochs: 3 }, 1)).toMatchObject({ epochs: 3, scaled: false, steps: 3, warning: expect.stringMatching(/only 3 optimizer steps/) });
   });
 
   it('refuses what cannot be scored', async () => {
