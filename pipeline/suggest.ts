@@ -1,17 +1,9 @@
-/** "Did you mean …?" for names a user typed: the closest known name within a few edits. */
-
-/** Levenshtein distance: insertions, deletions and substitutions each cost 1. */
-export function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length];
-}
+/**
+ * "Did you mean …?" for names a user typed: the closest known name within a few
+ * edits. The edit (Levenshtein) distance comes from fastest-levenshtein, a small,
+ * dependency-free and widely used package, rather than a hand-written loop.
+ */
+import { distance } from 'fastest-levenshtein';
 
 /**
  * The known name closest to `word`, when it is close enough to be a typo (at
@@ -24,7 +16,7 @@ export function closest(word: string, known: Iterable<string>): string | undefin
   for (const k of known) {
     // The word itself is known, so it was refused for another reason: no suggestion.
     if (k === word) return undefined;
-    const d = editDistance(norm(word), norm(k));
+    const d = distance(norm(word), norm(k));
     if (d < bestDistance) {
       best = k;
       bestDistance = d;

@@ -1,8 +1,14 @@
 /**
- * A small streaming CSV parser (RFC 4180): quoted fields may hold commas, quotes
- * written as "" and line breaks; LF, CRLF and CR line ends; a UTF-8 BOM is
- * dropped; blank lines are skipped. Small enough not to need a dependency.
+ * CSV records for manifests, streamed through csv-parse (RFC 4180: quoted fields
+ * may hold commas, quotes written as "" and line breaks; LF, CRLF and CR line
+ * ends, mixed in one file; a UTF-8 BOM is dropped; blank lines are skipped).
+ * A maintained parser rather than our own: CSV's corner cases are many and it
+ * has met them. This file adds what ingest needs on top: the line each record
+ * starts on, and errors that name the file and line.
  */
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { CsvError, parse, type Options } from 'csv-parse';
 import { DataError } from '../../core/errors.js';
 
 export interface CsvRecord {
@@ -11,87 +17,49 @@ export interface CsvRecord {
   line: number;
 }
 
-const State = { FieldStart: 0, Unquoted: 1, Quoted: 2, QuoteInQuoted: 3 } as const;
-type StateValue = (typeof State)[keyof typeof State];
+/** Line breaks inside a record's fields: how far its first line lies above its last. */
+function breaksIn(fields: string[]): number {
+  let n = 0;
+  for (const f of fields) n += f.match(/\r\n|\r|\n/g)?.length ?? 0;
+  return n;
+}
+
+/** csv-parse's complaint as ours: what is wrong and what to do, at the record's line. */
+function csvDataError(err: CsvError, file: string | undefined, row: number): DataError {
+  switch (err.code) {
+    case 'CSV_QUOTE_NOT_CLOSED':
+      return new DataError('a quoted field is never closed', { file, row, hint: 'Check the quotes on that line' });
+    case 'CSV_INVALID_CLOSING_QUOTE':
+      return new DataError('unexpected text after a closing quote', { file, row, hint: 'Inside a quoted field, write a quote as ""' });
+    default:
+      return new DataError(`not valid CSV: ${err.message}`, { file, row, hint: 'Check the file is CSV (comma-separated, quotes doubled inside quoted fields)' });
+  }
+}
 
 export async function* parseCsv(chunks: AsyncIterable<string> | Iterable<string>, file?: string): AsyncGenerator<CsvRecord> {
-  let state: StateValue = State.FieldStart;
-  let field = '';
-  let fields: string[] = [];
-  let line = 1;
-  let recordLine = 1;
-  let quoteLine = 1;
-  let skipLf = false;
-  let first = true;
-  /** Whether the current record has any content (to skip blank lines). */
-  let started = false;
-
-  const endRecord = (): CsvRecord | undefined => {
-    fields.push(field);
-    const rec = started ? { fields, line: recordLine } : undefined;
-    fields = [];
-    field = '';
-    started = false;
-    state = State.FieldStart;
-    return rec;
+  // The line after the last record parsed: where a failing record starts (blank lines aside). Set as
+  // csv-parse parses, not as records are read, since an error drops the records not yet read.
+  let next = 1;
+  const options: Options<CsvRecord, string[]> = {
+    bom: true,
+    skip_empty_lines: true,
+    relax_column_count: true,
+    record_delimiter: ['\r\n', '\n', '\r'],
+    on_record: (fields, context) => {
+      next = context.lines + 1;
+      return { fields, line: context.lines - breaksIn(fields) };
+    },
   };
-
-  for await (let chunk of chunks as AsyncIterable<string>) {
-    if (first) {
-      if (chunk.charCodeAt(0) === 0xfeff) chunk = chunk.slice(1);
-      first = chunk.length === 0;
-    }
-    for (let i = 0; i < chunk.length; i++) {
-      const ch = chunk[i];
-      if (skipLf) {
-        skipLf = false;
-        if (ch === '\n') continue;
-      }
-      if (!started && state === State.FieldStart && fields.length === 0) recordLine = line;
-      switch (state) {
-        case State.Quoted:
-          if (ch === '"') state = State.QuoteInQuoted;
-          else {
-            if (ch === '\n') line++;
-            field += ch;
-          }
-          continue;
-        case State.QuoteInQuoted:
-          if (ch === '"') { field += '"'; state = State.Quoted; continue; }
-          if (ch !== ',' && ch !== '\n' && ch !== '\r') {
-            throw new DataError(`unexpected ${JSON.stringify(ch)} after a closing quote`, {
-              file, row: line, hint: 'Inside a quoted field, write a quote as ""',
-            });
-          }
-          state = State.Unquoted;
-          break; // handle the separator below
-        default:
-          break;
-      }
-      if (ch === ',') {
-        started = true;
-        fields.push(field);
-        field = '';
-        state = State.FieldStart;
-      } else if (ch === '\n' || ch === '\r') {
-        line++;
-        if (ch === '\r') skipLf = true;
-        const rec = endRecord();
-        if (rec) yield rec;
-      } else if (ch === '"' && state === State.FieldStart) {
-        started = true;
-        quoteLine = line;
-        state = State.Quoted;
-      } else {
-        started = true;
-        field += ch;
-        state = State.Unquoted;
-      }
-    }
+  // parse()'s overloads type on_record only together with `columns`; the options are checked as Options<CsvRecord> above.
+  const parser = parse(options as unknown as Options);
+  // pipeline() feeds the parser with back-pressure, and stopping early or failing destroys both sides
+  // (the file closes); its errors surface where the records are read, below.
+  pipeline(Readable.from(chunks), parser).catch(() => undefined);
+  try {
+    yield* parser as AsyncIterable<CsvRecord>;
+  } catch (err) {
+    throw err instanceof CsvError ? csvDataError(err, file, next) : err;
+  } finally {
+    parser.destroy();
   }
-  if (state === State.Quoted) {
-    throw new DataError('a quoted field is never closed', { file, row: quoteLine, hint: 'Check the quotes on that line' });
-  }
-  const rec = endRecord();
-  if (rec) yield rec;
 }
