@@ -2,6 +2,13 @@
  * A pool of worker threads, one tfjs backend each, for independent trainings
  * (evaluation seeds, baselines). wasm runs on one thread in Node, so this is how
  * work uses every core. Workers run the compiled dist/ml/worker.js.
+ *
+ * Hand-written rather than piscina or tinypool: a job here streams progress to
+ * the stage while it runs, forwards the worker's stdout line by line, is
+ * cancelled by terminating its worker, and comes back as the same error class
+ * (hence exit code); and each worker initialises its backend and plug-ins once.
+ * Those pools do tasks-in, results-out well, but each of these would be a
+ * message channel or a wrapper around them, so they would not make this shorter.
  */
 import { existsSync } from 'node:fs';
 import os from 'node:os';
