@@ -1,9 +1,11 @@
 /**
  * The CLI's StageContext: progress bars (cli-progress) when stderr is a TTY and
- * output is for a person, JSON lines otherwise; logs through pino (log.ts).
+ * output is for a person, JSON lines otherwise, both with the time left from
+ * eta.ts (a steady estimate, not cli-progress's own); logs through pino (log.ts).
  */
 import cliProgress from 'cli-progress';
 import type { Logger, Progress, StageContext } from '../stages/context.js';
+import { Eta, formatEta } from './eta.js';
 import { createLogger, type LogLevel } from './log.js';
 
 export interface CliContextOptions {
@@ -53,7 +55,7 @@ export function createCliContext(opts: CliContextOptions): CliContext {
       multibar = new cliProgress.MultiBar(
         {
           stream,
-          format: ' {label} |{bar}| {percentage}% {value}/{total} {duration_formatted} eta {eta_formatted}',
+          format: ' {label} |{bar}| {percentage}% {value}/{total} {duration_formatted} eta {eta}',
           hideCursor: true,
           clearOnComplete: false,
           barsize: 30,
@@ -62,14 +64,15 @@ export function createCliContext(opts: CliContextOptions): CliContext {
         cliProgress.Presets.shades_classic,
       );
     }
-    const bar = multibar.create(total ?? 0, 0, { label: label.padEnd(12) });
+    const eta = new Eta();
+    const bar = multibar.create(total ?? 0, 0, { label: label.padEnd(12), eta: formatEta(undefined) });
     active++;
     let finished = false;
     let value = 0;
     return {
       tick(n = 1) {
         value += n;
-        bar.increment(n);
+        bar.increment(n, { eta: formatEta(eta.secondsLeft(value, bar.getTotal())) });
       },
       setTotal: (t) => bar.setTotal(t),
       done() {
@@ -89,9 +92,11 @@ export function createCliContext(opts: CliContextOptions): CliContext {
     let done = 0;
     let last = 0;
     let finished = false;
+    const eta = new Eta();
     const emit = () => {
       last = Date.now();
-      log.info({ progress: label, done, total }, 'progress');
+      const left = eta.secondsLeft(done, total);
+      log.info({ progress: label, done, total, ...(left !== undefined ? { eta_s: Math.round(left) } : {}) }, 'progress');
     };
     return {
       tick(n = 1) {
