@@ -2,6 +2,8 @@
  * Exports for people and other tools. `writeContactSheet`: a PNG grid with one
  * row per class and a seeded sample of that class's images, drawn from the
  * `pixels` column (nearest-neighbour upscaled, so pixels stay visible).
+ * `rankPerClass`, `rowsAt` and `thumbnailPng`: the rows and small images the
+ * HTML report shows.
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
@@ -10,8 +12,10 @@ import { Rng } from '../core/rng.js';
 import { pathExists, writeDirAtomic, writeFileAtomic } from '../core/atomic.js';
 import { DataError, OutputError, UsageError } from '../core/errors.js';
 import { escapeXml } from '../core/text.js';
-import { fixedListValues, numericValues } from './columns.js';
-import { checkScoreColumn, openDataset, type Dataset } from './reader.js';
+import { Field, RecordBatch, Schema, Struct, Table, makeData, tableToIPC } from 'apache-arrow';
+import { columnData, fixedListValues, numericValues } from './columns.js';
+import { HF_METADATA_KEY, PIXEL_SHAPE_KEY, arrowType, hfFeature, hfMetadata, type ColumnSpec, type PixelShape } from './format.js';
+import { checkScoreColumn, openDataset, ownerOf, readShard, type Block, type Dataset, type ShardInfo } from './reader.js';
 import { TopK } from './top.js';
 
 export interface ContactSheetOptions {
@@ -66,7 +70,6 @@ export async function writeContactSheet(
     throw new DataError('dataset has no pixels column to draw', { file: ds.dir, hint: 'Export a dataset written by ingest (or another stage that keeps pixels)' });
   }
   const [h, w, c] = shape;
-  const len = h * w * c;
   const tooBig = (width: number, height: number) => {
     if (width <= MAX_SHEET_SIDE && height <= MAX_SHEET_SIDE) return;
     throw new UsageError(`the contact sheet would be ${width} x ${height} px, above ${MAX_SHEET_SIDE} px a side`, { file, hint: 'Lower --per-class or --scale' });
@@ -82,8 +85,8 @@ export async function writeContactSheet(
   // Checked before sampling too: the width is known from the options alone.
   tooBig(left + perClass * (cellW + gap) + gap, cellH + capH + 2 * gap);
   const picked = opts.by !== undefined
-    ? await rankPerClass(ds, perClass, opts.by, opts.order ?? 'worst', len)
-    : await samplePerClass(ds, perClass, opts.seed ?? 0, len);
+    ? (await rankPerClass(ds, perClass, opts.by, [opts.order ?? 'worst']))[opts.order ?? 'worst']
+    : await samplePerClass(ds, perClass, opts.seed ?? 0);
   const labels = [...new Set([...(names ?? []).map((_, i) => i), ...picked.keys()])].sort((a, b) => a - b);
   const width = left + perClass * cellW + (perClass + 1) * gap;
   const height = labels.length * (cellH + capH) + (labels.length + 1) * gap;
@@ -145,21 +148,32 @@ export async function writeContactSheet(
 const CAPTION_LINE = 11;
 const CAPTION_MIN_WIDTH = 84;
 
-function formatValue(v: number): string {
+/** A score as a caption shows it: three significant digits, exponents outside [0.001, 1000). */
+export function formatValue(v: number): string {
   return Math.abs(v) >= 1000 || (v !== 0 && Math.abs(v) < 0.001) ? v.toExponential(2) : String(Number(v.toPrecision(3)));
 }
 
-interface Cell {
+/** A row as the contact sheet and the HTML report show it. */
+export interface ShownRow {
   row: number;
   id: string;
   label: number;
   pixels: Uint8Array;
+  /** The ranking column's value. */
   value?: number;
+  /** The asked-for string columns (e.g. the planted kind), by name. */
+  extra: Record<string, string>;
 }
 
-/** Every row of a dataset with its class (one class for unlabelled data), block by block. */
-async function* labelledRows(ds: Dataset, len: number, by?: string) {
+/** Every row of a dataset with its class (one class for unlabelled data), block by block; `cell()` copies out its pixels. */
+async function* labelledRows(ds: Dataset, by?: string, extras: readonly string[] = []) {
+  const shape = ds.pixelShape;
+  if (!shape || !ds.column('pixels')) {
+    throw new DataError('dataset has no pixels column to draw', { file: ds.dir, hint: 'Use a dataset written by ingest (or another stage that keeps pixels)' });
+  }
+  const len = shape[0] * shape[1] * shape[2];
   const hasLabel = ds.column('label') !== undefined;
+  const wanted = extras.filter((c) => ds.column(c) !== undefined);
   for await (const b of ds.blocks()) {
     const labels = hasLabel ? numericValues(b.column('label')) : undefined;
     const values = by === undefined ? undefined : numericValues(b.column(by));
@@ -169,7 +183,10 @@ async function* labelledRows(ds: Dataset, len: number, by?: string) {
         row: b.offset + i,
         label: labels ? labels[i] : 0,
         value: values?.[i],
-        cell: (): Cell => ({ row: b.offset + i, id: String(b.column('id').get(i)), label: labels ? labels[i] : 0, pixels: px.slice(i * len, (i + 1) * len), value: values?.[i] }),
+        cell: (): ShownRow => ({
+          row: b.offset + i, id: String(b.column('id').get(i)), label: labels ? labels[i] : 0, pixels: px.slice(i * len, (i + 1) * len), value: values?.[i],
+          extra: Object.fromEntries(wanted.map((c) => [c, String(b.column(c).get(i))])),
+        }),
       };
     }
   }
@@ -179,11 +196,11 @@ async function* labelledRows(ds: Dataset, len: number, by?: string) {
  * A uniform sample of up to `k` rows per class in one streaming pass (reservoir
  * sampling with a seeded Rng), shown in row order.
  */
-async function samplePerClass(ds: Dataset, k: number, seed: number, len: number) {
+async function samplePerClass(ds: Dataset, k: number, seed: number) {
   const rng = Rng.derive(seed, 'contact-sheet');
   const seen = new Map<number, number>();
-  const kept = new Map<number, Cell[]>();
-  for await (const r of labelledRows(ds, len)) {
+  const kept = new Map<number, ShownRow[]>();
+  for await (const r of labelledRows(ds)) {
     const n = (seen.get(r.label) ?? 0) + 1;
     seen.set(r.label, n);
     const list = kept.get(r.label) ?? [];
@@ -195,15 +212,48 @@ async function samplePerClass(ds: Dataset, k: number, seed: number, len: number)
   return kept;
 }
 
-/** The `k` lowest (worst) or highest (best) rows per class by a column, in that order (ties by row); NaN rows are skipped. */
-async function rankPerClass(ds: Dataset, k: number, by: string, order: 'worst' | 'best', len: number) {
-  const tops = new Map<number, TopK<Cell>>();
-  for await (const r of labelledRows(ds, len, by)) {
-    let top = tops.get(r.label);
-    if (!top) tops.set(r.label, (top = new TopK<Cell>(k, order === 'worst')));
-    top.offer(r.value!, r.cell);
+export type RankOrder = 'worst' | 'best';
+
+/**
+ * The `k` lowest (worst) and/or highest (best) rows per class by a column, in
+ * that order (ties by row), for each order asked, in one streaming pass; NaN rows
+ * are skipped. `extras`: string columns to carry along (those the dataset has);
+ * `classes`: only these classes (memory stays k rows a class shown).
+ */
+export async function rankPerClass<O extends RankOrder>(
+  ds: Dataset, k: number, by: string, orders: readonly O[], opts: { extras?: readonly string[]; classes?: (label: number) => boolean } = {},
+): Promise<Record<O, Map<number, ShownRow[]>>> {
+  const tops = orders.map(() => new Map<number, TopK<ShownRow>>());
+  for await (const r of labelledRows(ds, by, opts.extras)) {
+    if (opts.classes && !opts.classes(r.label)) continue;
+    orders.forEach((order, j) => {
+      let top = tops[j].get(r.label);
+      if (!top) tops[j].set(r.label, (top = new TopK<ShownRow>(k, order === 'worst')));
+      top.offer(r.value!, r.cell);
+    });
   }
-  return new Map([...tops].map(([label, top]) => [label, top.items]));
+  return Object.fromEntries(orders.map((order, j) => [order, new Map([...tops[j]].map(([label, top]) => [label, top.items]))])) as Record<O, Map<number, ShownRow[]>>;
+}
+
+/** The rows at these indices (a streaming pass that stops after the last). */
+export async function rowsAt(ds: Dataset, rows: Iterable<number>, extras: readonly string[] = []): Promise<Map<number, ShownRow>> {
+  const wanted = new Set(rows);
+  const last = Math.max(-1, ...wanted);
+  const out = new Map<number, ShownRow>();
+  for await (const r of labelledRows(ds, undefined, extras)) {
+    if (r.row > last) break;
+    if (wanted.has(r.row)) out.set(r.row, r.cell());
+  }
+  return out;
+}
+
+/** A small PNG of one row's pixels: as it is when no side exceeds `maxSide`, else shrunk to fit. */
+export async function thumbnailPng(pixels: Uint8Array, shape: PixelShape, maxSide = 64): Promise<Buffer> {
+  const [h, w, c] = shape;
+  let image = sharp(pixels, { raw: { width: w, height: h, channels: c as 1 | 2 | 3 | 4 } });
+  if (Math.max(h, w) > maxSide) image = image.resize({ width: maxSide, height: maxSide, fit: 'inside' });
+  if (c === 1) image = image.toColourspace('b-w');
+  return image.png({ compressionLevel: 9 }).toBuffer();
 }
 
 function positiveInt(v: number, name: string): number {
@@ -214,33 +264,93 @@ function positiveInt(v: number, name: string): number {
 export interface ParquetExportResult {
   dir: string;
   files: { file: string; rows: number; bytes: number }[];
+  /** The columns written, sidecars' and `label_name` included. */
+  columns: string[];
 }
+
+export interface ParquetExportOptions {
+  overwrite?: boolean;
+  /** Sidecar dataset directories whose columns join the dataset's (when it is given as a path). */
+  sidecars?: string[];
+}
+
+/** The class-name column the export adds beside `label`: readable without the schema metadata. */
+export const LABEL_NAME_COLUMN = 'label_name';
 
 /**
  * Writes one Parquet file per shard (ZSTD) into `outDir`, atomically: a
  * partitioned Parquet dataset that pyarrow, Polars, DuckDB and Spark open as one
- * table. A shard is converted in memory at a time (shards are at most ~256 MiB),
- * through parquet-wasm, which reads Arrow IPC streams directly.
+ * table. Sidecar columns (scores, ratings) are joined row by row, a
+ * `label_name` column spells out each label, and the schema metadata carries
+ * HF's features (ClassLabel names included), so HF `datasets` and ingest read
+ * the class names back. A shard is converted in memory at a time (shards are
+ * at most ~256 MiB), through parquet-wasm, which reads Arrow IPC streams.
  */
-export async function writeParquet(datasetOrDir: Dataset | string, outDir: string, opts: { overwrite?: boolean } = {}): Promise<ParquetExportResult> {
-  const ds = typeof datasetOrDir === 'string' ? await openDataset(datasetOrDir) : datasetOrDir;
-  if (ds.sidecars.length > 0) {
-    throw new UsageError('Parquet export writes one dataset at a time', { hint: 'Export the dataset and each sidecar separately; they share the id column' });
-  }
+export async function writeParquet(datasetOrDir: Dataset | string, outDir: string, opts: ParquetExportOptions = {}): Promise<ParquetExportResult> {
+  const ds = typeof datasetOrDir === 'string' ? await openDataset(datasetOrDir, { sidecars: opts.sidecars }) : datasetOrDir;
+  const layout = parquetLayout(ds);
+  // Blocks never span two of the dataset's shards, so the shard a block belongs to follows from its offset.
+  const ends: number[] = [];
+  for (const s of ds.shards) ends.push((ends.at(-1) ?? 0) + (s.rows ?? (await countShardRows(s))));
   const pq = await import('parquet-wasm');
+  const props = () => new pq.WriterPropertiesBuilder().setCompression(pq.Compression.ZSTD).setKeyValueMetadata(layout.schema.metadata).build();
   return writeDirAtomic(outDir, { overwrite: opts.overwrite }, async (tmp) => {
     const files: ParquetExportResult['files'] = [];
-    for (const shard of ds.shards) {
-      const table = pq.Table.fromIPCStream(await fsp.readFile(shard.path));
-      const rows = table.recordBatches().reduce((a, b) => a + b.numRows, 0);
-      const props = new pq.WriterPropertiesBuilder().setCompression(pq.Compression.ZSTD).build();
-      const bytes = pq.writeParquet(table, props); // consumes (frees) the table
+    let batches: RecordBatch[] = [];
+    const flush = async () => {
+      const shard = ds.shards[files.length];
+      const rows = batches.reduce((a, b) => a + b.numRows, 0);
+      // The pyarrow family reads schema metadata from the file's key-value metadata, so it goes there too.
+      const bytes = pq.writeParquet(pq.Table.fromIPCStream(tableToIPC(new Table(layout.schema, batches), 'stream')), props()); // frees the table
+      batches = [];
       const file = shard.file.replace(/\.arrow$/, '.parquet');
       // Shard names were checked to stay inside the dataset when it was opened, so this stays inside tmp.
       await fsp.mkdir(path.dirname(path.join(tmp, file)), { recursive: true });
       await fsp.writeFile(path.join(tmp, file), bytes);
       files.push({ file, rows, bytes: bytes.byteLength });
+    };
+    for await (const b of ds.blocks()) {
+      while (b.offset >= ends[files.length]) await flush();
+      batches.push(layout.batch(b));
     }
-    return { dir: path.resolve(outDir), files };
+    while (files.length < ds.shards.length) await flush();
+    return { dir: path.resolve(outDir), files, columns: layout.schema.fields.map((f) => f.name) };
   });
+}
+
+async function countShardRows(shard: ShardInfo): Promise<number> {
+  let n = 0;
+  for await (const b of readShard(shard)) n += b.numRows;
+  return n;
+}
+
+/**
+ * The exported schema (the dataset's columns, then its sidecars', then
+ * `label_name` when the labels have names) and how a block becomes a record
+ * batch of it. HF features are the ones each column's dataset records, else
+ * derived from its kind.
+ */
+function parquetLayout(ds: Dataset): { schema: Schema; batch(b: Block): RecordBatch } {
+  const names = ds.classNames;
+  const labelled = names !== undefined && ds.column(LABEL_NAME_COLUMN) === undefined;
+  const specs: ColumnSpec[] = [...ds.columns, ...(labelled ? [{ name: LABEL_NAME_COLUMN, kind: 'string', nullable: true } as ColumnSpec] : [])];
+  const fields = specs.map((c) => ownerOf(ds, c.name).schema.fields.find((f) => f.name === c.name) ?? new Field(c.name, arrowType(c), c.nullable ?? false));
+  const features = Object.fromEntries(specs.map((c) => [c.name, ownerOf(ds, c.name).info?.features?.[c.name] ?? hfFeature(c)]));
+  const metadata = new Map(ds.schema.metadata);
+  metadata.set(HF_METADATA_KEY, hfMetadata(features));
+  if (ds.pixelShape) metadata.set(PIXEL_SHAPE_KEY, JSON.stringify(ds.pixelShape));
+  const schema = new Schema(fields, metadata);
+  const type = new Struct(fields);
+  return {
+    schema,
+    batch(b) {
+      const children = fields.map((f) => {
+        if (!labelled || f.name !== LABEL_NAME_COLUMN) return b.column(f.name).data[0];
+        const vec = b.column('label');
+        const labels = numericValues(vec);
+        return columnData(specs.at(-1)!, Array.from(labels, (l, i) => (vec.isValid(i) ? names[l] ?? null : null)));
+      });
+      return new RecordBatch(schema, makeData({ type, length: b.length, nullCount: 0, children }));
+    },
+  };
 }

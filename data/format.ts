@@ -19,8 +19,9 @@ export const PIXEL_SHAPE_KEY = 'metacurate.pixel_shape';
 /** Schema-metadata key HF reads features from. */
 export const HF_METADATA_KEY = 'huggingface';
 
-export function shardFileName(index: number, count: number): string {
-  return `data-${String(index).padStart(5, '0')}-of-${String(count).padStart(5, '0')}.arrow`;
+/** `data-00000-of-00003.arrow`, as HF names shards; shards appended later carry the append's tag (`data-<tag>-00000-of-00001.arrow`). */
+export function shardFileName(index: number, count: number, tag?: string): string {
+  return `data-${tag ? `${tag}-` : ''}${String(index).padStart(5, '0')}-of-${String(count).padStart(5, '0')}.arrow`;
 }
 
 /** Column kinds metacurate writes. */
@@ -92,8 +93,9 @@ export function columnFromHfFeature(name: string, feature: any, type: DataType):
 export function columnFromArrowType(name: string, type: DataType): ColumnSpec {
   const s = String(type);
   if (type instanceof Utf8 || s === 'Utf8' || s === 'LargeUtf8') return { name, kind: 'string' };
-  if (s === 'Int64') return { name, kind: 'int64' };
-  if (s === 'Int32') return { name, kind: 'int32' };
+  if (s === 'Int64' || s === 'Uint32' || s === 'Uint64') return { name, kind: 'int64' };
+  // Narrower integers (other tools' labels are often int8/int16) read as int32.
+  if (s === 'Int32' || s === 'Int16' || s === 'Int8' || s === 'Uint16' || s === 'Uint8') return { name, kind: 'int32' };
   if (s === 'Float32') return { name, kind: 'float32' };
   if (s === 'Float64') return { name, kind: 'float64' };
   if (s === 'Bool') return { name, kind: 'bool' };
@@ -108,9 +110,24 @@ export function columnFromArrowType(name: string, type: DataType): ColumnSpec {
 
 export type PixelShape = [height: number, width: number, channels: number];
 
+/** The value of the `huggingface` schema-metadata key for these features, as HF writes it. */
+export function hfMetadata(features: Record<string, unknown>): string {
+  return JSON.stringify({ info: { features } });
+}
+
+/**
+ * The features in a `huggingface` schema-metadata value: `{info: {features}}` as
+ * HF writes it, or a bare `{features}`. Throws a SyntaxError on bad JSON.
+ */
+export function featuresOfHfMetadata(value: string | undefined): Record<string, any> {
+  if (value === undefined) return {};
+  const meta = JSON.parse(value);
+  return meta?.info?.features ?? meta?.features ?? {};
+}
+
 export function makeSchema(columns: ColumnSpec[], pixelShape?: PixelShape): Schema {
   const metadata = new Map<string, string>();
-  metadata.set(HF_METADATA_KEY, JSON.stringify({ info: { features: hfFeatures(columns) } }));
+  metadata.set(HF_METADATA_KEY, hfMetadata(hfFeatures(columns)));
   if (pixelShape) metadata.set(PIXEL_SHAPE_KEY, JSON.stringify(pixelShape));
   return new Schema(
     columns.map((c) => new Field(c.name, arrowType(c), c.nullable ?? false)),
@@ -145,6 +162,8 @@ export interface CurationInfo {
   parents: ParentRef[];
   /** Set on sidecar datasets: the fingerprint of the dataset whose rows they annotate. */
   sidecar_of?: string;
+  /** Set on sidecar datasets: that dataset's shard files, in order: the rows they cover. */
+  sidecar_shards?: string[];
   code_version: string;
   columns: ColumnSpec[];
   pixel_shape?: PixelShape;

@@ -174,12 +174,13 @@ function refusalOf(err: any): string {
 }
 
 /**
- * Reads one file a source names, refusing what must not be read: a file whose
+ * Opens one file a source names, refusing what must not be read: a file whose
  * real path (links resolved) leaves the source's folder, anything that is not a
  * regular file (a FIFO would block forever, /dev/zero never ends), and files
- * above the size cap. The open is non-blocking so that a FIFO cannot hang it.
+ * above the size cap when there is one. The open is non-blocking so that a FIFO
+ * cannot hang it. The caller closes the handle.
  */
-export async function readSourceFile(file: string, limits: ReadFileLimits): Promise<Uint8Array> {
+export async function openSourceFile(file: string, limits: Omit<ReadFileLimits, 'maxBytes'> & { maxBytes?: number }): Promise<{ fh: FileHandle; size: number }> {
   let real: string;
   try {
     real = await fsp.realpath(file);
@@ -199,18 +200,34 @@ export async function readSourceFile(file: string, limits: ReadFileLimits): Prom
     const st = await fh.stat();
     if (st.isDirectory()) throw new FileRefused('is a directory, not an image file');
     if (!st.isFile()) throw new FileRefused('not a regular file (a FIFO, device or socket)');
-    if (st.size > limits.maxBytes) throw new FileRefused(`the file has ${st.size} bytes, above the limit of ${limits.maxBytes} (--max-file-bytes)`);
-    // Read the size stat gave, no more: a file that grows while read cannot grow memory.
-    const buf = new Uint8Array(st.size);
-    let off = 0;
-    while (off < buf.length) {
-      const { bytesRead } = await fh.read(buf, off, buf.length - off, off);
-      if (bytesRead === 0) break;
-      off += bytesRead;
-    }
-    return off === buf.length ? buf : buf.subarray(0, off);
+    if (limits.maxBytes !== undefined && st.size > limits.maxBytes) throw new FileRefused(`the file has ${st.size} bytes, above the limit of ${limits.maxBytes} (--max-file-bytes)`);
+    return { fh, size: st.size };
   } catch (err) {
+    await fh.close();
     if (err instanceof FileRefused) throw err;
+    throw new FileRefused(refusalOf(err));
+  }
+}
+
+/** Reads `length` bytes at `position` (fewer at the end of the file). */
+export async function readRange(fh: FileHandle, position: number, length: number): Promise<Uint8Array> {
+  const buf = new Uint8Array(Math.max(0, length));
+  let off = 0;
+  while (off < buf.length) {
+    const { bytesRead } = await fh.read(buf, off, buf.length - off, position + off);
+    if (bytesRead === 0) break;
+    off += bytesRead;
+  }
+  return off === buf.length ? buf : buf.subarray(0, off);
+}
+
+/** Reads one file a source names, through the refusals of openSourceFile. */
+export async function readSourceFile(file: string, limits: ReadFileLimits): Promise<Uint8Array> {
+  const { fh, size } = await openSourceFile(file, limits);
+  try {
+    // Read the size stat gave, no more: a file that grows while read cannot grow memory.
+    return await readRange(fh, 0, size);
+  } catch (err) {
     throw new FileRefused(refusalOf(err));
   } finally {
     await fh.close();

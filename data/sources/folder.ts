@@ -14,8 +14,10 @@ import { classIndex, describeClasses, type Source, type SourceItem, type SourceO
 /** Extensions read as images (sharp decodes them by content; the extension only selects files). */
 export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.jpe', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif', '.heic', '.heif']);
 
-const byCodePoint = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
-const hidden = (name: string): boolean => name.startsWith('.');
+/** Sorts names by code point: the same order on every OS and locale. */
+export const byCodePoint = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+/** Hidden names (`.DS_Store`, `.git`) are never read as data. */
+export const hidden = (name: string): boolean => name.startsWith('.');
 
 interface Entry {
   rel: string;

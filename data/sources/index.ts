@@ -1,6 +1,6 @@
 /**
  * Source detection and opening: one entry point for every input kind ingest
- * accepts (IDX, CIFAR, image folders, CSV/JSONL manifests, datasets). Adding
+ * accepts (IDX, CIFAR, image folders, CSV/JSONL manifests, datasets, Parquet). Adding
  * a format: docs/extending.md#a-source-format.
  */
 import { promises as fsp } from 'node:fs';
@@ -13,6 +13,7 @@ import { findCifarLayout, openCifarSource } from './cifar.js';
 import { openFolderSource } from './folder.js';
 import { manifestKind, openManifestSource } from './manifest.js';
 import { openDatasetSource } from './dataset.js';
+import { isParquetFileName, isParquetFolder, openParquetSource } from './parquet.js';
 import type { Source, SourceFormat, SourceOptions } from './types.js';
 
 export * from './types.js';
@@ -27,15 +28,17 @@ export async function detectSource(p: string): Promise<SourceFormat> {
     const name = path.basename(p);
     if (manifestKind(name)) return 'manifest';
     if (isIdxFileName(name)) return 'idx';
+    if (isParquetFileName(name)) return 'parquet';
     throw new DataError('cannot tell what kind of source this file is', {
       file: p,
-      hint: 'Pass a folder of class sub-folders, a .csv/.jsonl manifest, an IDX *-images-idx3-ubyte[.gz] file, a CIFAR folder or a dataset folder (or force one with --format)',
+      hint: 'Pass a folder of class sub-folders, a .csv/.jsonl manifest, an IDX *-images-idx3-ubyte[.gz] file, a CIFAR folder, a dataset folder or a .parquet file (or force one with --format)',
     });
   }
   const names = await fsp.readdir(p);
   if (names.includes(CURATION_FILE) || names.includes(STATE_FILE)) return 'dataset';
   if (names.some(isIdxFileName)) return 'idx';
   if (await findCifarLayout(p)) return 'cifar';
+  if (await isParquetFolder(p)) return 'parquet';
   if (names.filter((n) => !n.startsWith('.')).length === 0) {
     throw new DataError('the folder is empty', { file: p, hint: 'Point at a folder with one sub-folder of images per class' });
   }
@@ -51,5 +54,6 @@ export async function openSource(p: string, opts: SourceOptions = {}): Promise<S
     case 'folder': return openFolderSource(p, opts);
     case 'manifest': return openManifestSource(p, opts);
     case 'dataset': return openDatasetSource(p, opts);
+    case 'parquet': return openParquetSource(p, opts);
   }
 }

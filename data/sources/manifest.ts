@@ -88,10 +88,11 @@ async function* jsonlRecords(file: string): AsyncGenerator<ManifestRecord> {
   }
 }
 
-/** The most classes a manifest may define through its labels. */
+/** The most classes a manifest, or a dataset or Parquet file without class names, may define through its labels. */
 export const MAX_CLASSES = 100_000;
 
-function tooManyClasses(file: string, label: string, row: number): never {
+/** Refuses a label that would make more than MAX_CLASSES classes. */
+export function tooManyClasses(file: string, label: string, row: number): never {
   throw new DataError(`label "${label.slice(0, 40)}" makes more than ${MAX_CLASSES.toLocaleString('en-US')} classes`, {
     file, row, hint: 'Labels are class indices from 0 or class names; pass --class-names to fix the list',
   });

@@ -5,7 +5,7 @@
 import type { PixelShape } from '../format.js';
 import type { ImageValue } from '../columns.js';
 
-export const SOURCE_FORMATS = ['idx', 'cifar', 'folder', 'manifest', 'dataset'] as const;
+export const SOURCE_FORMATS = ['idx', 'cifar', 'folder', 'manifest', 'dataset', 'parquet'] as const;
 export type SourceFormat = (typeof SOURCE_FORMATS)[number];
 
 export const PRESETS = ['fashion-mnist', 'mnist'] as const;
@@ -21,7 +21,7 @@ interface ItemBase {
   row?: number;
 }
 
-/** Decoded pixels, already uint8 HWC (IDX, CIFAR, datasets with a pixels column). */
+/** Decoded pixels, already uint8 HWC (IDX, CIFAR, datasets and Parquet with a pixels column). */
 export interface PixelItem extends ItemBase {
   kind: 'pixels';
   pixels: Uint8Array;
@@ -39,7 +39,7 @@ export interface FileItem extends ItemBase {
   path: string;
 }
 
-/** Encoded image bytes to decode (image columns of datasets). */
+/** Encoded image bytes to decode (image columns of datasets and Parquet). */
 export interface EncodedItem extends ItemBase {
   kind: 'encoded';
   bytes: Uint8Array;
@@ -81,7 +81,7 @@ export interface Source {
 export interface SourceOptions {
   /** Forces a format instead of detecting it. */
   format?: SourceFormat | 'auto';
-  /** IDX/CIFAR: 'train' (default) or 'test'. Folders: the sub-folder to ingest; it must exist. */
+  /** IDX/CIFAR: 'train' (default) or 'test'. Folders: the sub-folder to ingest; it must exist. Parquet folders: the split's files. */
   split?: string;
   /**
    * Fixes the class list. IDX and CIFAR labels are indices, so the list names them

@@ -11,11 +11,11 @@ export const registerExport: RegisterCommand = (program, session) => {
     .description('Export a dataset for people or other tools: a contact-sheet PNG (one row per class), or Parquet')
     .argument('<dir>', 'dataset directory')
     .option('--grid <file.png>', 'write a contact sheet PNG')
-    .option('--parquet <dir>', 'write one ZSTD Parquet file per shard into <dir>')
+    .option('--parquet <dir>', 'write one ZSTD Parquet file per shard into <dir>, with the sidecars\' columns, a label_name column and HF\'s class names')
     .option('--per-class <n>', 'images per class row (default 10)', parsePositive)
     .option('--seed <n>', 'seed of the sample (default 0)', parseCount)
     .option('--scale <k>', 'upscaling factor per image (default 2)', parsePositive)
-    .option('--sidecar <dir>', 'join a score sidecar, for --by (repeatable)', collect)
+    .option('--sidecar <dir>', 'join a sidecar (scores, ratings): for --by, and written with --parquet (repeatable)', collect)
     .option('--by <column>', 'grid: each class row shows its rows ranked by this numeric column, annotated with it')
     .option('--worst <n>', 'grid with --by: the n lowest rows of each class (the default order)', parsePositive)
     .option('--best <n>', 'grid with --by: the n highest rows of each class', parsePositive)
@@ -23,7 +23,7 @@ export const registerExport: RegisterCommand = (program, session) => {
     .option('--overwrite', 'replace the output file if it exists')
     .addHelpText('after', '\nExamples:\n  metacurate export out/default/train --grid train.png --per-class 12 --scale 3\n' +
       '  metacurate export out/default/pool --sidecar out/default/metagrad --by metagrad --worst 8 --grid harmful.png\n' +
-      '  metacurate export out/default/train --parquet train-parquet')
+      '  metacurate export out/default/pool --sidecar out/default/metagrad --parquet pool-parquet')
     .action(async (dir: string, flags: {
       grid?: string; parquet?: string; perClass?: number; seed?: number; scale?: number; overwrite?: boolean;
       sidecar?: string[]; by?: string; worst?: number; best?: number; annotate?: boolean;
@@ -31,11 +31,10 @@ export const registerExport: RegisterCommand = (program, session) => {
       if (!flags.grid && !flags.parquet) throw new UsageError('nothing to export', { hint: 'Pass --grid <file.png> or --parquet <dir>' });
       if ((flags.worst !== undefined || flags.best !== undefined) && flags.by === undefined) throw new UsageError('--worst and --best rank by a column', { hint: 'Add --by <column>' });
       if (flags.worst !== undefined && flags.best !== undefined) throw new UsageError('give --worst or --best, not both');
-      if (flags.parquet && flags.sidecar?.length) throw new UsageError('Parquet export writes one dataset at a time', { hint: 'Export the sidecar separately; they share the id column' });
       if (flags.parquet) {
-        const pq = await writeParquet(dir, flags.parquet, { overwrite: flags.overwrite });
+        const pq = await writeParquet(dir, flags.parquet, { overwrite: flags.overwrite, sidecars: flags.sidecar });
         session.output(cmd, pq, () =>
-          `wrote ${pq.dir}\n\n` + formatTable(['file', 'rows', 'bytes'], pq.files.map((f) => [f.file, f.rows, f.bytes])),
+          `wrote ${pq.dir}\ncolumns: ${pq.columns.join(', ')}\n\n` + formatTable(['file', 'rows', 'bytes'], pq.files.map((f) => [f.file, f.rows, f.bytes])),
         );
       }
       if (!flags.grid) return;

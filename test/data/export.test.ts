@@ -137,7 +137,7 @@ test('Parquet export: one file per shard, read back by Polars with the same rows
   const pl = (await import('nodejs-polars')).default;
   const df = pl.readParquet(path.join(out, res.files[0].file));
   expect(df.height).toBe(15);
-  expect(df.columns).toEqual(['id', 'label', 'pixels']);
+  expect(df.columns).toEqual(['id', 'label', 'pixels', 'label_name']);
   expect(df.getColumn('id').toArray()[14]).toBe('r14');
   expect(Number(df.getColumn('label').toArray()[13])).toBe(1);
   const px = df.getColumn('pixels').toArray()[5] as unknown as ArrayLike<number>;
