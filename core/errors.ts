@@ -27,9 +27,12 @@ export class MetacurateError extends Error {
   readonly file?: string;
   readonly row?: number | string;
   readonly hint?: string;
+  /** The message alone, without the file and the hint (for restating it elsewhere). */
+  readonly text: string;
 
   constructor(exitCode: ExitCodeValue, message: string, ctx: ErrorContext = {}) {
     super(formatMessage(message, ctx), ctx.cause === undefined ? undefined : { cause: ctx.cause });
+    this.text = message;
     this.name = new.target.name;
     this.exitCode = exitCode;
     this.file = ctx.file;

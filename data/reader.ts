@@ -163,6 +163,17 @@ export class Dataset {
 
   /** Joins a row-aligned sidecar; refuses one whose shards do not line up. */
   attach(sidecar: Dataset): void {
+    const covers = sidecar.curation?.sidecar_shards;
+    const files = this.shards.map((s) => s.file);
+    if (covers && covers.join('\n') !== files.join('\n')) {
+      const prefix = covers.length < files.length && covers.every((f, i) => f === files[i]);
+      throw new DataError(prefix
+        ? `the sidecar covers the dataset's first ${covers.length} of ${files.length} shards: rows were appended after it was written`
+        : `the sidecar was written for shards [${covers.join(', ')}], not this dataset's [${files.join(', ')}]`, {
+        file: sidecar.dir,
+        hint: `Rerun the stage that wrote it on ${this.dir}${prefix ? ' (a pipeline run does this for you)' : ''}`,
+      });
+    }
     const mine = this.shards.map((s) => s.rows);
     const theirs = sidecar.shards.map((s) => s.rows);
     const known = mine.every((r) => r !== undefined) && theirs.every((r) => r !== undefined);

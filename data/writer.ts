@@ -8,10 +8,11 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { RecordBatch, RecordBatchStreamWriter, Struct, makeData, type Schema } from 'apache-arrow';
-import { beginAtomicDir, type AtomicDir } from '../core/atomic.js';
+import { OWNER_FILE, beginAtomicDir, pathExists, type AtomicDir } from '../core/atomic.js';
 import { fingerprint as computeFingerprint } from '../core/hash.js';
 import { CODE_VERSION } from '../core/version.js';
-import { InternalError, UsageError } from '../core/errors.js';
+import { DataError, InternalError, OutputError, UsageError } from '../core/errors.js';
+import { readCuration } from './reader.js';
 import { columnData } from './columns.js';
 import {
   CURATION_FILE, DATASET_INFO_FILE, FORMAT_VERSION, STATE_FILE, hfDatasetInfo, hfState, makeSchema,
@@ -28,6 +29,8 @@ export interface DatasetMeta {
   parents: ParentRef[];
   /** For sidecars: the fingerprint of the annotated dataset. */
   sidecarOf?: string;
+  /** For sidecars: the annotated dataset's shard files, in order (so a reader can tell what they cover after rows were appended). */
+  sidecarShards?: string[];
   description?: string;
   license?: string;
 }
@@ -45,6 +48,13 @@ export interface WriterOptions {
   /** Rows per Arrow record batch (default 1,000, as HF writes). */
   batchRows?: number;
   overwrite?: boolean;
+  /**
+   * Keep the dataset already at the output and add these rows to it as new
+   * shards (ingest --append). Its shards are hard-linked, never rewritten; the
+   * metadata is replaced by the same atomic swap as an overwrite; a dataset that
+   * changed under the append is refused at the commit.
+   */
+  append?: boolean;
   /** Extra files to write into the dataset directory before it is committed. */
   extraFiles?: Record<string, string | Uint8Array>;
 }
@@ -88,6 +98,8 @@ export class DatasetWriter {
     private readonly outDir: string,
     private readonly dir: AtomicDir,
     private readonly opts: WriterOptions,
+    /** With `append`: the dataset being added to, as it was when the append began. */
+    private readonly base?: CurationInfo,
   ) {
     this.columns = opts.columns;
     this.schema = makeSchema(opts.columns, opts.pixelShape);
@@ -103,6 +115,19 @@ export class DatasetWriter {
     for (const c of opts.columns) {
       if (names.has(c.name)) throw new UsageError(`duplicate column "${c.name}"`);
       names.add(c.name);
+    }
+    if (opts.append) {
+      const base = await appendBase(outDir, opts);
+      if (base) {
+        const dir = await beginAtomicDir(outDir, { overwrite: true });
+        try {
+          await copyBase(outDir, dir.tmp, base);
+        } catch (err) {
+          await dir.abort();
+          throw err;
+        }
+        return new DatasetWriter(outDir, dir, opts, base);
+      }
     }
     const dir = await beginAtomicDir(outDir, { overwrite: opts.overwrite });
     return new DatasetWriter(outDir, dir, opts);
@@ -235,15 +260,17 @@ export class DatasetWriter {
         throw new InternalError(`sidecar shards [${this.finished.map((s) => s.rows)}] do not match the parent's [${sizes}]`);
       }
       const count = this.finished.length;
-      const shards: ShardRecord[] = [];
+      const m = this.opts.meta;
+      // Appended shards get names of their own (the append's fingerprint), so the kept ones keep theirs.
+      const shards: ShardRecord[] = [...(this.base?.shards ?? [])];
       for (let i = 0; i < count; i++) {
         const s = this.finished[i];
-        const file = shardFileName(i, count);
+        const file = this.base ? shardFileName(i, count, fingerprintOfMeta(m).slice(0, 8)) : shardFileName(i, count);
         await fsp.rename(path.join(this.dir.tmp, s.tmpName), path.join(this.dir.tmp, file));
         shards.push({ file, rows: s.rows, bytes: s.bytes, sha256: s.sha256 });
       }
-      const m = this.opts.meta;
-      const curation = curationRecord(m, { columns: this.columns, pixelShape: this.opts.pixelShape, shards, numRows: this.numRows, summary });
+      const numRows = (this.base?.num_rows ?? 0) + this.numRows;
+      const curation = curationRecord(m, { columns: this.columns, pixelShape: this.opts.pixelShape, shards, numRows, summary });
       const fp = curation.fingerprint;
       await fsp.writeFile(path.join(this.dir.tmp, STATE_FILE), json(hfState(shards.map((s) => s.file), fp)));
       await fsp.writeFile(
@@ -255,8 +282,11 @@ export class DatasetWriter {
       }
       // curation.json last: its presence marks a complete dataset even before the rename.
       await fsp.writeFile(path.join(this.dir.tmp, CURATION_FILE), json(curation));
+      if (this.base && (await readCuration(this.outDir))?.fingerprint !== this.base.fingerprint) {
+        throw new OutputError('the dataset changed while rows were being appended to it', { file: this.outDir, hint: 'Another run wrote it meanwhile; run the append again' });
+      }
       await this.dir.commit();
-      return { dir: path.resolve(this.outDir), fingerprint: fp, numRows: this.numRows, shards, curation };
+      return { dir: path.resolve(this.outDir), fingerprint: fp, numRows, shards, curation };
     } catch (err) {
       await this.abort();
       throw err;
@@ -278,6 +308,41 @@ export class DatasetWriter {
 }
 
 const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
+
+/** The dataset an append adds to (undefined when there is none yet: the append then creates it), checked to take these rows. */
+async function appendBase(outDir: string, opts: WriterOptions): Promise<CurationInfo | undefined> {
+  if (!(await pathExists(outDir))) return undefined;
+  const base = await readCuration(outDir);
+  if (!base?.shards) {
+    throw new OutputError('rows can only be appended to a dataset metacurate wrote, and this is not one', { file: outDir, hint: 'Choose another --out, or drop --append' });
+  }
+  const spell = (cols: ColumnSpec[]) => cols.map((c) => `${c.name}:${c.kind}${c.kind === 'classLabel' ? `[${c.names.join('|')}]` : ''}`).join(', ');
+  if (spell(base.columns) !== spell(opts.columns) || JSON.stringify(base.pixel_shape) !== JSON.stringify(opts.pixelShape)) {
+    throw new DataError(`the new rows do not fit the dataset: its columns are ${spell(base.columns)} (pixels ${base.pixel_shape?.join('x') ?? 'none'}), the new ones ${spell(opts.columns)} (pixels ${opts.pixelShape?.join('x') ?? 'none'})`, {
+      file: outDir,
+      hint: 'Append with the options and classes the dataset was made with (size, channels, keep-original, class names), or ingest into a new --out',
+    });
+  }
+  return base;
+}
+
+/**
+ * Fills an append's temporary directory with the dataset as it is: shards
+ * hard-linked (the same files, not copies; copied only where the file system
+ * has no links), other files copied, so the stage may add to them (e.g. the
+ * rejected-items log); the metadata is written anew at the commit.
+ */
+async function copyBase(outDir: string, tmp: string, base: CurationInfo): Promise<void> {
+  const shards = new Set(base.shards.map((s) => s.file));
+  const metadata = new Set([CURATION_FILE, STATE_FILE, DATASET_INFO_FILE, OWNER_FILE]);
+  for (const name of await fsp.readdir(outDir)) {
+    if (metadata.has(name)) continue;
+    const from = path.join(outDir, name);
+    const to = path.join(tmp, name);
+    if (shards.has(name)) await fsp.link(from, to).catch(() => fsp.copyFile(from, to));
+    else await fsp.cp(from, to, { recursive: true });
+  }
+}
 
 /** The fingerprint a meta names, or derives from its stage, options, seed and parents. */
 export function fingerprintOfMeta(m: DatasetMeta): string {
@@ -304,6 +369,7 @@ function curationRecord(
     seed: m.seed,
     parents: m.parents,
     sidecar_of: m.sidecarOf,
+    ...(m.sidecarShards ? { sidecar_shards: m.sidecarShards } : {}),
     code_version: CODE_VERSION,
     columns: o.columns,
     pixel_shape: o.pixelShape,

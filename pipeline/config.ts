@@ -8,8 +8,9 @@ import path from 'node:path';
 import { z } from 'zod';
 import { parseDocument } from 'yaml';
 import { didYouMean } from './suggest.js';
-import { ConfigError, MissingInputError } from '../core/errors.js';
+import { ConfigError, MissingInputError, UsageError } from '../core/errors.js';
 import type { StageInputs } from '../stages/define.js';
+import { packageFile } from '../core/version.js';
 import { loadPlugins } from './plugins.js';
 import { RUNNER_OPTIONS, STAGES, type AnyStage, type StageRegistry } from './registry.js';
 
@@ -202,7 +203,7 @@ export function parsePipelineConfig(
   const file = opts.file ? path.resolve(opts.file) : undefined;
   const label = opts.file ?? '<pipeline>';
   const baseDir = opts.baseDir ?? (file ? path.dirname(file) : process.cwd());
-  const parsed = pipelineSchema(registry).safeParse(value);
+  const parsed = pipelineSchema(registry).safeParse(withOptionKeysAsDeclared(value, registry, label));
   if (!parsed.success) {
     // stages[i].options: the option names of the stage kind that step names.
     const knownKeys: KnownKeys = (p) => {
@@ -210,7 +211,7 @@ export function parsePipelineConfig(
       const kind = valueAt(value, ['stages', p[1], 'stage']);
       return typeof kind === 'string' && kind in registry ? Object.keys(registry[kind].options.shape) : undefined;
     };
-    throw new ConfigError(issuesMessage(parsed.error.issues, [], knownKeys, value), { file: label, hint: 'See schema/pipeline.schema.json' });
+    throw new ConfigError(issuesMessage(parsed.error.issues, [], knownKeys, value), { file: label, hint: schemaHint() });
   }
   const cfg = parsed.data;
   const workdir = path.resolve(baseDir, cfg.workdir);
@@ -255,7 +256,15 @@ export function parsePipelineConfig(
     // Check the stage's full option schema (refinements included) before anything runs.
     const full = stage.options.safeParse({ ...options, out });
     if (!full.success) {
-      throw new ConfigError(issuesMessage(full.error.issues, ['stages', i, 'options'], () => Object.keys(stage.options.shape)), { file: label });
+      throw new ConfigError(issuesMessage(full.error.issues, ['stages', i, 'options'], () => Object.keys(stage.options.shape)), { file: label, hint: schemaHint() });
+    }
+    // Options that depend on each other or on which inputs are given (select with no `by`, metagrad
+    // with no target): refused now, before any stage runs, not when this step's turn comes.
+    try {
+      stage.validate(resolvedInputs, { ...options, out });
+    } catch (err) {
+      if (!(err instanceof UsageError)) throw err;
+      throw new ConfigError(`stages[${i}] (${step.id}): ${err.text}`, { file: label, hint: err.hint });
     }
     const resolved: ResolvedStep = { ...step, options, out, resolvedInputs, inputPaths, dependsOn };
     seen.set(step.id, resolved);
@@ -268,6 +277,45 @@ export function parsePipelineConfig(
     seed: cfg.seed,
     backend: cfg.backend,
     stages,
+  };
+}
+
+/** Where to read what a pipeline file may say: the installed schema, else the command that prints the options. */
+function schemaHint(): string {
+  const schema = packageFile('schema/pipeline.schema.json');
+  return `${schema ? `The schema of pipeline files is ${schema}; ` : ''}each stage's options are listed by metacurate <stage> --help`;
+}
+
+/** `batch-size`, `batch_size` and `batchSize` are one option: case, `-` and `_` aside. */
+const keyForm = (k: string) => k.toLowerCase().replace(/[-_]/g, '');
+
+/**
+ * A copy of the parsed file whose stage option keys are spelled as the stages
+ * declare them, so the CLI's spellings (`batch-size`, `max-memory-mib`) and
+ * snake_case work in a pipeline file too. Keys that match no option are left as
+ * they are (the schema then refuses them with a suggestion); two spellings of
+ * one option in the same step are refused here.
+ */
+function withOptionKeysAsDeclared(value: unknown, registry: StageRegistry, label: string): unknown {
+  const steps = valueAt(value, ['stages']);
+  if (!Array.isArray(steps)) return value;
+  return {
+    ...(value as Record<string, unknown>),
+    stages: steps.map((step, i) => {
+      const kind = valueAt(step, ['stage']);
+      const options = valueAt(step, ['options']);
+      if (typeof kind !== 'string' || !(kind in registry) || options === null || typeof options !== 'object' || Array.isArray(options)) return step;
+      const declared = new Map(Object.keys(registry[kind].options.shape).map((k) => [keyForm(k), k]));
+      const renamed: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(options)) {
+        const key = declared.get(keyForm(k)) ?? k;
+        if (key in renamed) {
+          throw new ConfigError(`stages[${i}].options: "${k}" and another key both spell option "${key}"`, { file: label, hint: 'Keep one of them' });
+        }
+        renamed[key] = v;
+      }
+      return { ...(step as Record<string, unknown>), options: renamed };
+    }),
   };
 }
 

@@ -49,7 +49,7 @@ export interface Output {
   /** The final directory, or undefined when the stage was asked for no output. */
   dir?: string;
   /** A dataset (shards + metadata); the metadata's fingerprint, options and parents come from the plan. */
-  dataset(opts: Omit<WriterOptions, 'meta' | 'overwrite'> & { description?: string; license?: string; sidecarOf?: string }): Promise<DatasetWriter>;
+  dataset(opts: Omit<WriterOptions, 'meta' | 'overwrite' | 'append'> & { description?: string; license?: string; sidecarOf?: string; sidecarShards?: string[] }): Promise<DatasetWriter>;
   /** A directory of other files (a report, a model), completed with the same curation.json marker. */
   files(): Promise<OutputDir>;
 }
@@ -60,6 +60,8 @@ export interface RunOutcome<X> {
   numRows?: number;
   /** A value for library callers beside the written output (e.g. evaluate's full report). */
   extra?: X;
+  /** An appending stage that found nothing to add: the output stays as it is (no writer was opened). */
+  unchanged?: boolean;
 }
 
 export interface StageDefinition<S extends z.ZodObject, P extends PlanBase, X> {
@@ -71,10 +73,14 @@ export interface StageDefinition<S extends z.ZodObject, P extends PlanBase, X> {
   inputs: InputSpec[];
   /** Stages whose output is optional (evaluate) leave `out` unset to write nothing. */
   outputOptional?: boolean;
+  /** Whether, with these options, the stage adds to an existing output instead of replacing it (ingest --append). */
+  appends?(o: z.output<S>): boolean;
   /** Checks across options that zod's schema does not express (e.g. "only for strategy X"). */
   check?(o: z.output<S>): void;
   /** Sorts a plain list of inputs into roles when position is not enough (default: by position). */
   fromList?(paths: readonly string[], o: z.output<S>): Promise<NamedInputs>;
+  /** Checks which inputs are given against the options, reading none of them, so a pipeline can refuse a step before any stage runs. */
+  checkInputs?(inputs: NamedInputs, o: z.output<S>): void;
   plan(inputs: NamedInputs, o: z.output<S>): Promise<P>;
   run(ctx: StageContext, plan: Planned<P>, o: z.output<S>, out: Output): Promise<RunOutcome<X>>;
 }
@@ -95,6 +101,12 @@ export interface Stage<S extends z.ZodObject = z.ZodObject, X = unknown> {
   outputOptional: boolean;
   /** Parses the options, sorts the inputs and computes the fingerprint, without doing the work. */
   prepare(inputs: StageInputs, options: unknown): Promise<Prepared<X>>;
+  /**
+   * Checks the options and, where the roles are known without reading the
+   * inputs, which inputs are given: what `prepare` would refuse before its plan.
+   * Pipelines call it for every step before the first one runs.
+   */
+  validate(inputs: StageInputs, options: unknown): void;
   /** prepare + execute: what the CLI and library callers use. */
   run(ctx: StageContext | undefined, inputs: StageInputs, options: unknown): Promise<StageResult & { extra?: X }>;
 }
@@ -108,18 +120,22 @@ function parseWith<S extends z.ZodObject>(def: { name: string; options: S; check
 
 /** Sorts inputs into the declared roles; an option named like a role gives it too (both at once must agree). */
 async function nameInputs<S extends z.ZodObject>(def: StageDefinition<S, PlanBase, unknown>, given: StageInputs, o: z.output<S>): Promise<NamedInputs> {
+  const listed = Array.isArray(given) && def.fromList ? await def.fromList(given as readonly string[], o) : undefined;
+  return rolesOf(def, given, o, listed);
+}
+
+/** nameInputs' work once a plain list is sorted (`listed`, by fromList) or needs no sorting. */
+function rolesOf<S extends z.ZodObject>(def: StageDefinition<S, PlanBase, unknown>, given: StageInputs, o: z.output<S>, listed?: NamedInputs): NamedInputs {
   let named: NamedInputs;
-  if (Array.isArray(given)) {
+  if (listed) named = listed;
+  else if (Array.isArray(given)) {
     const list = given as readonly string[];
-    if (def.fromList) named = await def.fromList(list, o);
-    else {
-      named = {};
-      let i = 0;
-      for (const spec of def.inputs) named[spec.name] = spec.many ? list.slice(i, (i = list.length)) : list.slice(i, ++i);
-      if (list.length > i) {
-        const roles = def.inputs.map((s) => (s.optional ? `[${s.name}]` : s.name)).join(' ');
-        throw new UsageError(`${def.name} takes inputs ${roles}, got ${list.length}`);
-      }
+    named = {};
+    let i = 0;
+    for (const spec of def.inputs) named[spec.name] = spec.many ? list.slice(i, (i = list.length)) : list.slice(i, ++i);
+    if (list.length > i) {
+      const roles = def.inputs.map((s) => (s.optional ? `[${s.name}]` : s.name)).join(' ');
+      throw new UsageError(`${def.name} takes inputs ${roles}, got ${list.length}`);
     }
   } else {
     const byName = given as Record<string, string | readonly string[] | undefined>;
@@ -177,6 +193,7 @@ export function defineStage<S extends z.ZodObject, P extends PlanBase, X = undef
   const prepare = async (inputs: StageInputs, options: unknown): Promise<Prepared<X>> => {
     const o = parseWith(def, options);
     const named = await nameInputs(def as unknown as StageDefinition<S, PlanBase, unknown>, inputs, o);
+    def.checkInputs?.(named, o);
     const plan = await def.plan(named, o);
     const fingerprint = computeFingerprint({
       stage: def.name,
@@ -193,8 +210,9 @@ export function defineStage<S extends z.ZodObject, P extends PlanBase, X = undef
       out: opts.out,
       async execute(ctx = quietContext(), how = {}) {
         const overwrite = how.overwrite ?? opts.overwrite ?? false;
+        const append = def.appends?.(o) ?? false;
         const started = performance.now();
-        const meta = (extra: { description?: string; license?: string; sidecarOf?: string } = {}) => ({
+        const meta = (extra: { description?: string; license?: string; sidecarOf?: string; sidecarShards?: string[] } = {}) => ({
           fingerprint, stage: def.name, stageVersion: def.version, options: plan.options, seed: plan.seed, parents: plan.parents, ...extra,
         });
         let writer: DatasetWriter | OutputDir | undefined;
@@ -207,16 +225,16 @@ export function defineStage<S extends z.ZodObject, P extends PlanBase, X = undef
           dir: opts.out,
           async dataset(w) {
             if (!opts.out) throw new UsageError(`${def.name} was given no output directory`);
-            const { description, license, sidecarOf, ...rest } = w;
-            return own(await DatasetWriter.create(opts.out, { ...rest, overwrite, meta: meta({ description, license, sidecarOf }) })) as DatasetWriter;
+            const { description, license, sidecarOf, sidecarShards, ...rest } = w;
+            return own(await DatasetWriter.create(opts.out, { ...rest, overwrite, append, meta: meta({ description, license, sidecarOf, sidecarShards }) })) as DatasetWriter;
           },
           async files() {
             if (!opts.out) throw new UsageError(`${def.name} was given no output directory`);
             return own(await OutputDir.create(opts.out, meta(), { overwrite })) as OutputDir;
           },
         };
-        // Refuse before any work, not after hours of it.
-        if (opts.out !== undefined) await checkOutput(def.name, opts.out, named, overwrite);
+        // Refuse before any work, not after hours of it (an append expects the output to be there).
+        if (opts.out !== undefined) await checkOutput(def.name, opts.out, named, overwrite || append);
         let outcome: RunOutcome<X>;
         try {
           outcome = await def.run(ctx, planned, o, out);
@@ -225,6 +243,10 @@ export function defineStage<S extends z.ZodObject, P extends PlanBase, X = undef
           throw opts.out === undefined ? err : outputFailure(err, opts.out);
         }
         const summary = { ...outcome.summary, seconds: Math.round(performance.now() - started) / 1000 };
+        if (outcome.unchanged && opts.out !== undefined && !writer) {
+          const kept = await readCuration(opts.out);
+          if (kept) return { dir: path.resolve(opts.out), fingerprint: kept.fingerprint, numRows: kept.num_rows, summary, extra: outcome.extra };
+        }
         if (!writer) return { dir: '', fingerprint, numRows: outcome.numRows ?? 0, summary, extra: outcome.extra };
         const w: DatasetWriter | OutputDir = writer;
         try {
@@ -248,6 +270,12 @@ export function defineStage<S extends z.ZodObject, P extends PlanBase, X = undef
     inputs: def.inputs,
     outputOptional: def.outputOptional ?? false,
     prepare,
+    validate(inputs, options) {
+      const o = parseWith(def, options);
+      // A plain list that only reading can sort (select's sidecars and target) is checked when the stage runs.
+      if (Array.isArray(inputs) && def.fromList) return;
+      def.checkInputs?.(rolesOf(def as unknown as StageDefinition<S, PlanBase, unknown>, inputs, o), o);
+    },
     async run(ctx, inputs, options) {
       return (await prepare(inputs, options)).execute(ctx);
     },

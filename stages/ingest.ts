@@ -21,7 +21,9 @@ import type { ImageValue } from '../data/columns.js';
 import { DEFAULT_MAX_INPUT_PIXELS, ItemRejected, decodeImage, encodePng, resizePixels, type DecodeOptions } from '../data/decode.js';
 import { DEFAULT_MAX_FILE_BYTES, FileRefused, PRESETS, SOURCE_FORMATS, openSource, readSourceFile, type Source, type SourceItem, type SourceOptions } from '../data/sources/index.js';
 import type { StageContext, StageResult } from './context.js';
+import { openDataset, readCuration, readStrings } from '../data/reader.js';
 import { defineStage, type Output } from './define.js';
+import { bytesOption, nameListOption, sizeOption } from './option-types.js';
 
 export const INGEST_VERSION = '1';
 /** Working size for decoded images when `size` is not given. */
@@ -32,12 +34,10 @@ const positiveInt = z.number().int().positive();
 export const ingestOptions = z.object({
   out: z.string().min(1).describe('output dataset directory (must not exist, unless --overwrite)'),
   format: z.enum(['auto', ...SOURCE_FORMATS]).default('auto').describe('source format (auto: detected)'),
-  split: z.string().min(1).optional().describe('IDX/CIFAR split: train (default) or test; folders: the sub-folder to ingest (refused when missing)'),
+  split: z.string().min(1).optional().describe('IDX/CIFAR split: train (default) or test; folders: the sub-folder to ingest (refused when missing); Parquet folders: the split\'s files (train-00000-of-00002.parquet, train/0000.parquet)'),
   preset: z.enum(PRESETS).optional().describe('class names of a known IDX dataset'),
-  size: z.union([positiveInt, z.tuple([positiveInt, positiveInt])])
-    .transform((v): [number, number] => (typeof v === 'number' ? [v, v] : v))
-    .optional()
-    .describe('working resolution [height, width], or one number for a square (default: the source\'s native size)'),
+  size: sizeOption.optional()
+    .describe('working resolution: HxW (28x28), [height, width], or one number for a square (default: the source\'s native size)'),
   channels: z.union([z.literal(1), z.literal(3)]).optional().describe('channels of the working pixels: 1 or 3'),
   fit: z.enum(['cover', 'contain', 'fill']).default('cover').describe('how images are resized to the working size'),
   background: z.enum(['black', 'white']).default('black').describe('colour that transparency is flattened onto and contain pads with'),
@@ -45,16 +45,18 @@ export const ingestOptions = z.object({
   dedupe: z.boolean().default(false).describe('drop rows whose decoded pixels repeat an earlier row\'s (recorded in rejected.jsonl)'),
   allowOutsideRoot: z.boolean().default(false).describe('read files that lie outside the source\'s folder, by a manifest path, an HF image path or a symbolic link'),
   overwrite: z.boolean().default(false).describe('replace the output if it exists'),
+  append: z.boolean().default(false)
+    .describe('add the source\'s new items to the dataset at --out as new shards (items whose id or whose pixels it holds already are skipped; the old shards stay as they are); it is created when missing'),
   concurrency: z.number().int().min(1).max(256).default(4).describe('images decoded at once; does not change the output'),
   shardRows: positiveInt.optional().describe('rows per shard at most'),
-  shardBytes: positiveInt.optional().describe('bytes per shard at most, e.g. 256MiB'),
-  classNames: z.array(z.string().min(1)).min(1)
+  shardBytes: bytesOption.optional().describe('bytes per shard at most, e.g. 256MiB'),
+  classNames: nameListOption.pipe(z.array(z.string().min(1)).min(1))
     .refine((names) => new Set(names).size === names.length, 'class names must be distinct')
     .optional()
     .describe('a fixed class list, in label order'),
   cifarLabels: z.enum(['fine', 'coarse']).default('fine').describe('CIFAR-100: which label becomes `label`'),
   maxInputPixels: positiveInt.default(DEFAULT_MAX_INPUT_PIXELS).describe('refuse larger images unread (decompression bombs)'),
-  maxFileBytes: positiveInt.default(DEFAULT_MAX_FILE_BYTES).describe('refuse larger image files unread'),
+  maxFileBytes: bytesOption.default(DEFAULT_MAX_FILE_BYTES).describe('refuse larger image files unread'),
   limit: positiveInt.optional().describe('ingest only the first n items'),
   seed: z.number().int().default(0).describe('recorded for provenance; ingest draws no random numbers'),
 }).strict();
@@ -64,7 +66,7 @@ export type IngestInput = z.input<typeof ingestOptions>;
 
 export interface IngestSummary extends Record<string, unknown> {
   format: string;
-  /** Input items seen: rows + rejected + duplicates. */
+  /** Input items seen (with --append, those whose id was new): rows + rejected + duplicates + copies of rows already there. */
   items: number;
   rows: number;
   rejected: number;
@@ -74,6 +76,8 @@ export interface IngestSummary extends Record<string, unknown> {
   seconds: number;
   /** Items per second. */
   throughput: number;
+  /** With --append: the dataset added to, its rows before, and the source items it held already (by id or by pixels). */
+  append?: { to: string; rows_before: number; already_present: number };
 }
 
 export interface IngestResult extends StageResult {
@@ -89,9 +93,34 @@ export interface RejectedLine {
 
 /** Options that change the output (the fingerprint's): not where it goes, whether it replaces, how fast. */
 function canonicalOptions(o: IngestOptions): Record<string, unknown> {
-  const { out: _out, overwrite: _ow, concurrency: _c, seed: _s, maxFileBytes, ...rest } = o;
-  // The cap joins the fingerprint only when changed, so outputs made before it existed stay current.
-  return maxFileBytes === DEFAULT_MAX_FILE_BYTES ? rest : { ...rest, maxFileBytes };
+  const { out: _out, overwrite: _ow, concurrency: _c, seed: _s, maxFileBytes, append, ...rest } = o;
+  // The cap and append join the fingerprint only when set, so outputs made before they existed stay current.
+  return { ...rest, ...(maxFileBytes === DEFAULT_MAX_FILE_BYTES ? {} : { maxFileBytes }), ...(append ? { append } : {}) };
+}
+
+/** What an append adds to: the rows already there, by id and by pixel hash. */
+interface AppendBase {
+  fingerprint: string;
+  rows: number;
+  ids: Set<string>;
+  idOfHash: Map<string, string>;
+}
+
+async function readAppendBase(dir: string): Promise<AppendBase> {
+  const ds = await openDataset(dir);
+  const ids = await readStrings(ds, 'id');
+  const hashes = ds.column('sha256') ? await readStrings(ds, 'sha256') : [];
+  const idOfHash = new Map<string, string>();
+  hashes.forEach((h, i) => idOfHash.has(h) || idOfHash.set(h, ids[i]));
+  return { fingerprint: ds.fingerprint, rows: ids.length, ids: new Set(ids), idOfHash };
+}
+
+/** The source's items whose id the base lacks; `skipped` counts the others (not decoded, not logged one by one). */
+async function* newItems(items: AsyncIterable<SourceItem>, base: AppendBase | undefined, skipped: { n: number }): AsyncGenerator<SourceItem> {
+  for await (const item of items) {
+    if (base && item.kind !== 'rejected' && base.ids.has(item.id)) skipped.n++;
+    else yield item;
+  }
 }
 
 function sourceOptions(o: IngestOptions): SourceOptions {
@@ -147,8 +176,8 @@ class RejectedLog {
   /** The first few, for an error message when nothing was accepted. */
   readonly first: RejectedLine[] = [];
 
-  constructor(file: string) {
-    this.stream = createWriteStream(file);
+  constructor(file: string, append = false) {
+    this.stream = createWriteStream(file, { flags: append ? 'a' : 'w' });
   }
 
   async add(line: RejectedLine): Promise<void> {
@@ -167,8 +196,22 @@ class RejectedLog {
   }
 }
 
-async function runIngest(ctx: StageContext, input: string, source: Source, o: IngestOptions, output: Output): Promise<IngestSummary> {
+async function runIngest(ctx: StageContext, input: string, source: Source, o: IngestOptions, output: Output, base?: AppendBase): Promise<IngestSummary & { unchanged?: boolean }> {
   const started = performance.now();
+  const present = { n: 0 };
+  if (base) {
+    // Count what is new before writing anything: when nothing is, the dataset stays exactly as it was.
+    let fresh = 0;
+    for await (const _ of newItems(source.items(), base, present)) fresh++;
+    if (fresh === 0) {
+      ctx.log.info({ out: o.out, present: present.n }, 'ingest: nothing new to append');
+      return {
+        format: source.format, items: present.n, rows: 0, rejected: 0, duplicates: 0, per_class: {}, pixel_shape: workingShape(source, o),
+        seconds: 0, throughput: 0, append: { to: base.fingerprint, rows_before: base.rows, already_present: present.n }, unchanged: true,
+      };
+    }
+    present.n = 0;
+  }
   const shape = workingShape(source, o);
   const [height, width, channels] = shape;
   const decode: DecodeOptions = {
@@ -194,7 +237,8 @@ async function runIngest(ctx: StageContext, input: string, source: Source, o: In
     // Encoded originals can be large: smaller record batches keep memory flat (HF does the same for images).
     batchRows: o.keepOriginal ? 100 : undefined,
   });
-  const rejected = new RejectedLog(path.join(writer.tempDir, REJECTED_FILE));
+  // An append adds to the dataset's log of rejected items (copied into the writer's directory).
+  const rejected = new RejectedLog(path.join(writer.tempDir, REJECTED_FILE), base !== undefined);
   const limit = pLimit(o.concurrency);
 
   const sameShape = (s: PixelShape) => s[0] === height && s[1] === width && s[2] === channels;
@@ -237,12 +281,19 @@ async function runIngest(ctx: StageContext, input: string, source: Source, o: In
   const firstIdOfHash = new Map<string, string>();
   let items = 0;
   let duplicates = 0;
+  /** Appends: new names for pixels already in the dataset. */
+  let copies = 0;
   try {
-    for await (const r of mapOrdered(source.items(), o.concurrency * 4, total, prepare)) {
+    for await (const r of mapOrdered(newItems(source.items(), base, present), o.concurrency * 4, total, prepare)) {
       ctx.signal?.throwIfAborted();
       items++;
       if ('rejected' in r) {
         await rejected.add(r.rejected);
+      } else if (base?.idOfHash.has(r.row.sha256 as string)) {
+        // A new name for pixels the dataset holds already: present, and said so in the log.
+        copies++;
+        const it = r.item as Exclude<SourceItem, { kind: 'rejected' }>;
+        await rejected.add({ id: it.id, path: it.kind === 'pixels' ? undefined : it.path, row: it.row, reason: `already present as ${base.idOfHash.get(r.row.sha256 as string)}` });
       } else {
         const hash = r.row.sha256 as string;
         const first = o.dedupe ? firstIdOfHash.get(hash) : undefined;
@@ -272,12 +323,13 @@ async function runIngest(ctx: StageContext, input: string, source: Source, o: In
     format: source.format,
     items,
     rows,
-    rejected: rejected.count - duplicates,
+    rejected: rejected.count - duplicates - copies,
     duplicates,
     per_class: Object.fromEntries(source.classNames.map((n, i) => [n, perClass[i]])),
     pixel_shape: shape,
     seconds: Math.round(seconds * 1000) / 1000,
     throughput: Math.round(items / Math.max(seconds, 1e-6)),
+    ...(base ? { append: { to: base.fingerprint, rows_before: base.rows, already_present: present.n + copies } } : {}),
   };
   if (rows === 0) {
     // An empty dataset is never what was meant (e.g. a --size no image can be decoded to): fail, with the first reasons.
@@ -292,9 +344,9 @@ async function runIngest(ctx: StageContext, input: string, source: Source, o: In
 export const ingestStage = defineStage({
   name: 'ingest',
   version: INGEST_VERSION,
-  description: 'Decode, validate, resize, hash and shard a source (IDX, CIFAR, image folder, manifest, dataset) into a dataset',
+  description: 'Decode, validate, resize, hash and shard a source (IDX, CIFAR, image folder, manifest, dataset, Parquet) into a dataset',
   options: ingestOptions,
-  inputs: [{ name: 'source', description: 'a folder, an IDX/CIFAR file or folder, a CSV/JSONL manifest, or a dataset directory' }],
+  inputs: [{ name: 'source', description: 'a folder, an IDX/CIFAR file or folder, a CSV/JSONL manifest, a dataset directory, or a Parquet file or folder' }],
   async plan(inputs, o) {
     const input = inputs.source[0];
     const source = await openSource(input, sourceOptions(o));
@@ -302,14 +354,21 @@ export const ingestStage = defineStage({
       input, source,
       options: canonicalOptions(o),
       seed: o.seed,
-      parents: [{ fingerprint: await source.fingerprint(), path: path.resolve(input), role: 'source' }],
+      parents: [
+        { fingerprint: await source.fingerprint(), path: path.resolve(input), role: 'source' },
+        // An append's output follows from the dataset it added to as well.
+        ...(o.append && (await readCuration(o.out)) ? [{ fingerprint: (await readCuration(o.out))!.fingerprint, path: path.resolve(o.out), role: 'appended-to' }] : []),
+      ],
     };
   },
+  appends: (o) => o.append,
   async run(ctx, plan, o, out) {
     if (plan.source.count === 0) {
       throw new DataError('the source has no items', { file: plan.input, hint: 'Point ingest at a folder, manifest or file that holds images' });
     }
-    return { summary: await runIngest(ctx, plan.input, plan.source, o, out) };
+    const base = o.append && (await readCuration(o.out)) ? await readAppendBase(o.out) : undefined;
+    const { unchanged, ...summary } = await runIngest(ctx, plan.input, plan.source, o, out, base);
+    return { summary, unchanged };
   },
 });
 

@@ -22,7 +22,7 @@ import type { StageContext, StageResult } from './context.js';
 import { defineStage, one, parentOf } from './define.js';
 import { backendOption, checkLabelled, describeDataset } from './inputs.js';
 import { detection, plantedKinds } from './planted.js';
-import { runScoreJobs } from './score.js';
+import { runScoreJobs, trainingLength } from './score.js';
 import { trainChoicesFor, trainConfigOf, trainingOptions } from './training.js';
 
 export const LABEL_ISSUES_VERSION = '1';
@@ -75,9 +75,11 @@ export const labelIssuesStage = defineStage({
       }
     }
     const { out: _o, overwrite: _w, csv: _c, scores: _s, backend: _b, parallelism: _p, ...options } = o;
+    // A small pool trains more epochs, as score's does (part of the fingerprint only then).
+    const length = trainingLength({ ...o, method: METHOD }, data.n);
     return {
-      data, scoresDir,
-      options: scoresDir ? { scores: sidecar!.fingerprint } : options,
+      data, scoresDir, epochs: length.epochs, warning: scoresDir ? undefined : length.warning,
+      options: scoresDir ? { scores: sidecar!.fingerprint } : { ...options, ...(length.scaled ? { epochs: length.epochs } : {}) },
       seed: scoresDir ? undefined : o.seed,
       parents: [parentOf(data, 'dataset'), ...(sidecar ? [{ fingerprint: sidecar.fingerprint, path: path.resolve(scoresDir!), role: 'scores' }] : [])],
     };
@@ -98,8 +100,9 @@ export const labelIssuesStage = defineStage({
         suggested.set(numericValues(b.column(`${METHOD}_suggested`)), b.offset);
       }
     } else {
-      ctx.log.info({ rows: data.n }, 'label-issues: out-of-sample predictions (confident learning)');
-      const train = trainConfigOf(trainChoicesFor(getScorer(METHOD).trainDefaults, o), o.seed);
+      ctx.log.info({ rows: data.n, epochs: plan.epochs }, 'label-issues: out-of-sample predictions (confident learning)');
+      if (plan.warning) ctx.log.warn({}, `label-issues: ${plan.warning}`);
+      const train = trainConfigOf(trainChoicesFor(getScorer(METHOD).trainDefaults, { ...o, epochs: plan.epochs }), o.seed);
       const [r] = await runScoreJobs(ctx, [{ kind: 'score', train: { dir: data.dir }, settings: { method: METHOD, train, folds: o.folds } }], { ...o, method: METHOD });
       margin = r.scores;
       ({ issue, suggested } = combineColumns([r]) as { issue: Float32Array; suggested: Float32Array });
@@ -137,6 +140,7 @@ export const labelIssuesStage = defineStage({
         how: 'confident learning: out-of-sample probabilities from k-fold models; per given class, the confident joint counts the rows whose most probable class among those whose threshold (the mean probability of the class over the rows labelled it) they clear is another one, and that many rows of the class with the lowest margins are flagged; no noise rate assumed',
         per_class: perClass,
         ...(planted ? { planted: detection(margin, planted, issue) } : {}),
+        ...(plan.warning ? { warnings: [plan.warning] } : {}),
       },
     };
   },

@@ -337,6 +337,7 @@ export const rateStage = defineStage({
       columns: [{ name: 'id', kind: 'string' }, { name: RATING_COLUMN, kind: 'float32' }],
       shardSizes: await shardSizes(data),
       sidecarOf: data.ds.fingerprint,
+      sidecarShards: data.ds.shards.map((s) => s.file),
       description: `ratings of ${path.basename(data.dir)} by an Alchemist-style rater (higher = more valuable to keep)`,
     });
     const pool = new WorkerPool({ size: o.parallelism ?? os.availableParallelism(), backend: o.backend, onOutput: (line, stream) => ctx.log.debug({ stream }, line) });

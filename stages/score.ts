@@ -27,11 +27,11 @@ export const AGREEMENT_WARNING = 0.8;
 /**
  * Fewer optimizer steps than this and a scored run has barely moved from its
  * initialisation: its scores say more about the seed than the data. With the
- * epochs left to the method, a small pool trains more epochs to reach it (up to
- * MAX_SCALED_EPOCHS); below it anyway, the stage warns.
+ * epochs left to the method, a small pool trains more epochs to reach it (or the
+ * method's own `minSteps`); with the epochs set by the user and below it, the
+ * stage warns.
  */
 export const MIN_TRAIN_STEPS = 20;
-export const MAX_SCALED_EPOCHS = 50;
 
 /** Optimizer steps of a run: full batches per epoch (a last partial one counts), times epochs. */
 export function trainSteps(rows: number, epochs: number, batchSize: number): number {
@@ -48,12 +48,14 @@ export function trainingLength(o: Pick<Parsed, 'method' | 'epochs' | 'batchSize'
   const batch = o.batchSize ?? scorer.trainDefaults.batchSize;
   let epochs = o.epochs ?? scorer.trainDefaults.epochs;
   let scaled = false;
-  if (scorer.trains !== false && o.epochs === undefined && trainSteps(rows, epochs, batch) < MIN_TRAIN_STEPS) {
+  const minSteps = scorer.trainDefaults.minSteps ?? MIN_TRAIN_STEPS;
+  if (scorer.trains !== false && o.epochs === undefined && trainSteps(rows, epochs, batch) < minSteps) {
     const perEpoch = trainSteps(rows, 1, batch);
-    epochs = Math.max(epochs, Math.ceil(MIN_TRAIN_STEPS / perEpoch));
+    epochs = Math.max(epochs, Math.ceil(minSteps / perEpoch));
     scaled = true;
   }
   const steps = trainSteps(rows, epochs, batch);
+  // Epochs the user chose are warned about below the floor all methods share, not a method's own.
   if (scorer.trains === false || steps >= MIN_TRAIN_STEPS) return { epochs, scaled, steps };
   return {
     epochs, scaled, steps,
@@ -150,6 +152,11 @@ export const scoreStage = defineStage({
     { name: 'train', description: 'the training pool to score' },
     { name: 'target', description: 'clean held-out target set', optional: true },
   ],
+  checkInputs(inputs, o) {
+    if (getScorer(o.method).needsTarget && !one(inputs, 'target')) {
+      throw new UsageError(`${o.method} scores need a target set`, { hint: 'Pass --target <dataset>: a clean set held out from the training pool' });
+    }
+  },
   async plan(inputs, o) {
     const train = await describeDataset(inputs.train[0], 'training');
     checkLabelled(train);
@@ -159,8 +166,6 @@ export const scoreStage = defineStage({
       target = await describeDataset(targetDir, 'target');
       checkLabelled(target);
       checkCompatible(train, target);
-    } else if (getScorer(o.method).needsTarget) {
-      throw new UsageError(`${o.method} scores need a target set`, { hint: 'Pass --target <dataset>: a clean set held out from the training pool' });
     }
     const length = trainingLength(o, train.n);
     return {
@@ -211,6 +216,7 @@ export const scoreStage = defineStage({
       ],
       shardSizes: await shardSizes(train),
       sidecarOf: train.ds.fingerprint,
+      sidecarShards: train.ds.shards.map((s) => s.file),
       description: `${o.method} scores of ${path.basename(train.dir)} (higher = more valuable to keep)`,
     });
     await writer.writeColumns({ id: ids, [column]: combined.scores, ...(combined.std ? { [`${column}_std`]: combined.std } : {}), ...extra });

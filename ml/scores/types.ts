@@ -20,6 +20,8 @@ export interface TrainDefaults {
   schedule?: ScheduleSpec;
   epochs: number;
   batchSize: number;
+  /** Fewest optimizer steps worth scoring with: a smaller pool trains more epochs (default: the score stage's MIN_TRAIN_STEPS). */
+  minSteps?: number;
 }
 
 /** Knobs that only some methods read; each method documents which. */

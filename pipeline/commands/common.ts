@@ -77,30 +77,6 @@ export function parsePositive(value: string): number {
   return n;
 }
 
-/** `28x28` (height x width) or `32` (square). */
-export function parseSize(value: string): [number, number] {
-  const m = /^(\d+)(?:[x×,](\d+))?$/i.exec(value.trim());
-  if (!m) throw new InvalidArgumentError('expected HxW, e.g. 28x28, or one number for a square');
-  const h = Number(m[1]);
-  const w = Number(m[2] ?? m[1]);
-  if (h < 1 || w < 1) throw new InvalidArgumentError('height and width must be positive');
-  return [h, w];
-}
-
-/** A byte count with an optional unit: 1000000, 256MiB, 1G, 512k. */
-export function parseBytes(value: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(value.trim());
-  if (!m) throw new InvalidArgumentError('expected a byte count, e.g. 268435456 or 256MiB');
-  const power = ' kmgt'.indexOf(m[2].toLowerCase() || ' ');
-  const n = Math.round(Number(m[1]) * 1024 ** power);
-  if (n < 1) throw new InvalidArgumentError('expected a positive size');
-  return n;
-}
-
-export function parseList(value: string): string[] {
-  return value.split(',').map((s) => s.trim()).filter(Boolean);
-}
-
 /** Repeatable option: `--sidecar a --sidecar b`. */
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];

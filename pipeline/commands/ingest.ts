@@ -1,16 +1,18 @@
 /** `metacurate ingest <source> --out <dir> ...`: decode, validate, resize, hash and shard a source. */
 import { ingestStage, type IngestResult } from '../../stages/ingest.js';
 import { formatSummary } from '../table.js';
-import { parseBytes, parseList, parseSize, type RegisterCommand } from './common.js';
+import type { RegisterCommand } from './common.js';
 import { registerStageCommand } from './stage-command.js';
 
 export const registerIngest: RegisterCommand = (program, session) => {
   registerStageCommand<IngestResult>(program, session, ingestStage, {
-    argument: { name: 'source', description: 'a folder, an IDX/CIFAR file or folder, a CSV/JSONL manifest, or a dataset directory' },
+    argument: { name: 'source', description: 'a folder, an IDX/CIFAR file or folder, a CSV/JSONL manifest, a dataset directory, or a Parquet file or folder' },
     flags: {
-      size: { arg: 'HxW', parse: parseSize },
-      shardBytes: { arg: 'size', parse: parseBytes },
-      classNames: { arg: 'a,b,...', parse: parseList },
+      // Their text forms (28x28, 256MiB, a,b,c) are parsed by the options' schema, as in pipeline files.
+      size: { arg: 'HxW' },
+      shardBytes: { arg: 'size' },
+      maxFileBytes: { arg: 'size' },
+      classNames: { arg: 'a,b,...' },
     },
     help: () => 'Example:\n  metacurate ingest data/builtin/fashion-mnist --split test --out out/fmnist-test',
     format: (result, source) => `ingested ${source} -> ${result.dir}\n\n${formatSummary({ fingerprint: result.fingerprint, ...result.summary })}`,

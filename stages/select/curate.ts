@@ -19,13 +19,14 @@
  * the target says which this pool is.
  */
 import { z } from 'zod';
-import { DataError, UsageError } from '../../core/errors.js';
+import { DataError } from '../../core/errors.js';
 import { one } from '../define.js';
 import type { DataInfo } from '../inputs.js';
 import { binsOption, coverageSample } from './ccs.js';
 import { ascending, classSizes, largestRemainder, rankByScore } from './common.js';
 import type { DecideInput, SelectOptions, Strategy } from './types.js';
-import { bestOf, scoreOnTarget, targetPlan } from './validate.js';
+import type { NamedInputs } from '../define.js';
+import { bestOf, needTarget, scoreOnTarget, targetPlan } from './validate.js';
 
 export const CURATE_LEVELS = ['none', 'issues', 'strict', 'harmful'] as const;
 export type CurateLevel = (typeof CURATE_LEVELS)[number];
@@ -60,6 +61,11 @@ export function classQuotas(poolSizes: number[], available: number[], k: number)
 }
 
 /** Per row: 0 keep, 1 harmful to the target at this level, 2 a label issue. */
+/** The level asked for; unset, auto when a target set is given (chosen on it), else harmful. */
+function levelOf(inputs: NamedInputs, o: SelectOptions): string {
+  return (o.level as string | undefined) ?? (one(inputs, 'target') === undefined ? 'harmful' : 'auto');
+}
+
 function tiers(n: number, level: CurateLevel, flagged?: Float64Array, helps?: Float64Array): Uint8Array {
   const harmBelow = level === 'harmful' ? 0.5 : level === 'strict' ? 1e-9 : -1;
   const tier = new Uint8Array(n);
@@ -130,13 +136,13 @@ export const curateStrategy: Strategy = {
     ...(spreadOf(o) !== 'uniform' ? { by: o.by ?? CURATE_DEFAULTS.by } : {}),
     ...(spreadOf(o) === 'bins' ? { bins: (o.bins as number | undefined) ?? CURATE_DEFAULTS.bins } : {}),
   }),
+  checkInputs(inputs, o) {
+    const level = levelOf(inputs, o);
+    needTarget(inputs, `curate --level ${level}`, level === 'auto');
+  },
   async plan(inputs, o) {
-    const level = (o.level as string | undefined) ?? (one(inputs, 'target') === undefined ? 'harmful' : 'auto');
-    if (level !== 'auto') {
-      if (one(inputs, 'target') !== undefined) throw new UsageError(`curate --level ${level} uses no target set`, { hint: 'Drop --target, or use --level auto' });
-      return { options: { level } };
-    }
-    return { ...(await targetPlan(inputs, 'curate --level auto')), options: { level } };
+    const level = levelOf(inputs, o);
+    return level === 'auto' ? { ...(await targetPlan(inputs, 'curate --level auto')), options: { level } } : { options: { level } };
   },
   async decide(input) {
     const { columns, options: o, dataset } = input;

@@ -225,10 +225,15 @@ function makeSelectStage(hooks: Record<string, unknown>) {
     ],
     check: (o) => checkOptions(o as SelectOptions),
     fromList: (paths, o) => fromList(paths, o as SelectOptions),
-    async plan(inputs, raw) {
+    checkInputs(inputs, raw) {
       const o = raw as SelectOptions;
       const s = getStrategy(o.strategy);
       if (inputs.target.length && !s.needsTarget) throw new UsageError(`strategy ${s.name} takes no target set`, { hint: 'Drop the target input' });
+      s.checkInputs?.(inputs, o, hooks);
+    },
+    async plan(inputs, raw) {
+      const o = raw as SelectOptions;
+      const s = getStrategy(o.strategy);
       const ds = await openPool(inputs.dataset[0], inputs.scores);
       checkColumns(ds, o, s);
       const n = await ds.countRows();

@@ -5,6 +5,7 @@
  * See docs/methods/mgd.md.
  */
 import { z } from 'zod';
+import { docsRef } from '../../core/version.js';
 import { DataError, UsageError } from '../../core/errors.js';
 import { loadExamples } from '../../data/batch.js';
 import { openDataset } from '../../data/reader.js';
@@ -105,7 +106,7 @@ export async function mgdSelect(n: number, initial: Uint32Array, metagrad: Metag
       if (!Number.isFinite(g[i])) {
         throw new DataError(`the metagradient is ${g[i]} at row ${i} in round ${round}`, {
           row: i,
-          hint: 'Training diverged or is not metasmooth: lower the learning rate or use a smoother model (docs/methods/metagradients.md)',
+          hint: `Training diverged or is not metasmooth: lower the learning rate or use a smoother model${docsRef('docs/methods/metagradients.md')}`,
         });
       }
       meanGrad += counts[i] * g[i];
@@ -207,7 +208,7 @@ export const mgdStrategy: Strategy = {
       metagradKey: o.metagradKey,
     };
   },
-  async plan(inputs, o, hooks) {
+  checkInputs(inputs, o, hooks) {
     const targetDir = one(inputs, 'target');
     if (hooks.metagrad) {
       const given = [...(targetDir !== undefined ? ['target'] : []), ...ENGINE_OPTIONS.filter((key) => o[key] !== undefined)];
@@ -216,7 +217,7 @@ export const mgdStrategy: Strategy = {
           hint: 'Pass either the callback or the engine\'s options (target, model, epochs, ...), not both',
         });
       }
-      return {};
+      return;
     }
     if (targetDir === undefined) {
       throw new UsageError('mgd selection needs the score stage\'s metagradient engine, and the engine needs a target set to measure φ on', {
@@ -227,6 +228,11 @@ export const mgdStrategy: Strategy = {
       throw new UsageError('metagradKey names the setup of a library metagrad callback; with a target the engine\'s key is computed', { hint: 'Drop metagradKey' });
     }
     if (o.seed < 0) throw new UsageError(`mgd trains with seed ${o.seed}; the training seed must be 0 or more`, { hint: 'Pass --seed <n ≥ 0>' });
+  },
+  async plan(inputs, o, hooks) {
+    // checkInputs ran first: with a callback there is nothing to plan, else there is a target.
+    if (hooks.metagrad) return {};
+    const targetDir = one(inputs, 'target')!;
     const pool = await describeDataset(inputs.dataset[0], 'pool');
     const target = await describeDataset(targetDir, 'target');
     checkLabelled(pool);

@@ -11,7 +11,7 @@ import { ascending, rankByScore } from './common.js';
 import { one } from '../define.js';
 import type { DataInfo } from '../inputs.js';
 import type { Selection, Strategy } from './types.js';
-import { scoreOnTarget, bestOf, targetPlan } from './validate.js';
+import { scoreOnTarget, bestOf, needTarget, targetPlan } from './validate.js';
 
 export const PRUNE_DEFAULTS = { drop: 0.2 } as const;
 
@@ -45,10 +45,11 @@ export const pruneStrategy: Strategy = {
   seeded: true,
   needsTarget: true,
   canonical: (o) => ({ drop: o.drop ?? PRUNE_DEFAULTS.drop }),
+  checkInputs(inputs, o) {
+    needTarget(inputs, `prune --drop ${o.drop ?? PRUNE_DEFAULTS.drop}`, o.drop === 'auto');
+  },
   async plan(inputs, o) {
-    if (o.drop === 'auto') return targetPlan(inputs, 'prune --drop auto');
-    if (one(inputs, 'target') !== undefined) throw new UsageError('prune uses a target set only with --drop auto', { hint: 'Drop --target, or pass --drop auto' });
-    return {};
+    return o.drop === 'auto' ? targetPlan(inputs, 'prune --drop auto') : {};
   },
   async decide(input) {
     const { scores, budget, options, rng, dataset } = input;

@@ -90,6 +90,8 @@ export interface Strategy {
   columns?(o: SelectOptions): string[];
   /** Its options with defaults filled in: recorded in curation.json and hashed. */
   canonical(o: SelectOptions): Record<string, unknown>;
+  /** Checks which inputs are given (the target, say) against its options, reading none: a pipeline runs it before any stage. */
+  checkInputs?(inputs: NamedInputs, o: SelectOptions, hooks: Record<string, unknown>): void;
   /** Looks at the inputs before any work (e.g. a target set); may add parents and options to the fingerprint. */
   plan?(inputs: NamedInputs, o: SelectOptions, hooks: Record<string, unknown>): Promise<StrategyPlan>;
   decide(input: DecideInput): Promise<Decision>;

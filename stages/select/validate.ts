@@ -17,8 +17,7 @@ export const VALIDATION_SEEDS = 2;
 
 /** The target set an 'auto' setting chooses on, checked against the pool. */
 export async function targetPlan(inputs: NamedInputs, what: string): Promise<StrategyPlan> {
-  const dir = one(inputs, 'target');
-  if (dir === undefined) throw new UsageError(`${what} chooses on a target set`, { hint: 'Pass --target <dir> (a clean held-out set), or give the setting a value' });
+  const dir = needTarget(inputs, what, true);
   const pool = await describeDataset(inputs.dataset[0], 'pool');
   const target = await describeDataset(dir, 'target');
   // Quick models train on the pool's labels and are tested on the target's.
@@ -26,6 +25,17 @@ export async function targetPlan(inputs: NamedInputs, what: string): Promise<Str
   checkLabelled(target);
   checkCompatible(pool, target);
   return { parents: [{ fingerprint: target.ds.fingerprint, path: target.dir, role: 'target' }], state: target };
+}
+
+/**
+ * Refuses a target set given to a setting that uses none (`uses` false), or one
+ * missing where the setting chooses on it (`uses` true). Returns the target.
+ */
+export function needTarget(inputs: NamedInputs, what: string, uses: boolean): string {
+  const dir = one(inputs, 'target');
+  if (uses && dir === undefined) throw new UsageError(`${what} chooses on a target set`, { hint: 'Pass --target <dir> (a clean held-out set), or give the setting a value' });
+  if (!uses && dir !== undefined) throw new UsageError(`${what} uses no target set`, { hint: 'Drop --target, or let the setting be chosen on the target (auto)' });
+  return dir!;
 }
 
 /** Trains quick models on each candidate and returns their mean accuracy on the target. */

@@ -14,7 +14,8 @@ import { loadPipelineConfig, parsePipelineConfig } from '../../pipeline/config.j
 import { runPipeline } from '../../pipeline/runner.js';
 import { LOCK_FILE } from '../../pipeline/lock.js';
 import type { StageRegistry } from '../../pipeline/registry.js';
-import { tempDir, tempEntries } from './helpers.js';
+import { STAGES } from '../../pipeline/registry.js';
+import { REPO, tempDir, tempEntries } from './helpers.js';
 
 /** A stage that writes `rows` rows; its fingerprint follows its inputs' fingerprints, as real stages do. */
 const fakeOptions = z.object({
@@ -213,6 +214,55 @@ describe('pipeline config', () => {
       .toMatch(/stages\[1\]\.id: "a" is used twice/);
     expect((await configError({ version: 2, stages: [] })).message).toMatch(/version: .*workdir: .*stages: /);
     expect((await configError({ ...base, stages: [{ id: '../up', stage: 'fake' }] })).message).toMatch(/stages\[0\]\.id: use letters/);
+  });
+
+  test('the CLI\'s spellings work in a pipeline file: 28x28, 256MiB, a,b,c and kebab- or snake_case keys', () => {
+    const cfg = parsePipelineConfig({
+      ...base,
+      stages: [
+        { id: 'in', stage: 'ingest', inputs: ['src'], options: { size: '32x28', 'shard-bytes': '64MiB', class_names: 'a, b,c', 'max-file-bytes': '1 MiB' } },
+        { id: 'loss', stage: 'score', inputs: ['${in}'], options: { method: 'loss', 'batch-size': 64 } },
+      ],
+    }, { file: '/x/p.yaml' });
+    // Parsed as --size 32x28 --shard-bytes 64MiB --class-names a,b,c are; the stage parses them again unchanged.
+    const parsed = { size: [32, 28], shardBytes: 64 * 2 ** 20, classNames: ['a', 'b', 'c'], maxFileBytes: 2 ** 20 };
+    expect(cfg.stages[0].options).toMatchObject(parsed);
+    expect(STAGES.ingest.options.parse({ ...cfg.stages[0].options, out: 'o' })).toMatchObject(parsed);
+    expect(cfg.stages[1].options).toMatchObject({ batchSize: 64 });
+  });
+
+  test('bad spellings and options that depend on each other are refused before any stage runs', () => {
+    const err = (stages: unknown[]) => {
+      try {
+        parsePipelineConfig({ ...base, stages }, { file: '/x/p.yaml' });
+      } catch (e) {
+        expect(e).toBeInstanceOf(ConfigError);
+        return (e as Error).message;
+      }
+      throw new Error('no error');
+    };
+    const ingest = { id: 'in', stage: 'ingest', inputs: ['src'] };
+    expect(err([{ ...ingest, options: { size: '28y28' } }])).toMatch(/stages\[0\]\.options\.size: .*expected HxW, e\.g\. 28x28/);
+    expect(err([{ ...ingest, options: { shardBytes: 'lots' } }])).toMatch(/shardBytes: .*expected a byte count/);
+    expect(err([{ ...ingest, options: { size: 28, Size: 32 } }])).toMatch(/"Size" and another key both spell option "size"/);
+    // Each names the step, says what is wrong and what to do.
+    expect(err([ingest, { id: 'mg', stage: 'score', inputs: ['${in}'], options: { method: 'metagrad' } }]))
+      .toMatch(/^\/x\/p\.yaml: stages\[1\] \(mg\): metagrad scores need a target set\. Pass --target/);
+    expect(err([ingest, { id: 'top', stage: 'select', inputs: { dataset: '${in}' }, options: { strategy: 'topk', budget: 0.5 } }]))
+      .toMatch(/stages\[1\] \(top\): strategy topk needs a score column\. Name it with --by/);
+    expect(err([ingest, { id: 'mgd', stage: 'select', inputs: { dataset: '${in}' }, options: { strategy: 'mgd', budget: 0.5 } }]))
+      .toMatch(/stages\[1\] \(mgd\): mgd selection needs .* target set/);
+    expect(err([ingest, { id: 'c', stage: 'select', inputs: { dataset: '${in}', target: '${in}' }, options: { strategy: 'curate', level: 'harmful', budget: 0.5, by: 'm' } }]))
+      .toMatch(/curate --level harmful uses no target set/);
+    expect(err([ingest, { id: 'p', stage: 'select', inputs: { dataset: '${in}' }, options: { strategy: 'prune', drop: 'auto', budget: 0.5, by: 'm' } }]))
+      .toMatch(/prune --drop auto chooses on a target set/);
+  });
+
+  test('the hint of a schema error names the schema file where it is on this machine', async () => {
+    const e = await configError({ ...base, stages: [{ id: 'a', stage: 'fake', options: { rows: 'many' } }] });
+    const schema = path.join(REPO, 'schema', 'pipeline.schema.json');
+    expect(e.message).toContain(`The schema of pipeline files is ${schema}`);
+    expect(existsSync(schema)).toBe(true);
   });
 
   test('YAML syntax errors give the line; a missing file is missing input (66)', async () => {

@@ -106,15 +106,18 @@ describe('score stage', () => {
   it('trains a small pool for more epochs when the epochs are the method\'s, in the fingerprint', async () => {
     const { epochs: _e, ...noEpochs } = quick;
     const res = await score(train, { ...noEpochs, out: path.join(tmp, 'scaled'), method: 'loss' });
-    // The method's 2 epochs give 8 steps; 5 epochs give MIN_TRAIN_STEPS (20).
-    expect(res.summary.protocol.epochs).toBe(5);
+    // The method's 2 epochs give 8 steps; the baselines want 60 (15 epochs).
+    expect(res.summary.protocol.epochs).toBe(15);
     expect(res.summary.warnings).toBeUndefined();
-    expect((await readCuration(res.dir))!.options).toMatchObject({ epochs: 5 });
+    expect((await readCuration(res.dir))!.options).toMatchObject({ epochs: 15 });
     const big = trainingLength({ method: 'loss', batchSize: 10 }, 400);
     expect(big).toEqual({ epochs: 2, scaled: false, steps: 80 });
     expect(trainSteps(41, 2, 10)).toBe(10);
-    // Even a one-row pool reaches it (one step an epoch); epochs the user set are kept, with the warning.
-    expect(trainingLength({ method: 'loss' }, 1)).toEqual({ epochs: 20, scaled: true, steps: 20 });
+    // Even a one-row pool reaches it (one step an epoch); metagrad, costlier, asks for MIN_TRAIN_STEPS (20).
+    expect(trainingLength({ method: 'loss' }, 1)).toEqual({ epochs: 60, scaled: true, steps: 60 });
+    expect(trainingLength({ method: 'metagrad' }, 1000)).toEqual({ epochs: 10, scaled: true, steps: 20 });
+    expect(trainingLength({ method: 'metagrad' }, 5000)).toEqual({ epochs: 2, scaled: false, steps: 20 });
+    // Epochs the user set are kept, with the warning below 20.
     expect(trainingLength({ method: 'loss', epochs: 3 }, 1)).toMatchObject({ epochs: 3, scaled: false, steps: 3, warning: expect.stringMatching(/only 3 optimizer steps/) });
   });
 
