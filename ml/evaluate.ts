@@ -64,9 +64,11 @@ export interface EvalResult {
   /** Mean cross-entropy against the one-hot (or soft) targets. */
   loss: number;
   n: number;
+  /** Row counts by (hard) label and prediction, k × k row-major: confusion[label * k + predicted]. */
+  confusion: Int32Array;
 }
 
-/** Accuracy and mean cross-entropy of `params` on `ex`. */
+/** Accuracy, mean cross-entropy and the confusion matrix of `params` on `ex`. */
 export function evaluateModel(model: Model, params: readonly tf.Tensor[], ex: Examples, batchSize = EVAL_BATCH_SIZE): EvalResult {
   checkCompatible(model, ex);
   const n = ex.ids.length;
@@ -79,6 +81,7 @@ export function evaluateModel(model: Model, params: readonly tf.Tensor[], ex: Ex
   const [H, W, C] = ex.shape;
   let correct = 0;
   let lossSum = 0;
+  const confusion = new Int32Array(k * k);
   for (let s = 0; s < n; s += batchSize) {
     const idx = rangeIdx(s, Math.min(n, s + batchSize));
     const [logits, losses] = tf.tidy(() => {
@@ -89,11 +92,13 @@ export function evaluateModel(model: Model, params: readonly tf.Tensor[], ex: Ex
     const l = losses.dataSync();
     tf.dispose([logits, losses]);
     for (let r = 0; r < idx.length; r++) {
-      if (argmax(z, r * k, k) === labels[s + r]) correct++;
+      const predicted = argmax(z, r * k, k);
+      if (predicted === labels[s + r]) correct++;
+      confusion[labels[s + r] * k + predicted]++;
       lossSum += l[r];
     }
   }
-  return { accuracy: correct / n, loss: lossSum / n, n };
+  return { accuracy: correct / n, loss: lossSum / n, n, confusion };
 }
 
 /** Fraction of rows classified correctly. */

@@ -70,6 +70,8 @@ export type Job = EvaluateJob | TrainJob | ScoreJob | RateJob | TrainRaterJob;
 export interface EvaluateJobResult {
   accuracy: number;
   loss: number;
+  /** Test rows by label and prediction, k × k row-major (ml/evaluate.ts). */
+  confusion: Int32Array;
   /** Mean training loss over the last epoch's steps. */
   trainLoss: number;
   numTrain: number;
@@ -205,6 +207,7 @@ const JOB_KINDS: { [K in Job['kind']]: JobKind<JobOfKind<K>> } = {
         return {
           accuracy: r.accuracy,
           loss: r.loss,
+          confusion: r.confusion,
           trainLoss: tail / perEpoch,
           numTrain: train.ids.length,
           numTest: test.ids.length,
@@ -214,7 +217,7 @@ const JOB_KINDS: { [K in Job['kind']]: JobKind<JobOfKind<K>> } = {
         tf.dispose(params);
       }
     },
-    transfer: () => [],
+    transfer: (r) => [r.confusion.buffer],
   },
   train: {
     async run(job, { tf, onProgress }) {

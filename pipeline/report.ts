@@ -1,7 +1,9 @@
 /**
  * The pipeline report: what each stage did (ran or skipped as current), its
- * fingerprint, rows and summary. Written as `<workdir>/report.json` and
- * `report.md`, and printed by `metacurate run`.
+ * fingerprint, rows and summary. Written as `<workdir>/report.json`,
+ * `report.md` and `report.html` (pipeline/report-html.ts, which adds images and
+ * per-class views), and printed by `metacurate run`. The tables both files
+ * show are built once here, as ReportTables.
  *
  * When the pipeline evaluated selections (an evaluate stage whose first input is
  * a select stage's output), the report also compares them by budget: a table of
@@ -14,12 +16,16 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { writeFileAtomic } from '../core/atomic.js';
 import { budgetPlotSvg, type BudgetSeries } from './plot.js';
-import { formatNumber, formatSummary, formatTable, markdownBlock, markdownCode, markdownText } from './table.js';
+import { REPORT_HTML, writeReportHtml } from './report-html.js';
+import {
+  formatNumber, formatPercent, formatSummary, formatTable, markdownBlock, markdownCode, markdownTable, markdownText, type ReportTable,
+} from './table.js';
 
 export const REPORT_JSON = 'report.json';
 export const REPORT_MD = 'report.md';
 export const BUDGET_SVG = 'budget.svg';
 export const BUDGET_PNG = 'budget.png';
+export { REPORT_HTML };
 /** The series name of the evaluate stages' own random baseline (class-matched random subsets). */
 export const RANDOM_BASELINE = 'random (evaluate baseline)';
 
@@ -92,12 +98,19 @@ export function statusText(s: StageReport): string {
   return s.reason && s.reason !== 'new' ? `ran (${s.reason})` : 'ran';
 }
 
+/** What each stage did: the first table of every report. */
+export function stageTable(report: PipelineReport): ReportTable {
+  return {
+    headers: ['stage', 'kind', 'status', 'rows', 'seconds', 'fingerprint', 'output'],
+    numeric: [false, false, false, true, true, false, false],
+    rows: report.stages.map((s) => [s.id, s.stage, statusText(s), s.numRows, round(s.seconds), { code: s.fingerprint }, { code: s.dir }]),
+  };
+}
+
 /** The stage table printed at the end of a run. */
 export function formatStageTable(report: PipelineReport): string {
-  return formatTable(
-    ['stage', 'kind', 'status', 'rows', 'seconds', 'fingerprint', 'output'],
-    report.stages.map((s) => [s.id, s.stage, statusText(s), s.numRows, round(s.seconds), s.fingerprint, s.dir]),
-  );
+  const t = stageTable(report);
+  return formatTable(t.headers, t.rows.map((r) => r.map((c) => (typeof c === 'object' && c !== null ? c.code : c))));
 }
 
 type Summary = Record<string, unknown>;
@@ -177,21 +190,32 @@ function pm(a: AccuracyStat | undefined): string {
   return a ? `${a.mean.toFixed(2)} ± ${a.std.toFixed(2)}` : '–';
 }
 
+/** What the budget table says about the random and full-data columns. */
+export const BUDGET_NOTE = `Test accuracy (%), mean ± std over seeds. "${RANDOM_BASELINE}" and "full data" are the evaluate stage's own baselines: ` +
+  'a random subset of the pool with the selection\'s class counts, and the whole pool; Δ is the selection minus that random subset.';
+
+/** Every evaluated selection: its budget, accuracy and the evaluate stage's baselines. */
+export function budgetTable(b: BudgetReport): ReportTable {
+  return {
+    headers: ['method', 'budget', 'rows', 'accuracy %', `${RANDOM_BASELINE} %`, 'Δ', 'full data %', 'selection', 'evaluation'],
+    numeric: [false, true, true, true, true, true, true, false, false],
+    rows: b.rows.map((r) => [
+      r.method, formatPercent(r.budget), `${formatNumber(r.rows)} of ${formatNumber(r.rowsIn)}`, pm(r.accuracy), pm(r.random),
+      r.random ? (r.accuracy.mean - r.random.mean).toFixed(2) : '–', pm(r.full), r.selection, r.evaluation,
+    ]),
+  };
+}
+
+/** The protocols the evaluations used, once each. */
+export function budgetProtocols(b: BudgetReport): string[] {
+  return [...new Set(b.rows.map((r) => r.protocol).filter((p): p is string => p !== undefined))];
+}
+
 function budgetMarkdown(b: BudgetReport): string[] {
   const lines = ['', '## Accuracy vs budget', ''];
   if (b.plot) lines.push(`![test accuracy vs budget](${b.plot.svg})`, '');
-  lines.push(
-    `Test accuracy (%), mean ± std over seeds. "${RANDOM_BASELINE}" and "full data" are the evaluate stage's own baselines: ` +
-      'a random subset of the pool with the selection\'s class counts, and the whole pool; Δ is the selection minus that random subset.',
-    '',
-    `| method | budget | rows | accuracy % | ${RANDOM_BASELINE} % | Δ | full data % | selection | evaluation |`,
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |',
-    ...b.rows.map((r) => {
-      const delta = r.random ? (r.accuracy.mean - r.random.mean).toFixed(2) : '–';
-      return `| ${markdownText(r.method)} | ${r.budget} | ${formatNumber(r.rows)} of ${formatNumber(r.rowsIn)} | ${pm(r.accuracy)} | ${pm(r.random)} | ${delta} | ${pm(r.full)} | ${r.selection} | ${r.evaluation} |`;
-    }),
-  );
-  const protocols = [...new Set(b.rows.map((r) => r.protocol).filter((p): p is string => p !== undefined))];
+  lines.push(BUDGET_NOTE, '', ...markdownTable(budgetTable(b)));
+  const protocols = budgetProtocols(b);
   if (protocols.length) lines.push('', `Protocol: ${protocols.join(' / ')}`);
   if (b.plot?.pngError) lines.push('', `(The PNG could not be rendered: ${b.plot.pngError})`);
   return lines;
@@ -199,45 +223,62 @@ function budgetMarkdown(b: BudgetReport): string[] {
 
 type Planted = Record<string, { rows?: number; auroc?: number | null; flagged?: number; pool?: number; kept?: number; fraction?: number }>;
 
+/** A planted-problem table with the sentence that says what it shows. */
+export interface NotedTable {
+  note: string;
+  table: ReportTable;
+}
+
 /**
  * When the pool carries planted problems (the plant stage): how well each score
  * ranked each kind below the clean rows, and what each selection kept of each.
  */
-export function plantedMarkdown(stages: StageReport[]): string[] {
+export function plantedTables(stages: StageReport[]): { detection?: NotedTable; kept?: NotedTable } {
   const withPlanted = (kind: string) => stages.filter((s) => s.stage === kind && s.summary.planted && typeof s.summary.planted === 'object');
   const scores = withPlanted('score');
   const selections = withPlanted('select');
-  if (!scores.length && !selections.length) return [];
-  const lines = ['', '## Planted problems', ''];
-  const fmt = (v: number | null | undefined, digits = 3) => (typeof v === 'number' ? v.toFixed(digits) : '–');
+  const auroc = (v: number | null | undefined) => (typeof v === 'number' ? v.toFixed(3) : '–');
+  const share = (v: number | null | undefined) => (typeof v === 'number' ? formatPercent(v) : '–');
+  const out: { detection?: NotedTable; kept?: NotedTable } = {};
   if (scores.length) {
     const kinds = [...new Set(scores.flatMap((s) => Object.keys(s.summary.planted as Planted)))].filter((k) => k !== 'clean').sort();
-    lines.push(
-      'AUROC of each score at ranking the rows of a planted kind below the clean rows (1 = all below, 0.5 = chance); ' +
+    out.detection = {
+      note: 'AUROC of each score at ranking the rows of a planted kind below the clean rows (1 = all below, 0.5 = chance); ' +
         'for scores that flag rows, the share flagged.',
-      '',
-      `| score | ${kinds.map((k) => `${markdownText(k)} AUROC | ${markdownText(k)} flagged`).join(' | ')} | clean flagged |`,
-      `| --- | ${kinds.map(() => '---: | ---:').join(' | ')} | ---: |`,
-      ...scores.map((s) => {
-        const p = s.summary.planted as Planted;
-        return `| ${s.id} (${markdownText(String(s.summary.method))}) | ${kinds.map((k) => `${fmt(p[k]?.auroc)} | ${fmt(p[k]?.flagged, 2)}`).join(' | ')} | ${fmt(p.clean?.flagged, 2)} |`;
-      }),
-      '',
-    );
+      table: {
+        headers: ['score', ...kinds.flatMap((k) => [`${k} AUROC`, `${k} flagged`]), 'clean flagged'],
+        numeric: [false, ...kinds.flatMap(() => [true, true]), true],
+        rows: scores.map((s) => {
+          const p = s.summary.planted as Planted;
+          return [`${s.id} (${String(s.summary.method)})`, ...kinds.flatMap((k) => [auroc(p[k]?.auroc), share(p[k]?.flagged)]), share(p.clean?.flagged)];
+        }),
+      },
+    };
   }
   if (selections.length) {
     const kinds = [...new Set(selections.flatMap((s) => Object.keys(s.summary.planted as Planted)))].sort();
-    lines.push(
-      'Share of each kind of row that each selection kept.',
-      '',
-      `| selection | method | budget | ${kinds.map(markdownText).join(' | ')} |`,
-      `| --- | --- | ---: | ${kinds.map(() => '---:').join(' | ')} |`,
-      ...selections.map((s) => {
-        const p = s.summary.planted as Planted;
-        return `| ${s.id} | ${markdownText(selectionMethod(s.summary))} | ${formatNumber(num(s.summary.budget) ?? 0)} | ${kinds.map((k) => fmt(p[k]?.fraction, 2)).join(' | ')} |`;
-      }),
-    );
+    out.kept = {
+      note: 'Share of each kind of row that each selection kept.',
+      table: {
+        headers: ['selection', 'method', 'budget', ...kinds],
+        numeric: [false, false, true, ...kinds.map(() => true)],
+        rows: selections.map((s) => {
+          const p = s.summary.planted as Planted;
+          const budget = num(s.summary.budget);
+          const rowsIn = num(s.summary.rows_in);
+          return [s.id, selectionMethod(s.summary), budget !== undefined && rowsIn ? formatPercent(budget / rowsIn) : '–', ...kinds.map((k) => share(p[k]?.fraction))];
+        }),
+      },
+    };
   }
+  return out;
+}
+
+export function plantedMarkdown(stages: StageReport[]): string[] {
+  const { detection, kept } = plantedTables(stages);
+  if (!detection && !kept) return [];
+  const lines = ['', '## Planted problems'];
+  for (const t of [detection, kept]) if (t) lines.push('', t.note, '', ...markdownTable(t.table));
   return lines;
 }
 
@@ -249,12 +290,9 @@ export function reportMarkdown(report: PipelineReport): string {
     `- code version: ${report.code_version}`,
     `- started: ${report.started_at}, finished: ${report.finished_at} (${formatNumber(round(report.seconds))} s)`,
     `- stages: ${report.stages.filter((s) => s.status === 'ran').length} ran, ${report.stages.filter((s) => s.status === 'skipped').length} skipped (current)`,
+    `- also as [report.html](${REPORT_HTML}), with images of the rows each score ranks lowest and highest, per-class accuracy and confusion matrices`,
     '',
-    '| stage | kind | status | rows | seconds | fingerprint | output |',
-    '| --- | --- | --- | ---: | ---: | --- | --- |',
-    ...report.stages.map((s) =>
-      `| ${s.id} | ${s.stage} | ${statusText(s)} | ${formatNumber(s.numRows)} | ${formatNumber(round(s.seconds))} | \`${s.fingerprint}\` | ${markdownCode(s.dir).replace(/\|/g, '\\|')} |`,
-    ),
+    ...markdownTable(stageTable(report)),
   ];
   if (report.budget) lines.push(...budgetMarkdown(report.budget));
   lines.push(...plantedMarkdown(report.stages));
@@ -267,17 +305,19 @@ export function reportMarkdown(report: PipelineReport): string {
 }
 
 /**
- * Writes report.json and report.md into the workdir (each atomically), and, when
- * selections were evaluated, budget.svg and budget.png; sets `report.budget`.
+ * Writes report.json, report.md and report.html into the workdir (each
+ * atomically), and, when selections were evaluated, budget.svg and budget.png;
+ * sets `report.budget`.
  */
-export async function writeReport(workdir: string, report: PipelineReport): Promise<{ json: string; md: string; svg?: string; png?: string }> {
+export async function writeReport(workdir: string, report: PipelineReport): Promise<{ json: string; md: string; html: string; svg?: string; png?: string }> {
   const json = path.join(workdir, REPORT_JSON);
   const md = path.join(workdir, REPORT_MD);
   const budget = budgetReport(report.stages);
   let svg: string | undefined;
   let png: string | undefined;
+  let text: string | undefined;
   if (budget) {
-    const text = budgetPlotSvg(budgetSeries(budget), { title: `${report.name}: test accuracy vs budget`, full: budget.full });
+    text = budgetPlotSvg(budgetSeries(budget), { title: `${report.name}: test accuracy vs budget`, full: budget.full });
     svg = path.join(workdir, BUDGET_SVG);
     await writeFileAtomic(svg, text);
     budget.plot = { svg: BUDGET_SVG };
@@ -293,7 +333,14 @@ export async function writeReport(workdir: string, report: PipelineReport): Prom
   }
   await writeFileAtomic(json, JSON.stringify(report, null, 2) + '\n');
   await writeFileAtomic(md, reportMarkdown(report));
-  return { json, md, svg, png };
+  const html = await writeReportHtml(workdir, {
+    report,
+    stages: stageTable(report),
+    budget: budget && text ? { svg: text, table: budgetTable(budget), note: BUDGET_NOTE, protocols: budgetProtocols(budget) } : undefined,
+    planted: plantedTables(report.stages),
+    methods: Object.fromEntries(report.stages.filter((s) => s.stage === 'select').map((s) => [s.id, selectionMethod(s.summary)])),
+  });
+  return { json, md, html, svg, png };
 }
 
 function round(x: number): number {

@@ -112,7 +112,15 @@ export interface SeedStats {
   perSeed: number[];
 }
 
-export interface ArmReport {
+/** Test rows by true class and prediction, mean over seeds (the test set is the same for every seed). */
+export interface ClassBreakdown {
+  /** Accuracy on each class's test rows, mean over seeds (null for a class with no test rows). */
+  perClass: (number | null)[];
+  /** confusion[true][predicted]: mean test rows over seeds. */
+  confusion: number[][];
+}
+
+export interface ArmReport extends ClassBreakdown {
   numTrain: number;
   epochs: number;
   steps: number;
@@ -123,10 +131,12 @@ export interface ArmReport {
   seconds: number;
 }
 
-export interface EvaluateReport {
+export interface EvaluateReport extends ClassBreakdown {
   /** Test accuracy of models trained on the evaluated set. */
   accuracy: SeedStats;
   loss: SeedStats;
+  /** Class names (the test set's), in label order: the rows and columns of perClass and confusion. */
+  classes: string[];
   numTrain: number;
   numTest: number;
   epochs: number;
@@ -237,6 +247,18 @@ function resolveOptimizer(o: Parsed, preset: Preset): OptimizerSpec {
   else if (o.optimizer === preset.optimizer.kind) spec = preset.optimizer;
   else spec = o.optimizer === 'sgd' ? { kind: 'sgd', lr: 0.01, momentum: 0.9 } : { kind: o.optimizer, lr: 1e-3 };
   return o.lr !== undefined ? { ...spec, lr: o.lr } : spec;
+}
+
+/** Mean confusion matrix over seeds, and each class's accuracy from it. */
+export function classBreakdown(confusions: Int32Array[], k: number): ClassBreakdown {
+  const confusion = Array.from({ length: k }, (_, t) => Array.from({ length: k }, (_, p) =>
+    // Three decimals: a mean over seeds of counts, without float noise in evaluation.json.
+    Number((confusions.reduce((a, c) => a + c[t * k + p], 0) / confusions.length).toFixed(3))));
+  const perClass = confusion.map((row, t) => {
+    const total = row.reduce((a, b) => a + b, 0);
+    return total > 0 ? row[t] / total : null;
+  });
+  return { perClass, confusion };
 }
 
 function stats(values: number[]): SeedStats {
@@ -394,6 +416,7 @@ async function runEvaluation(ctx: StageContext, d: Described, o: Parsed, fingerp
       loss: stats(rs.map((r) => r.loss)),
       trainLoss: rs.map((r) => r.trainLoss),
       seconds: rs.reduce((a, r) => a + r.seconds, 0),
+      ...classBreakdown(rs.map((r) => r.confusion), test.numClasses),
     };
     return [arm.name, report] as const;
   });
@@ -401,9 +424,13 @@ async function runEvaluation(ctx: StageContext, d: Described, o: Parsed, fingerp
   const main = byName.train!;
   const baselines = byName.random || byName.full ? { random: byName.random, full: byName.full } : undefined;
   ctx.log.info({ accuracy: main.accuracy.mean, std: main.accuracy.std, random: byName.random?.accuracy.mean, full: byName.full?.accuracy.mean }, 'evaluate: done');
+  const names = test.classNames.length ? test.classNames : train.classNames;
   return {
     accuracy: main.accuracy,
     loss: main.loss,
+    classes: Array.from({ length: test.numClasses }, (_, c) => names[c] ?? String(c)),
+    perClass: main.perClass,
+    confusion: main.confusion,
     numTrain: train.n,
     numTest: test.n,
     epochs: main.epochs,
@@ -439,6 +466,8 @@ function summaryOf(r: EvaluateReport): Record<string, unknown> {
     numTest: r.numTest,
     random: pick(r.baselines?.random),
     full: pick(r.baselines?.full),
+    // Per class name; the confusion matrices are in evaluation.json.
+    perClass: Object.fromEntries(r.classes.map((c, i) => [c, r.perClass[i]])),
     protocol: r.config.protocol,
   };
 }

@@ -164,7 +164,7 @@ describe('the report\'s budget section', () => {
     const md = await fsp.readFile(files.md, 'utf8');
     expect(md).toContain('## Accuracy vs budget');
     expect(md).toContain(`![test accuracy vs budget](${BUDGET_SVG})`);
-    expect(md).toMatch(/\| topk by metagrad \| 0\.3 \| 1,500 of 5,000 \| 79\.00 ± 0\.50 \| 78\.00 ± 1\.00 \| 1\.00 \| 85\.00 ± 0\.20 \| top30 \| eval-top30 \|/);
+    expect(md).toMatch(/\| topk by metagrad \| 30% \| 1,500 of 5,000 \| 79\.00 ± 0\.50 \| 78\.00 ± 1\.00 \| 1\.00 \| 85\.00 ± 0\.20 \| top30 \| eval-top30 \|/);
     expect(md).toContain('Protocol: MLP hidden 256; Adam lr 0.001');
     // Without evaluated selections there is no budget section.
     expect(reportMarkdown({ ...report, budget: undefined, stages: stages.slice(0, 1) })).not.toContain('Accuracy vs budget');

@@ -66,6 +66,23 @@ describe('evaluate stage', () => {
     expect(norm.mean[0]).toBeLessThan(0.7);
   });
 
+  it('records per-class accuracy and the confusion matrix, mean over seeds, for every arm', async () => {
+    // 60 test rows, 20 per class: each confusion row holds a class's test rows, whatever the predictions.
+    expect(report.classes).toEqual(['c0', 'c1', 'c2']);
+    expect(report.confusion).toHaveLength(3);
+    for (const row of report.confusion) expect(row.reduce((a, b) => a + b, 0)).toBeCloseTo(20, 9);
+    report.perClass.forEach((acc, c) => expect(acc).toBeCloseTo(report.confusion[c][c] / 20, 9));
+    // With equal class sizes, overall accuracy is the mean of the per-class ones.
+    expect(report.perClass.reduce<number>((a, b) => a + b!, 0) / 3).toBeCloseTo(report.accuracy.mean, 9);
+    const full = report.baselines!.full!;
+    expect(full.perClass.reduce<number>((a, b) => a + b!, 0) / 3).toBeCloseTo(full.accuracy.mean, 9);
+    // The summary names the classes; evaluation.json holds the matrices.
+    const cur = await readCuration(out);
+    expect(cur?.summary?.perClass).toEqual({ c0: report.perClass[0], c1: report.perClass[1], c2: report.perClass[2] });
+    const onDisk = JSON.parse(await fsp.readFile(path.join(out, REPORT_FILE), 'utf8'));
+    expect(onDisk.confusion).toEqual(report.confusion);
+  });
+
   it('adds a random subset of the full pool of the same size, and the full pool', () => {
     const { random, full: all } = report.baselines!;
     expect(random!.numTrain).toBe(30);
