@@ -73,8 +73,12 @@ export interface StageDefinition<S extends z.ZodObject, P extends PlanBase, X> {
   inputs: InputSpec[];
   /** Stages whose output is optional (evaluate) leave `out` unset to write nothing. */
   outputOptional?: boolean;
-  /** Whether, with these options, the stage adds to an existing output instead of replacing it (ingest --append). */
-  appends?(o: z.output<S>): boolean;
+  /**
+   * Whether this run adds to the existing output instead of replacing it: ingest
+   * --append, or a per-shard stage whose output covers the input's first shards
+   * (rate with a saved rater after rows were appended).
+   */
+  appends?(o: z.output<S>, plan: P): boolean;
   /** Checks across options that zod's schema does not express (e.g. "only for strategy X"). */
   check?(o: z.output<S>): void;
   /** Sorts a plain list of inputs into roles when position is not enough (default: by position). */
@@ -210,7 +214,7 @@ export function defineStage<S extends z.ZodObject, P extends PlanBase, X = undef
       out: opts.out,
       async execute(ctx = quietContext(), how = {}) {
         const overwrite = how.overwrite ?? opts.overwrite ?? false;
-        const append = def.appends?.(o) ?? false;
+        const append = def.appends?.(o, plan) ?? false;
         const started = performance.now();
         const meta = (extra: { description?: string; license?: string; sidecarOf?: string; sidecarShards?: string[] } = {}) => ({
           fingerprint, stage: def.name, stageVersion: def.version, options: plan.options, seed: plan.seed, parents: plan.parents, ...extra,

@@ -92,6 +92,8 @@ type Parsed = z.output<typeof rateOptions>;
 
 export interface RateSummary {
   rows: number;
+  /** When the output already rated the dataset's first shards: the shards rated now, and their rows (mean, min and max are theirs). */
+  appended?: { shards: string[]; rows: number };
   column: string;
   mean: number;
   min: number;
@@ -146,6 +148,25 @@ interface Plan {
   /** The sidecar's options and parents, as recorded and hashed. */
   options: Record<string, unknown>;
   parents: { fingerprint: string; path: string; role: string }[];
+  /** Rate mode, when the output already holds this rater's ratings of the dataset's first shards: rate only the rest. */
+  appendFrom?: number;
+}
+
+/**
+ * The shards of `data` an existing ratings output at `out` already covers, when
+ * only new ones need rating: the same rater and options, and its shards the
+ * first of the dataset's (rows were appended since). Rating is per row and the
+ * ranges are laid out as for a full run, so the appended ratings are the ones a
+ * full rerun would give.
+ */
+async function coveredShards(out: string, data: DataInfo, plan: Pick<Plan, 'options' | 'raterFingerprint'>): Promise<number | undefined> {
+  const existing = await readCuration(out).catch(() => undefined);
+  const covers = existing?.sidecar_shards;
+  const files = data.ds.shards.map((sh) => sh.file);
+  if (!existing || existing.stage !== 'rate' || !covers || covers.length >= files.length) return undefined;
+  if (!covers.every((f, i) => f === files[i])) return undefined;
+  const sameRater = existing.parents.some((p) => p.role === 'rater' && p.fingerprint === plan.raterFingerprint);
+  return sameRater && JSON.stringify(existing.options) === JSON.stringify(plan.options) ? covers.length : undefined;
 }
 
 /** A plain list: the dataset, then (by content) a rater, a target set or a score sidecar (see the top of the file). */
@@ -170,10 +191,11 @@ async function planOf(inputs: NamedInputs, o: Parsed): Promise<Plan> {
     }
     const rater = await readRater(named.rater);
     checkRaterFits(rater, data);
+    const options = { rateBatchSize: o.rateBatchSize };
     return {
-      data, rater, raterFingerprint: rater.meta.fingerprint,
-      options: { rateBatchSize: o.rateBatchSize },
+      data, rater, raterFingerprint: rater.meta.fingerprint, options,
       parents: [dataParent, { fingerprint: rater.meta.fingerprint, path: path.resolve(rater.dir), role: 'rater' }],
+      appendFrom: o.overwrite ? undefined : await coveredShards(o.out, data, { options, raterFingerprint: rater.meta.fingerprint }),
     };
   }
   if (named.rater) throw new UsageError('--rater names a rater to rate with; with --train-rater the rater is written to --rater-out');
@@ -266,10 +288,14 @@ async function rateInto(
   raterDir: string,
   writer: DatasetWriter,
   o: Parsed,
-): Promise<{ mean: number; min: number; max: number; seconds: number; ranges: number; backend: string }> {
+  fromShard = 0,
+): Promise<{ mean: number; min: number; max: number; seconds: number; ranges: number; rows: number; backend: string }> {
   const t0 = performance.now();
-  const ranges = planRanges(await shardSizes(data), o.rateBatchSize, featureLength(data.shape));
-  const progress = ctx.progress('rate', data.n);
+  const sizes = await shardSizes(data);
+  // Laid out as for the whole dataset, then cut to the shards asked for: the same batches, hence the same ratings.
+  const ranges = planRanges(sizes, o.rateBatchSize, featureLength(data.shape)).filter((r) => r.shard >= fromShard);
+  const expected = sizes.slice(fromShard).reduce((a, b) => a + b, 0);
+  const progress = ctx.progress('rate', expected);
   const inFlight = pool.size * 2;
   const results: (Promise<{ ids: string[]; ratings: Float32Array; backend: string }> | undefined)[] = [];
   const submit = (i: number) => {
@@ -303,8 +329,8 @@ async function rateInto(
     progress.tick(want);
   }
   progress.done();
-  if (rows !== data.n) throw new InternalError(`rated ${rows} rows of ${data.n}`);
-  return { mean: rows > 0 ? sum / rows : 0, min, max, seconds: (performance.now() - t0) / 1000, ranges: ranges.length, backend };
+  if (rows !== expected) throw new InternalError(`rated ${rows} rows of ${expected}`);
+  return { mean: rows > 0 ? sum / rows : 0, min, max, seconds: (performance.now() - t0) / 1000, ranges: ranges.length, rows, backend };
 }
 
 export const rateStage = defineStage({
@@ -326,6 +352,7 @@ export const rateStage = defineStage({
     }
     return { ...plan, seed: o.seed };
   },
+  appends: (_o, plan) => plan.appendFrom !== undefined,
   async run(ctx, plan, o, out) {
     const { data } = plan;
     const nested = o.trainRater && !o.raterOut;
@@ -333,9 +360,11 @@ export const rateStage = defineStage({
       throw new OutputError('output already exists', { file: o.raterOut, hint: 'Choose another --rater-out, or pass --overwrite to replace it' });
     }
     // Refuse an existing output before training, not after.
+    const from = plan.appendFrom ?? 0;
+    if (plan.appendFrom !== undefined) ctx.log.info({ shards: data.ds.shards.length - from, of: data.ds.shards.length }, 'rate: the output covers the first shards; rating the new ones');
     const writer = await out.dataset({
       columns: [{ name: 'id', kind: 'string' }, { name: RATING_COLUMN, kind: 'float32' }],
-      shardSizes: await shardSizes(data),
+      shardSizes: (await shardSizes(data)).slice(from),
       sidecarOf: data.ds.fingerprint,
       sidecarShards: data.ds.shards.map((s) => s.file),
       description: `ratings of ${path.basename(data.dir)} by an Alchemist-style rater (higher = more valuable to keep)`,
@@ -357,15 +386,16 @@ export const rateStage = defineStage({
         raterMode = plan.settings!.mode;
         training = trained.training;
       }
-      const rated = await rateInto(pool, ctx, data, raterDir, writer, o);
+      const rated = await rateInto(pool, ctx, data, raterDir, writer, o, from);
       const summary: RateSummary = {
         rows: data.n,
+        ...(plan.appendFrom !== undefined ? { appended: { shards: data.ds.shards.slice(from).map((sh) => sh.file), rows: rated.rows } } : {}),
         column: RATING_COLUMN,
         mean: rated.mean,
         min: rated.min,
         max: rated.max,
         rater: { dir: nested ? 'rater' : raterDir, fingerprint: plan.raterFingerprint, mode: raterMode },
-        rating: { seconds: rated.seconds, rowsPerSecond: data.n / Math.max(rated.seconds, 1e-9), workers: Math.min(pool.size, rated.ranges), ranges: rated.ranges },
+        rating: { seconds: rated.seconds, rowsPerSecond: rated.rows / Math.max(rated.seconds, 1e-9), workers: Math.min(pool.size, rated.ranges), ranges: rated.ranges },
         training,
         seconds: 0,
         backend: rated.backend,

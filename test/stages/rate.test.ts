@@ -11,7 +11,7 @@ import { Rng } from '../../core/rng.js';
 import { numericValues } from '../../data/columns.js';
 import type { ColumnSpec } from '../../data/format.js';
 import { openDataset } from '../../data/reader.js';
-import { writeDataset } from '../../data/writer.js';
+import { DatasetWriter, writeDataset } from '../../data/writer.js';
 import { RATER_FORMAT_VERSION, RATER_META_FILE, RATER_WEIGHTS_FILE } from '../../ml/rater/index.js';
 import { quietContext } from '../../stages/context.js';
 import { planRanges, rate, rateOptions, rateStage, type RateOptions } from '../../stages/rate.js';
@@ -146,6 +146,31 @@ describe('rate stage', () => {
     expect(ids.slice(150)).toEqual(copies.map((c) => c.id));
     const before = (await readColumn(train, trained, 'rating')).values;
     for (let i = 0; i < 5; i++) expect(values[150 + i]).toBeCloseTo(before[i], 4);
+  });
+
+  it('rates only the shards appended since: the same ratings as a full rerun, the sidecar covering every shard', async () => {
+    const rows = toyRows(260, 5, 0, 'grow-');
+    const dir = await writeRows('growing', rows.slice(0, 200), 100);
+    const out = path.join(tmp(), 'growing-ratings');
+    const first = await rate(dir, { rater: trained, out, backend: 'wasm' });
+    expect(first.summary.appended).toBeUndefined();
+    // New rows arrive as a new shard of the same dataset (what ingest --append writes).
+    const more = await DatasetWriter.create(dir, {
+      columns, pixelShape: [S, S, 1], append: true, meta: { stage: 'test', stageVersion: '1', options: { name: 'growing', more: 1 }, parents: [] },
+    });
+    for (const { id, label, pixels } of rows.slice(200)) await more.writeRow({ id, label, pixels });
+    await more.finish();
+    const shards = (await openDataset(dir)).shards.map((sh) => sh.file);
+    expect(shards).toHaveLength(3);
+    const again = await rate(dir, { rater: trained, out, backend: 'wasm' });
+    expect(again.numRows).toBe(260);
+    expect(again.summary.appended).toEqual({ shards: [shards[2]], rows: 60 });
+    const full = await rate(dir, { rater: trained, out: path.join(tmp(), 'growing-full'), backend: 'wasm' });
+    expect(again.fingerprint).toBe(full.fingerprint);
+    expect((await readColumn(dir, out, 'rating')).values).toEqual((await readColumn(dir, full.dir, 'rating')).values);
+    expect((await openDataset(out)).curation!.sidecar_shards).toEqual(shards);
+    // Rated twice it is current: nothing to append, and an output that covers every shard is not appended to.
+    await expect(rate(dir, { rater: trained, out, backend: 'wasm' })).rejects.toBeInstanceOf(OutputError);
   });
 
   it('regress mode: trains on a score sidecar, named by option or as a pipeline input', async () => {
