@@ -149,6 +149,8 @@ export interface ParentRef {
   path?: string;
   /** What it was to the stage: 'source', 'train', 'target', ... */
   role?: string;
+  /** Its rows when the output was made (datasets), so a later run can tell how much it grew. */
+  rows?: number;
 }
 
 /** Our sidecar metadata: `curation.json`. */
@@ -158,12 +160,16 @@ export interface CurationInfo {
   stage_version: string;
   fingerprint: string;
   options: Record<string, unknown>;
+  /** When options hold something derived from the inputs: the choices that are not (what a rerun compares). */
+  choices?: Record<string, unknown>;
   seed?: number;
   parents: ParentRef[];
   /** Set on sidecar datasets: the fingerprint of the dataset whose rows they annotate. */
   sidecar_of?: string;
   /** Set on sidecar datasets: that dataset's shard files, in order: the rows they cover. */
   sidecar_shards?: string[];
+  /** Set on outputs rows were appended to: the fingerprints of their earlier versions, oldest first, whose rows they keep as their first rows. */
+  extends?: string[];
   code_version: string;
   columns: ColumnSpec[];
   pixel_shape?: PixelShape;

@@ -25,6 +25,8 @@ export interface DatasetMeta {
   stage: string;
   stageVersion: string;
   options: Record<string, unknown>;
+  /** The choices that do not follow from the inputs, when options also hold something that does (stages/define.ts PlanBase). */
+  choices?: Record<string, unknown>;
   seed?: number;
   parents: ParentRef[];
   /** For sidecars: the fingerprint of the annotated dataset. */
@@ -271,6 +273,7 @@ export class DatasetWriter {
       }
       const numRows = (this.base?.num_rows ?? 0) + this.numRows;
       const curation = curationRecord(m, { columns: this.columns, pixelShape: this.opts.pixelShape, shards, numRows, summary });
+      if (this.base) curation.extends = [...(this.base.extends ?? []), this.base.fingerprint];
       const fp = curation.fingerprint;
       await fsp.writeFile(path.join(this.dir.tmp, STATE_FILE), json(hfState(shards.map((s) => s.file), fp)));
       await fsp.writeFile(
@@ -366,6 +369,7 @@ function curationRecord(
     stage_version: m.stageVersion,
     fingerprint: fingerprintOfMeta(m),
     options: m.options,
+    ...(m.choices ? { choices: m.choices } : {}),
     seed: m.seed,
     parents: m.parents,
     sidecar_of: m.sidecarOf,

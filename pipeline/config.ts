@@ -12,10 +12,10 @@ import { ConfigError, MissingInputError, UsageError } from '../core/errors.js';
 import type { StageInputs } from '../stages/define.js';
 import { packageFile } from '../core/version.js';
 import { loadPlugins } from './plugins.js';
+import { BACKEND_REQUESTS } from '../ml/backend.js';
 import { RUNNER_OPTIONS, STAGES, type AnyStage, type StageRegistry } from './registry.js';
 
 export const PIPELINE_VERSION = 1;
-export const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
 /** A stage input naming an earlier stage's output: `${stageId}`. */
 const REFERENCE = /^\$\{([^}]+)\}$/;
 const STAGE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -27,6 +27,14 @@ export interface PipelineStep {
   /** By position, or by the stage's input names: `{ pool: '${pool}', target: '${target}' }`. */
   inputs: string[] | Record<string, string | string[]>;
   options: Record<string, unknown>;
+  /** Keep a stale output whose inputs only grew (rows appended) until this much has changed. */
+  refresh?: RefreshRule;
+}
+
+/** When a whole-pool stage reruns for appended rows: after this many new input rows, or once its output is this many days old. */
+export interface RefreshRule {
+  rows?: number;
+  days?: number;
 }
 
 /** A loaded, validated pipeline: paths resolved, references checked. */
@@ -37,7 +45,7 @@ export interface PipelineConfig {
   /** Root of all outputs (absolute). */
   workdir: string;
   seed?: number;
-  backend?: (typeof BACKENDS)[number];
+  backend?: (typeof BACKEND_REQUESTS)[number];
   stages: ResolvedStep[];
 }
 
@@ -81,6 +89,11 @@ export function pipelineSchema(registry: StageRegistry = STAGES) {
       ]).default([])
         .describe(`Input paths (relative to the pipeline file) or "\${id}" references to earlier stages: a list in the order ${stage.inputs.map((i) => i.name).join(', ')}, or an object by those names.`),
       options: stepOptionsSchema(stage).prefault({}).describe(`Options of the ${name} stage.`),
+      refresh: z.strictObject({
+        rows: z.number().int().positive().optional().describe('rerun once the inputs have this many rows more than when the output was made'),
+        days: z.number().positive().optional().describe('rerun once the output is this many days old'),
+      }).refine((r) => r.rows !== undefined || r.days !== undefined, 'give rows, days or both').optional()
+        .describe('For a stage over the whole pool (score, rater training, distill, evaluate): while its inputs only grew by appended rows, keep its output until this rule is met; any other change reruns it at once.'),
     }),
   );
   const [first, ...rest] = steps;
@@ -92,7 +105,7 @@ export function pipelineSchema(registry: StageRegistry = STAGES) {
     workdir: z.string().min(1).describe('Root of all stage outputs, relative to the pipeline file.'),
     seed: z.number().int().nonnegative().optional()
       .describe('Default seed for every stage that takes one and does not set its own.'),
-    backend: z.enum(BACKENDS).optional()
+    backend: z.enum(BACKEND_REQUESTS).optional()
       .describe('Default compute backend for every stage that takes one and does not set its own.'),
     plugins: z.array(z.string().min(1)).optional()
       .describe('JavaScript modules (relative to the pipeline file) that add score methods and selection strategies.'),

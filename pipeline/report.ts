@@ -36,7 +36,9 @@ export interface StageReport {
   stage: string;
   status: StageStatus;
   /** Why it ran: first run, stale fingerprint, or --force. */
-  reason?: 'new' | 'stale' | 'forced';
+  reason?: 'new' | 'stale' | 'forced' | 'kept';
+  /** What changed since the output was made (ran), or why a stale output was kept (its refresh rule). */
+  why?: string;
   fingerprint: string;
   /** Output directory, relative to the workdir. */
   dir: string;
@@ -94,8 +96,9 @@ export interface BudgetReport {
 }
 
 export function statusText(s: StageReport): string {
-  if (s.status === 'skipped') return 'skipped (current)';
-  return s.reason && s.reason !== 'new' ? `ran (${s.reason})` : 'ran';
+  if (s.status === 'skipped') return s.reason === 'kept' ? `kept: ${s.why}` : 'skipped (current)';
+  const status = s.reason && s.reason !== 'new' ? `ran (${s.reason})` : 'ran';
+  return s.why ? `${status}: ${s.why}` : status;
 }
 
 /** What each stage did: the first table of every report. */

@@ -9,9 +9,12 @@ import path from 'node:path';
 import { pathExists, recoverOutput } from '../core/atomic.js';
 import { OutputError } from '../core/errors.js';
 import { CODE_VERSION } from '../core/version.js';
+import { canonicalJson } from '../core/hash.js';
+import type { CurationInfo } from '../data/format.js';
 import { readCuration } from '../data/reader.js';
+import type { Prepared } from '../stages/define.js';
 import { quietContext, type Logger, type StageContext } from '../stages/context.js';
-import { loadPipelineConfig, type PipelineConfig, type ResolvedStep } from './config.js';
+import { loadPipelineConfig, type PipelineConfig, type RefreshRule, type ResolvedStep } from './config.js';
 import { acquireLock } from './lock.js';
 import { STAGES, type StageRegistry } from './registry.js';
 import { writeReport, type PipelineReport, type StageReport } from './report.js';
@@ -92,6 +95,12 @@ async function runStep(
     ctx.log.info({ stage: step.id, fingerprint: expected }, 'skipped (current)');
     return { ...base, status: 'skipped', fingerprint: expected, numRows: existing.num_rows, seconds: 0, summary: existing.summary ?? {} };
   }
+  const change = existing && !force ? await whatChanged(existing, prepared) : undefined;
+  const keep = change && step.refresh ? keptBy(step.refresh, change, existing!) : undefined;
+  if (keep) {
+    ctx.log.info({ stage: step.id, why: keep }, 'kept (refresh rule)');
+    return { ...base, status: 'skipped', reason: 'kept', why: keep, fingerprint: existing!.fingerprint, numRows: existing!.num_rows, seconds: 0, summary: existing!.summary ?? {} };
+  }
   const exists = await pathExists(step.out);
   if (exists && !existing) {
     throw new OutputError('exists but is not a metacurate dataset, so the pipeline will not replace it', {
@@ -100,10 +109,58 @@ async function runStep(
     });
   }
   const reason = !existing ? 'new' : force ? 'forced' : 'stale';
-  ctx.log.info({ stage: step.id, kind: step.stage, fingerprint: expected, reason }, 'stage started');
+  ctx.log.info({ stage: step.id, kind: step.stage, fingerprint: expected, reason, why: change?.what }, 'stage started');
   const t0 = performance.now();
   const result = await prepared.execute(stageContext(ctx, step.id), { overwrite: exists });
   const seconds = (performance.now() - t0) / 1000;
   ctx.log.info({ stage: step.id, rows: result.numRows, seconds: Math.round(seconds * 100) / 100 }, 'stage finished');
-  return { ...base, status: 'ran', reason, fingerprint: result.fingerprint, numRows: result.numRows, seconds, summary: result.summary };
+  // An appending stage that found nothing new keeps its output, fingerprint and all.
+  const why = existing && result.fingerprint === existing.fingerprint ? 'nothing new to add' : change?.what;
+  return { ...base, status: 'ran', reason, ...(why ? { why } : {}), fingerprint: result.fingerprint, numRows: result.numRows, seconds, summary: result.summary };
+}
+
+/** What differs between an output and the one a run would make now; `grew` when only inputs grew, by rows appended to them. */
+interface Change {
+  what: string;
+  grew: boolean;
+  /** Rows the inputs gained, where they recorded their rows. */
+  newRows?: number;
+}
+
+async function whatChanged(existing: CurationInfo, prepared: Prepared): Promise<Change> {
+  if (existing.stage_version !== prepared.stageVersion) return { what: `stage version ${existing.stage_version} → ${prepared.stageVersion}`, grew: false };
+  if (canonicalJson(existing.choices ?? existing.options) !== canonicalJson(prepared.choices)) return { what: 'options changed', grew: false };
+  const was = existing.parents ?? [];
+  if (was.length !== prepared.parents.length) return { what: 'inputs changed', grew: false };
+  const parts: string[] = [];
+  let grew = true;
+  let newRows: number | undefined = 0;
+  for (let i = 0; i < was.length; i++) {
+    const [before, now] = [was[i], prepared.parents[i]];
+    if (before.fingerprint === now.fingerprint) continue;
+    const name = now.role ?? `input ${i + 1}`;
+    const extended = now.path ? (await readCuration(now.path))?.extends?.includes(before.fingerprint) : false;
+    if (!extended) {
+      grew = false;
+      parts.push(`${name} changed`);
+      continue;
+    }
+    const added = before.rows !== undefined && now.rows !== undefined ? now.rows - before.rows : undefined;
+    newRows = added === undefined || newRows === undefined ? undefined : newRows + added;
+    parts.push(`${name} grew${added !== undefined ? ` by ${added} rows` : ''} (appended)`);
+  }
+  // Same options and inputs but another fingerprint: the seed or how the stage records its work.
+  if (parts.length === 0) return { what: 'seed or code changed', grew: false };
+  return { what: parts.join(', '), grew, newRows };
+}
+
+/** Why a grown-only output is kept under its refresh rule, or undefined when the rule says rerun. */
+function keptBy(rule: RefreshRule, change: Change, existing: CurationInfo): string | undefined {
+  if (!change.grew) return undefined;
+  const ageDays = (Date.now() - Date.parse(existing.created_at)) / 86_400_000;
+  if (rule.days !== undefined && !(ageDays < rule.days)) return undefined;
+  // Without row counts to go by, only the age can keep it.
+  if (rule.rows !== undefined && (change.newRows === undefined || change.newRows >= rule.rows)) return undefined;
+  const until = [rule.rows !== undefined ? `${rule.rows} new rows` : '', rule.days !== undefined ? `${rule.days} days` : ''].filter(Boolean).join(' or ');
+  return `${change.what}; kept until ${until} (${ageDays.toFixed(1)} days old)`;
 }

@@ -36,6 +36,12 @@ export type NamedInputs = Record<string, string[]>;
 export interface PlanBase {
   /** Canonical options: recorded in curation.json and hashed. */
   options: Record<string, unknown>;
+  /**
+   * The choices that do not follow from the inputs, where `options` also holds
+   * something derived from them (a fingerprint of a model trained on them): what
+   * a rerun compares to tell "the inputs grew" from "the settings changed".
+   */
+  choices?: Record<string, unknown>;
   seed?: number;
   parents: ParentRef[];
   /** What the fingerprint hashes for the parents, when not their fingerprints (kept for outputs made before the template). */
@@ -93,6 +99,12 @@ export interface StageDefinition<S extends z.ZodObject, P extends PlanBase, X> {
 export interface Prepared<X = unknown> {
   fingerprint: string;
   out?: string;
+  /** What the fingerprint hashes, for telling what changed against an earlier output. */
+  stageVersion: string;
+  options: Record<string, unknown>;
+  /** PlanBase.choices, else the options. */
+  choices: Record<string, unknown>;
+  parents: ParentRef[];
   execute(ctx?: StageContext, opts?: { overwrite?: boolean }): Promise<StageResult & { extra?: X }>;
 }
 
@@ -212,12 +224,16 @@ export function defineStage<S extends z.ZodObject, P extends PlanBase, X = undef
     return {
       fingerprint,
       out: opts.out,
+      stageVersion: def.version,
+      options: plan.options,
+      choices: plan.choices ?? plan.options,
+      parents: plan.parents,
       async execute(ctx = quietContext(), how = {}) {
         const overwrite = how.overwrite ?? opts.overwrite ?? false;
         const append = def.appends?.(o, plan) ?? false;
         const started = performance.now();
         const meta = (extra: { description?: string; license?: string; sidecarOf?: string; sidecarShards?: string[] } = {}) => ({
-          fingerprint, stage: def.name, stageVersion: def.version, options: plan.options, seed: plan.seed, parents: plan.parents, ...extra,
+          fingerprint, stage: def.name, stageVersion: def.version, options: plan.options, choices: plan.choices, seed: plan.seed, parents: plan.parents, ...extra,
         });
         let writer: DatasetWriter | OutputDir | undefined;
         const own = (w: DatasetWriter | OutputDir) => {
@@ -291,7 +307,7 @@ export function one(inputs: NamedInputs, name: string): string | undefined {
   return inputs[name]?.[0];
 }
 
-/** A ParentRef for a described input. */
-export function parentOf(d: { dir: string; ds: { fingerprint: string } }, role: string): ParentRef {
-  return { fingerprint: d.ds.fingerprint, path: path.resolve(d.dir), role };
+/** A ParentRef for a described input (with its rows, so a later run can tell how much it grew). */
+export function parentOf(d: { dir: string; n?: number; ds: { fingerprint: string } }, role: string): ParentRef {
+  return { fingerprint: d.ds.fingerprint, path: path.resolve(d.dir), role, ...(d.n !== undefined ? { rows: d.n } : {}) };
 }

@@ -490,7 +490,7 @@ export const evaluateStage = defineStage({
       described,
       options: canonicalOptions(o),
       seed: o.seed,
-      parents: parents.map((p) => ({ fingerprint: p.ds.fingerprint, path: p.dir, role: p.role })),
+      parents: parents.map((p) => ({ fingerprint: p.ds.fingerprint, path: p.dir, role: p.role, rows: p.n })),
       // Evaluations made before the stage template hashed each parent with its role.
       hashParents: parents.map((p) => `${p.role}:${p.ds.fingerprint}`),
     };

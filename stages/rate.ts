@@ -147,7 +147,8 @@ interface Plan {
   raterFingerprint: string;
   /** The sidecar's options and parents, as recorded and hashed. */
   options: Record<string, unknown>;
-  parents: { fingerprint: string; path: string; role: string }[];
+  choices?: Record<string, unknown>;
+  parents: { fingerprint: string; path: string; role: string; rows?: number }[];
   /** Rate mode, when the output already holds this rater's ratings of the dataset's first shards: rate only the rest. */
   appendFrom?: number;
 }
@@ -184,7 +185,7 @@ async function fromList(paths: readonly string[], o: Parsed): Promise<NamedInput
 async function planOf(inputs: NamedInputs, o: Parsed): Promise<Plan> {
   const named = { rater: one(inputs, 'rater'), target: one(inputs, 'target'), scores: one(inputs, 'scores') };
   const data = await describeDataset(inputs.dataset[0], o.trainRater ? 'training' : 'rated');
-  const dataParent = { fingerprint: data.ds.fingerprint, path: path.resolve(data.dir), role: o.trainRater ? 'train' : 'data' };
+  const dataParent: Plan['parents'][number] = { fingerprint: data.ds.fingerprint, path: path.resolve(data.dir), role: o.trainRater ? 'train' : 'data', rows: data.n };
   if (!o.trainRater) {
     if (!named.rater) {
       throw new UsageError('rate needs a trained rater', { hint: 'Pass --rater <dir>, or train one with --train-rater --target <dir>' });
@@ -231,6 +232,8 @@ async function planOf(inputs: NamedInputs, o: Parsed): Promise<Plan> {
   return {
     data, target, scores, settings, raterFingerprint,
     options: { trainRater: true, rater: raterFingerprint, rateBatchSize: o.rateBatchSize },
+    // The rater's fingerprint follows from its inputs too; these are the choices alone.
+    choices: { trainRater: true, ...settings, ...(scores ? { by: scores.column } : {}), seed: o.seed, rateBatchSize: o.rateBatchSize },
     parents,
   };
 }

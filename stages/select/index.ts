@@ -250,7 +250,7 @@ function makeSelectStage(hooks: Record<string, unknown>) {
         options,
         seed: s.seeded ? o.seed : undefined,
         parents: [
-          { fingerprint: ds.fingerprint, path: ds.dir, role: 'dataset' },
+          { fingerprint: ds.fingerprint, path: ds.dir, role: 'dataset', rows: n },
           ...ds.sidecars.map((sc) => ({ fingerprint: sc.fingerprint, path: sc.dir, role: 'scores' })),
           ...(extra.parents ?? []),
         ],

@@ -26,11 +26,11 @@ test('the shipped default pipeline is valid: ingest both built-in splits, carve 
   expect(pipelineSchema().safeParse(raw).success).toBe(true);
   const cfg = await loadPipelineConfig(file);
   expect(cfg.workdir).toBe(path.join(REPO, 'out/default'));
-  expect(cfg.stages.slice(0, 9).map((s) => [s.id, s.stage])).toEqual([
+  expect(cfg.stages.slice(0, 10).map((s) => [s.id, s.stage])).toEqual([
     ['train', 'ingest'], ['test', 'ingest'], ['target', 'select'], ['clean-pool', 'select'], ['pool', 'plant'],
-    ['metagrad', 'score'], ['issues', 'score'], ['aum', 'score'], ['ratings', 'rate'],
+    ['metagrad', 'score'], ['issues', 'score'], ['aum', 'score'], ['label-issues', 'label-issues'], ['ratings', 'rate'],
   ]);
-  expect(new Set(cfg.stages.map((s) => s.stage))).toEqual(new Set(['ingest', 'select', 'plant', 'score', 'rate', 'evaluate', 'distill']));
+  expect(new Set(cfg.stages.map((s) => s.stage))).toEqual(new Set(['ingest', 'select', 'plant', 'score', 'label-issues', 'rate', 'evaluate', 'distill']));
   expect(cfg.stages.slice(0, 2).map((s) => s.options.split)).toEqual(['train', 'test']);
   expect(cfg.stages.slice(0, 2).every((s) => s.inputPaths[0] === path.join(REPO, 'data/builtin/fashion-mnist'))).toBe(true);
   // The metagradient is measured on the held-out target, never on the test split.

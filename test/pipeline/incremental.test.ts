@@ -1,0 +1,80 @@
+// A curation job run again as images arrive: ingest appends, rating with the saved rater rates only the new
+// shards, and stages over the whole pool are kept under their refresh rule until enough rows have come.
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { parsePipelineConfig } from '../../pipeline/config.js';
+import { runPipeline } from '../../pipeline/runner.js';
+import { openDataset } from '../../data/reader.js';
+import { assertBuilt, tempDir } from './helpers.js';
+
+let dir: string;
+let made = 0;
+
+/** `n` new 8×8 grey PNGs, half "dark" (dark images), half "light". */
+async function arrive(n: number): Promise<void> {
+  for (let i = 0; i < n; i++, made++) {
+    const cls = made % 2 ? 'light' : 'dark';
+    const px = Buffer.alloc(64, cls === 'light' ? 180 : 40);
+    px[made % 64] = 255 - px[0];
+    px[(made * 7) % 64] = (made * 37) % 256;
+    await fsp.mkdir(path.join(dir, 'inbox', cls), { recursive: true });
+    await sharp(px, { raw: { width: 8, height: 8, channels: 1 } }).png().toFile(path.join(dir, 'inbox', cls, `${made}.png`));
+  }
+}
+
+beforeAll(async () => {
+  assertBuilt();
+  dir = await tempDir();
+});
+afterAll(async () => {
+  await fsp.rm(dir, { recursive: true, force: true });
+});
+
+test('append, rate the new shards, keep whole-pool stages until their refresh rule says rerun; the report says why', async () => {
+  const config = parsePipelineConfig({
+    version: 1,
+    workdir: 'work',
+    stages: [
+      { id: 'pool', stage: 'ingest', inputs: ['inbox'], options: { append: true, size: '8x8', channels: 1 } },
+      { id: 'loss', stage: 'score', inputs: ['${pool}'], options: { method: 'loss', epochs: 2, batchSize: 8, backend: 'wasm' }, refresh: { rows: 5 } },
+      {
+        id: 'rater', stage: 'rate', inputs: { dataset: '${pool}', scores: '${loss}' },
+        options: { trainRater: true, mode: 'regress', by: 'loss', epochs: 2, batchSize: 8, backend: 'wasm' }, refresh: { rows: 5 },
+      },
+      { id: 'ratings', stage: 'rate', inputs: { dataset: '${pool}', rater: '${rater}' }, options: { backend: 'wasm' } },
+    ],
+  }, { baseDir: dir });
+  const byId = (r: Awaited<ReturnType<typeof runPipeline>>) => Object.fromEntries(r.stages.map((s) => [s.id, s]));
+
+  await arrive(12);
+  const first = byId(await runPipeline(config));
+  expect(Object.values(first).map((s) => [s.status, s.reason])).toEqual(Array(4).fill(['ran', 'new']));
+
+  // Two images arrive: appended and rated; the whole-pool stages wait for 5.
+  await arrive(2);
+  const second = byId(await runPipeline(config));
+  expect(second.pool).toMatchObject({ status: 'ran', numRows: 14, summary: { rows: 2, append: { rows_before: 12, already_present: 12 } } });
+  expect(second.loss).toMatchObject({ status: 'skipped', reason: 'kept', why: 'train grew by 2 rows (appended); kept until 5 new rows (0.0 days old)' });
+  expect(second.rater).toMatchObject({ status: 'skipped', reason: 'kept' });
+  expect(second.ratings).toMatchObject({ status: 'ran', numRows: 14, why: 'data grew by 2 rows (appended)' });
+  expect((second.ratings.summary.appended as { rows: number }).rows).toBe(2);
+  const md = await fsp.readFile(path.join(dir, 'work', 'report.md'), 'utf8');
+  expect(md).toContain('kept: train grew by 2 rows (appended); kept until 5 new rows');
+
+  // Four more: 6 since the scores were made, so they and the rater are made again, over all 18 rows.
+  await arrive(4);
+  const third = byId(await runPipeline(config));
+  expect(third.loss).toMatchObject({ status: 'ran', reason: 'stale', numRows: 18, why: 'train grew by 6 rows (appended)' });
+  expect(third.rater).toMatchObject({ status: 'ran', reason: 'stale' });
+  // A new rater: its ratings of every row are made again, not appended.
+  expect(third.ratings).toMatchObject({ status: 'ran', numRows: 18 });
+  expect(third.ratings.summary.appended).toBeUndefined();
+  expect((await openDataset(path.join(dir, 'work', 'ratings'))).curation!.sidecar_shards).toHaveLength(3);
+
+  // Nothing new: ingest looks and adds nothing, everything after it is current.
+  const fourth = byId(await runPipeline(config));
+  expect(fourth.pool).toMatchObject({ status: 'ran', why: 'nothing new to add', fingerprint: third.pool.fingerprint });
+  expect([fourth.loss.status, fourth.rater.status, fourth.ratings.status]).toEqual(['skipped', 'skipped', 'skipped']);
+}, 120_000);
