@@ -9,10 +9,9 @@ import path from 'node:path';
 import { pathExists, recoverOutput } from '../core/atomic.js';
 import { OutputError } from '../core/errors.js';
 import { CODE_VERSION } from '../core/version.js';
-import { canonicalJson } from '../core/hash.js';
 import type { CurationInfo } from '../data/format.js';
 import { readCuration } from '../data/reader.js';
-import type { Prepared } from '../stages/define.js';
+import { whatChanged, type Change } from '../stages/lineage.js';
 import { quietContext, type Logger, type StageContext } from '../stages/context.js';
 import { loadPipelineConfig, type PipelineConfig, type RefreshRule, type ResolvedStep } from './config.js';
 import { acquireLock } from './lock.js';
@@ -117,41 +116,6 @@ async function runStep(
   // An appending stage that found nothing new keeps its output, fingerprint and all.
   const why = existing && result.fingerprint === existing.fingerprint ? 'nothing new to add' : change?.what;
   return { ...base, status: 'ran', reason, ...(why ? { why } : {}), fingerprint: result.fingerprint, numRows: result.numRows, seconds, summary: result.summary };
-}
-
-/** What differs between an output and the one a run would make now; `grew` when only inputs grew, by rows appended to them. */
-interface Change {
-  what: string;
-  grew: boolean;
-  /** Rows the inputs gained, where they recorded their rows. */
-  newRows?: number;
-}
-
-async function whatChanged(existing: CurationInfo, prepared: Prepared): Promise<Change> {
-  if (existing.stage_version !== prepared.stageVersion) return { what: `stage version ${existing.stage_version} → ${prepared.stageVersion}`, grew: false };
-  if (canonicalJson(existing.choices ?? existing.options) !== canonicalJson(prepared.choices)) return { what: 'options changed', grew: false };
-  const was = existing.parents ?? [];
-  if (was.length !== prepared.parents.length) return { what: 'inputs changed', grew: false };
-  const parts: string[] = [];
-  let grew = true;
-  let newRows: number | undefined = 0;
-  for (let i = 0; i < was.length; i++) {
-    const [before, now] = [was[i], prepared.parents[i]];
-    if (before.fingerprint === now.fingerprint) continue;
-    const name = now.role ?? `input ${i + 1}`;
-    const extended = now.path ? (await readCuration(now.path))?.extends?.includes(before.fingerprint) : false;
-    if (!extended) {
-      grew = false;
-      parts.push(`${name} changed`);
-      continue;
-    }
-    const added = before.rows !== undefined && now.rows !== undefined ? now.rows - before.rows : undefined;
-    newRows = added === undefined || newRows === undefined ? undefined : newRows + added;
-    parts.push(`${name} grew${added !== undefined ? ` by ${added} rows` : ''} (appended)`);
-  }
-  // Same options and inputs but another fingerprint: the seed or how the stage records its work.
-  if (parts.length === 0) return { what: 'seed or code changed', grew: false };
-  return { what: parts.join(', '), grew, newRows };
 }
 
 /** Why a grown-only output is kept under its refresh rule, or undefined when the rule says rerun. */

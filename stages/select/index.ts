@@ -14,16 +14,19 @@
  * `weight`: 1 or the MGD count), in the parent's order, or with `order: score`
  * both in the ranking's order (highest `by` first) for people who read from the top.
  */
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
+import { tableFromIPC } from 'apache-arrow';
 import { z } from 'zod';
 import { DataError, UsageError } from '../../core/errors.js';
 import { sha256Hex } from '../../core/hash.js';
 import { Rng } from '../../core/rng.js';
-import type { ColumnSpec } from '../../data/format.js';
-import { checkScoreColumn, openDataset, type Dataset } from '../../data/reader.js';
+import type { ColumnSpec, ParentRef } from '../../data/format.js';
+import { checkScoreColumn, openDataset, readCuration, type Dataset } from '../../data/reader.js';
 import { BACKEND_REQUESTS } from '../../ml/backend.js';
 import type { StageContext, StageResult } from '../context.js';
 import { defineStage, type NamedInputs } from '../define.js';
+import { whatChanged } from '../lineage.js';
 import { keptByKind, plantedKinds } from '../planted.js';
 import { resolveBudget } from './common.js';
 import {
@@ -148,6 +151,20 @@ async function openPool(dir: string, sidecars: string[]): Promise<Dataset> {
   return ds;
 }
 
+/**
+ * Rows of the pool an existing selection at --out already decided, when it can be
+ * added to rather than remade: a per-row strategy in the pool's order, the same
+ * choices, and inputs that only grew by appended rows since (so the first rows and
+ * their scores are what they were).
+ */
+async function appendFrom(o: SelectOptions, s: Strategy, now: { options: Record<string, unknown>; parents: ParentRef[] }): Promise<number | undefined> {
+  if (!s.perRow?.(o) || o.order === 'score' || o.overwrite) return undefined;
+  const existing = await readCuration(o.out as string).catch(() => undefined);
+  if (existing?.stage !== 'select') return undefined;
+  const change = await whatChanged(existing, { stageVersion: SELECT_VERSION, choices: now.options, parents: now.parents });
+  return change.grew ? existing.parents[0]?.rows : undefined;
+}
+
 /** Classes that kept less than `floor` × their proportional share of the kept rows. */
 function thinClasses(ds: Dataset, labels: Int32Array, kept: Uint32Array, floor: number) {
   if (!(floor > 0) || kept.length === 0) return [];
@@ -245,17 +262,20 @@ function makeSelectStage(hooks: Record<string, unknown>) {
       if (o.invert) options.invert = true;
       if (o.order === 'score') options.order = 'score';
       Object.assign(options, s.canonical(o), extra.options);
+      const parents = [
+        { fingerprint: ds.fingerprint, path: ds.dir, role: 'dataset', rows: n },
+        ...ds.sidecars.map((sc) => ({ fingerprint: sc.fingerprint, path: sc.dir, role: 'scores' })),
+        ...(extra.parents ?? []),
+      ];
       return {
         ds, n, strategy: s, state: extra.state,
         options,
         seed: s.seeded ? o.seed : undefined,
-        parents: [
-          { fingerprint: ds.fingerprint, path: ds.dir, role: 'dataset', rows: n },
-          ...ds.sidecars.map((sc) => ({ fingerprint: sc.fingerprint, path: sc.dir, role: 'scores' })),
-          ...(extra.parents ?? []),
-        ],
+        parents,
+        appendFrom: await appendFrom(o, s, { options, parents }),
       };
     },
+    appends: (_o, plan) => plan.appendFrom !== undefined,
     async run(ctx, plan, raw, out) {
       const o = raw as SelectOptions;
       const { ds, n, strategy: s } = plan;
@@ -279,6 +299,7 @@ function makeSelectStage(hooks: Record<string, unknown>) {
       const extraScore = o.by !== undefined && !ds.ownColumns.some((c) => c.name === o.by) ? o.by : undefined;
       const columns: ColumnSpec[] = [...ds.ownColumns, ...(extraScore ? [{ ...ds.column(extraScore)!, name: extraScore }] : [])];
       const order = o.order === 'score' ? scoreOrder(kept, scores!) : kept;
+      const written = plan.appendFrom === undefined ? order : await newRowsOnly(o.out as string, kept, plan.appendFrom, loaded.ids);
       const bytes = selectionBytes(loaded.ids, order === kept ? selection : reorder(selection, order));
       const writer = await out.dataset({
         columns,
@@ -290,7 +311,7 @@ function makeSelectStage(hooks: Record<string, unknown>) {
         batchRows: columns.some((c) => c.kind === 'image') ? 100 : undefined,
         extraFiles: { [SELECTION_FILE]: bytes },
       });
-      await writeKept(ctx, ds.dir, writer, ds.ownColumns, order, loaded.ids, extraScore ? { name: extraScore, values: scores! } : undefined);
+      await writeKept(ctx, ds.dir, writer, ds.ownColumns, written, loaded.ids, extraScore ? { name: extraScore, values: scores! } : undefined);
       const summary: SelectSummary = {
         strategy: o.strategy,
         by: o.by ?? null,
@@ -304,6 +325,7 @@ function makeSelectStage(hooks: Record<string, unknown>) {
         ...(planted ? { planted: keptByKind(planted, kept) } : {}),
         ...(thin.length ? { class_balance: { floor: o.classFloor, below: thin } } : {}),
         ...decision.summary,
+        ...(plan.appendFrom !== undefined ? { appended: { rows_before: plan.appendFrom, kept: written.length } } : {}),
         selection_file: SELECTION_FILE,
         selection_sha256: sha256Hex(bytes),
         seconds: 0,
@@ -312,6 +334,24 @@ function makeSelectStage(hooks: Record<string, unknown>) {
       return { summary };
     },
   });
+}
+
+/**
+ * The kept rows past the first `from` of the pool, after checking the kept rows
+ * before it are the ones the existing selection holds (they must be: their
+ * scores are unchanged); the output keeps those and gains these.
+ */
+async function newRowsOnly(out: string, kept: Uint32Array, from: number, ids: string[]): Promise<Uint32Array> {
+  const before = tableFromIPC(await fsp.readFile(path.join(out, SELECTION_FILE))).getChild('id')!.toArray() as string[];
+  const split = kept.findIndex((i) => i >= from);
+  const old = split < 0 ? kept : kept.subarray(0, split);
+  if (old.length !== before.length || old.some((i, j) => ids[i] !== before[j])) {
+    throw new DataError(`the rows selected among the first ${from} differ from those the existing selection kept`, {
+      file: out,
+      hint: 'Their scores changed although the inputs only grew; rerun select with --overwrite',
+    });
+  }
+  return split < 0 ? new Uint32Array(0) : kept.subarray(split);
 }
 
 export const selectStage = makeSelectStage({});

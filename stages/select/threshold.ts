@@ -27,6 +27,8 @@ export const thresholdStrategy: Strategy = {
     if (o.threshold === undefined) throw new UsageError('strategy threshold needs a threshold', { hint: 'Pass --threshold <score>: rows scoring at least this are kept' });
   },
   canonical: (o) => ({ threshold: o.threshold }),
+  // Without a cap, a row's fate is its own score's: rows appended later are selected alone.
+  perRow: (o) => o.budget === undefined,
   decide: async ({ scores, budget, options }) => ({
     selection: aboveThreshold(scores!, options.threshold as number, budget),
     budget: budget ?? null,

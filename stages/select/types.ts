@@ -86,6 +86,8 @@ export interface Strategy {
   needsTarget?: boolean;
   /** Checks across its options after parsing. */
   check?(o: SelectOptions): void;
+  /** Whether, with these options, each row is kept or not by its own values alone (then rows appended to the pool can be selected on their own). */
+  perRow?(o: SelectOptions): boolean;
   /** Score columns it reads besides `by` (read in the stage's first pass). */
   columns?(o: SelectOptions): string[];
   /** Its options with defaults filled in: recorded in curation.json and hashed. */

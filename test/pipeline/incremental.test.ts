@@ -6,7 +6,8 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { parsePipelineConfig } from '../../pipeline/config.js';
 import { runPipeline } from '../../pipeline/runner.js';
-import { openDataset } from '../../data/reader.js';
+import { numericValues } from '../../data/columns.js';
+import { openDataset, readStrings } from '../../data/reader.js';
 import { assertBuilt, tempDir } from './helpers.js';
 
 let dir: string;
@@ -44,13 +45,22 @@ test('append, rate the new shards, keep whole-pool stages until their refresh ru
         options: { trainRater: true, mode: 'regress', by: 'loss', epochs: 2, batchSize: 8, backend: 'wasm' }, refresh: { rows: 5 },
       },
       { id: 'ratings', stage: 'rate', inputs: { dataset: '${pool}', rater: '${rater}' }, options: { backend: 'wasm' } },
+      { id: 'keep', stage: 'select', inputs: { dataset: '${pool}', scores: ['${ratings}'] }, options: { strategy: 'threshold', by: 'rating', threshold: 0 } },
     ],
   }, { baseDir: dir });
   const byId = (r: Awaited<ReturnType<typeof runPipeline>>) => Object.fromEntries(r.stages.map((s) => [s.id, s]));
 
   await arrive(12);
   const first = byId(await runPipeline(config));
-  expect(Object.values(first).map((s) => [s.status, s.reason])).toEqual(Array(4).fill(['ran', 'new']));
+  expect(Object.values(first).map((s) => [s.status, s.reason])).toEqual(Array(5).fill(['ran', 'new']));
+  /** The ids a threshold of 0 on the ratings keeps, in pool order, and the ids the selection holds. */
+  const kept = async () => {
+    const pool = await openDataset(path.join(dir, 'work', 'pool'), { sidecars: [path.join(dir, 'work', 'ratings')] });
+    const ids = await readStrings(pool, 'id');
+    const ratings: number[] = [];
+    for await (const b of pool.blocks()) ratings.push(...numericValues(b.column('rating')));
+    return { want: ids.filter((_, i) => ratings[i] >= 0), got: await readStrings(await openDataset(path.join(dir, 'work', 'keep'), { verify: true }), 'id') };
+  };
 
   // Two images arrive: appended and rated; the whole-pool stages wait for 5.
   await arrive(2);
@@ -60,6 +70,11 @@ test('append, rate the new shards, keep whole-pool stages until their refresh ru
   expect(second.rater).toMatchObject({ status: 'skipped', reason: 'kept' });
   expect(second.ratings).toMatchObject({ status: 'ran', numRows: 14, why: 'data grew by 2 rows (appended)' });
   expect((second.ratings.summary.appended as { rows: number }).rows).toBe(2);
+  // The threshold selection decides the two new rows alone and appends the kept ones.
+  expect(second.keep).toMatchObject({ status: 'ran', why: 'dataset grew by 2 rows (appended), scores grew (appended)' });
+  expect((second.keep.summary.appended as { rows_before: number }).rows_before).toBe(12);
+  const afterTwo = await kept();
+  expect(afterTwo.got).toEqual(afterTwo.want);
   const md = await fsp.readFile(path.join(dir, 'work', 'report.md'), 'utf8');
   expect(md).toContain('kept: train grew by 2 rows (appended); kept until 5 new rows');
 
@@ -76,5 +91,7 @@ test('append, rate the new shards, keep whole-pool stages until their refresh ru
   // Nothing new: ingest looks and adds nothing, everything after it is current.
   const fourth = byId(await runPipeline(config));
   expect(fourth.pool).toMatchObject({ status: 'ran', why: 'nothing new to add', fingerprint: third.pool.fingerprint });
-  expect([fourth.loss.status, fourth.rater.status, fourth.ratings.status]).toEqual(['skipped', 'skipped', 'skipped']);
+  expect([fourth.loss.status, fourth.rater.status, fourth.ratings.status, fourth.keep.status]).toEqual(['skipped', 'skipped', 'skipped', 'skipped']);
+  const atEnd = await kept();
+  expect(atEnd.got).toEqual(atEnd.want);
 }, 120_000);
