@@ -37,11 +37,14 @@ export { initBackend, type BackendName, type BackendRequest } from './ml/backend
 export { makeModel, type Model, type ModelSpec } from './ml/models.js';
 export { createTrainer, TrainingDivergedError, type Trainer, type TrainConfig } from './ml/train.js';
 export { metagradient, metasmoothness, meanCrossEntropyTarget, replayPlan, type MetagradResult, type TargetLoss } from './ml/metagrad.js';
+export { runJobs, localJobs, type JobRunner, type RunJobsOptions } from './ml/pool.js';
+export { queueJobs, serveQueue, type QueueRunnerOptions, type QueueWorkerOptions } from './ml/queue.js';
 export {
   computeScores, scoreSeeds, registerScorer, scorerNames, getScorer, type Scorer, type ScorerInput, type ScorerOutput, type ScoreSettings,
 } from './ml/scores/index.js';
 
 export { runPipeline, type RunPipelineOptions } from './pipeline/runner.js';
+export { runOnSchedule, checkSchedule, type ScheduleOptions, type ScheduleResult, type RunRecord } from './pipeline/schedule.js';
 export { loadPlugins, type LoadedPlugin } from './pipeline/plugins.js';
 export {
   loadPipelineConfig, parsePipelineConfig, pipelineSchema, pipelineJsonSchema,

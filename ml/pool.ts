@@ -61,6 +61,8 @@ export interface PoolOptions {
   backend?: BackendRequest;
   /** Receives the workers' stdout/stderr lines (default: dropped, so a stage prints nothing). */
   onOutput?: (line: string, stream: 'stdout' | 'stderr') => void;
+  /** Plug-in modules (file URLs) each worker imports (default: those loaded in this process). */
+  plugins?: string[];
 }
 
 interface Pending {
@@ -123,7 +125,7 @@ export class WorkerPool {
     if (!existsSync(fileURLToPath(script))) {
       throw new InternalError(`the worker script ${fileURLToPath(script)} is missing`, { hint: 'Build the package first: npm run build' });
     }
-    const init: WorkerInit = { backend: this.backend, plugins: pluginModuleUrls() };
+    const init: WorkerInit = { backend: this.backend, plugins: this.opts.plugins ?? pluginModuleUrls() };
     const worker = new Worker(script, { workerData: { metacurateWorker: init }, stdout: true, stderr: true });
     const slot: Slot = { worker };
     for (const stream of ['stdout', 'stderr'] as const) {
@@ -168,26 +170,45 @@ export interface RunJobsOptions extends PoolOptions {
   onProgress?: (index: number, done: number, total: number) => void;
   /** Called as each job finishes, in completion order. */
   onResult?: (index: number, result: unknown) => void;
+  /** Where the jobs run (default: worker threads of this process, `localJobs`). */
+  runner?: JobRunner;
 }
 
 /**
- * Runs independent jobs on min(jobs, size) worker threads and returns their results
- * in job order. The first failure stops the other jobs and is rethrown.
+ * Where independent jobs run. Every runner returns results in job order and
+ * rejects with the first failure, rebuilt as its own error class, so a stage's
+ * output does not depend on where its jobs ran. `localJobs` uses this process's
+ * threads; ml/queue.ts sends them to `metacurate worker`s through Redis.
+ */
+export interface JobRunner {
+  run<J extends Job>(jobs: readonly J[], opts: RunJobsOptions): Promise<JobResult<J>[]>;
+}
+
+/** Runs jobs on min(jobs, size) worker threads of this process. */
+export const localJobs: JobRunner = {
+  async run(jobs, opts) {
+    const pool = new WorkerPool({ ...opts, size: Math.min(jobs.length, opts.size ?? os.availableParallelism()) });
+    const onAbort = () => void pool.close(opts.signal?.reason);
+    opts.signal?.throwIfAborted();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await Promise.all(jobs.map((job, i) =>
+        pool.run(job, (done, total) => opts.onProgress?.(i, done, total)).then((r) => {
+          opts.onResult?.(i, r);
+          return r;
+        })));
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+      await pool.close();
+    }
+  },
+};
+
+/**
+ * Runs independent jobs with `opts.runner` (default: worker threads here) and
+ * returns their results in job order. The first failure stops the other jobs and is rethrown.
  */
 export async function runJobs<J extends Job>(jobs: readonly J[], opts: RunJobsOptions = {}): Promise<JobResult<J>[]> {
   if (jobs.length === 0) return [];
-  const pool = new WorkerPool({ ...opts, size: Math.min(jobs.length, opts.size ?? os.availableParallelism()) });
-  const onAbort = () => void pool.close(opts.signal?.reason);
-  opts.signal?.throwIfAborted();
-  opts.signal?.addEventListener('abort', onAbort, { once: true });
-  try {
-    return await Promise.all(jobs.map((job, i) =>
-      pool.run(job, (done, total) => opts.onProgress?.(i, done, total)).then((r) => {
-        opts.onResult?.(i, r);
-        return r;
-      })));
-  } finally {
-    opts.signal?.removeEventListener('abort', onAbort);
-    await pool.close();
-  }
+  return (opts.runner ?? localJobs).run(jobs, opts);
 }

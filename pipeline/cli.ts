@@ -21,9 +21,12 @@ import { registerDistill } from './commands/distill.js';
 import { registerRate } from './commands/rate.js';
 import { registerPlant } from './commands/plant.js';
 import { registerLabelIssues } from './commands/label-issues.js';
+import { registerSchedule } from './commands/schedule.js';
+import { registerWorker } from './commands/worker.js';
 
 const COMMANDS: RegisterCommand[] = [
   registerIngest, registerPlant, registerScore, registerLabelIssues, registerRate, registerSelect, registerDistill, registerEvaluate, registerInspect, registerExport, registerRun,
+  registerSchedule, registerWorker,
 ];
 
 /** The values of every `--plugin X` / `--plugin=X` (a global option: no command has a flag of that name). */

@@ -73,6 +73,7 @@ function stageContext(ctx: StageContext, id: string): StageContext {
     log: { debug: tag('debug'), info: tag('info'), warn: tag('warn'), error: tag('error') },
     progress: (label, total) => ctx.progress(`${id}: ${label}`, total),
     signal: ctx.signal,
+    jobRunner: ctx.jobRunner,
   };
 }
 

@@ -3,6 +3,7 @@
  * signal, provided by the CLI, the pipeline runner or a library caller. A stage
  * knows nothing about the CLI. (The stage template itself is stages/define.ts.)
  */
+import type { JobRunner } from '../ml/pool.js';
 
 export interface Logger {
   debug(obj: object | string, msg?: string): void;
@@ -25,6 +26,8 @@ export interface StageContext {
   progress(label: string, total?: number): Progress;
   /** Cancels long work (e.g. SIGINT, or a pipeline's time budget). */
   signal?: AbortSignal;
+  /** Where independent trainings run (default: worker threads here); results do not depend on it. */
+  jobRunner?: JobRunner;
 }
 
 /** What every stage returns: the written dataset and its summary. */

@@ -391,6 +391,7 @@ async function runEvaluation(ctx: StageContext, d: Described, o: Parsed, fingerp
       size: o.parallelism,
       backend: o.backend,
       signal: ctx.signal,
+      runner: ctx.jobRunner,
       onOutput: (line, stream) => ctx.log.debug({ stream }, line),
       onProgress: (k, dn) => {
         const i = order[k];

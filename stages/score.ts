@@ -249,6 +249,7 @@ export async function runScoreJobs(ctx: StageContext, jobs: ScoreJob[], o: Pick<
       size: o.parallelism,
       backend: o.backend,
       signal: ctx.signal,
+      runner: ctx.jobRunner,
       onOutput: (line, stream) => ctx.log.debug({ stream }, line),
       onProgress: (i, d, total) => {
         if (totals[i] !== total) {

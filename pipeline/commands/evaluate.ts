@@ -22,7 +22,8 @@ ${Object.entries(PRESETS).map(([name, p]) => `  ${name.padEnd(8)}  ${p.summary}`
 
 Example:
   metacurate evaluate out/selected --test out/default/test --full-train out/default/train --preset fast --seeds 3`,
-    run: (session_, cmd, train, options) => evaluate(train, options, session.context(cmd)),
+    queue: true,
+    run: (s, cmd, train, options) => evaluate(train, options, s.context(cmd)),
     format: (report) => formatReport(report),
   });
 };

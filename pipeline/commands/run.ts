@@ -1,8 +1,10 @@
 /** `metacurate run <pipeline.yaml>`: run a pipeline, skipping stages whose output is current. */
 import path from 'node:path';
+import { loadPipelineConfig } from '../config.js';
 import { runPipeline } from '../runner.js';
 import { REPORT_MD, formatStageTable } from '../report.js';
 import type { RegisterCommand } from './common.js';
+import { queueOption, withQueue } from './queue.js';
 
 export const registerRun: RegisterCommand = (program, session) => {
   program
@@ -10,10 +12,12 @@ export const registerRun: RegisterCommand = (program, session) => {
     .description('Run a pipeline file (YAML or JSON): stages in order, skipping those whose output is current')
     .argument('<pipeline>', 'pipeline file (.yaml, .yml or .json; see schema/pipeline.schema.json)')
     .option('--force', 'rerun every stage even when its output is current')
-    .addHelpText('after', '\nExample:\n  metacurate run pipelines/default.yaml')
-    .action(async (file: string, flags: { force?: boolean }, cmd) => {
-      const ctx = session.context(cmd);
-      const report = await runPipeline(file, { force: flags.force, ctx });
+    .addOption(queueOption())
+    .addHelpText('after', '\nExamples:\n  metacurate run pipelines/default.yaml\n  metacurate run pipelines/default.yaml --queue redis://queue-host:6379   # with `metacurate worker`s (docs/production.md)')
+    .action(async (file: string, flags: { force?: boolean; queue?: string }, cmd) => {
+      const config = await loadPipelineConfig(file);
+      const ctx = withQueue(session, flags.queue, config.workdir).context(cmd);
+      const report = await runPipeline(config, { force: flags.force, ctx });
       session.output(cmd, report, () =>
         `pipeline ${report.name}: ${report.seconds.toFixed(1)} s\n\n${formatStageTable(report)}\n\nreport: ${path.relative(process.cwd(), path.join(report.workdir, REPORT_MD))}`,
       );

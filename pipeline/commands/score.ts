@@ -8,6 +8,7 @@ import type { RegisterCommand } from './common.js';
 export const registerScore: RegisterCommand = (program, session) => {
   registerStageCommand<ScoreResult>(program, session, scoreStage, {
     argument: { name: 'train', description: 'training dataset' },
+    queue: true,
     help: () => `${listing('Methods (every score: higher = more valuable to keep)', allScorers())}
 
 Example:

@@ -8,6 +8,7 @@ import type { RegisterCommand } from './common.js';
 export const registerSelect: RegisterCommand = (program, session) => {
   registerStageCommand<SelectResult>(program, session, selectStage, {
     argument: { name: 'dataset', description: 'the pool to select from' },
+    queue: true,
     flags: { metagradKey: { hidden: true } },
     help: () => `${listing('Strategies', allStrategies())}
 Options named "<strategy>: ..." apply to that strategy only.

@@ -4,11 +4,13 @@
  * docs say the same thing. A command file only adds what is particular to it:
  * the positional argument, a few parsers, examples and how to print the result.
  */
+import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { z } from 'zod';
 import type { Stage } from '../../stages/define.js';
 import type { StageResult } from '../../stages/context.js';
 import { collect, definedOnly, parseCount, parseKindOrJson, parsePositive, parseStageOptions, type CliSession } from './common.js';
+import { queueOption, withQueue } from './queue.js';
 
 /** What a flag's JSON Schema says: enough to choose its argument and parser. */
 interface JsonField {
@@ -40,6 +42,8 @@ export interface StageCommandSpec<R> {
   flags?: Record<string, FlagOverride>;
   /** Help after the options: examples, methods. */
   help?: () => string;
+  /** Offers --queue: the stage's jobs can run on `metacurate worker`s (ml/queue.ts). */
+  queue?: boolean;
   /** Runs the stage (default: stage.run with the positional as the first input). */
   run?: (session: CliSession, cmd: Command, input: string, options: Record<string, unknown>) => Promise<R>;
   /** The text printed without --json. */
@@ -132,12 +136,17 @@ export function addStageFlags(cmd: Command, stage: Stage, overrides: Record<stri
 export function registerStageCommand<R = StageResult>(program: Command, session: CliSession, stage: Stage, spec: StageCommandSpec<R>): Command {
   const cmd = program.command(stage.name).description(stage.description).argument(`<${spec.argument.name}>`, spec.argument.description);
   addStageFlags(cmd, stage, spec.flags);
+  if (spec.queue) cmd.addOption(queueOption());
   if (spec.help) cmd.addHelpText('after', () => `\n${spec.help!()}`);
-  cmd.action(async (input: string, flags: Record<string, unknown>, c: Command) => {
+  cmd.action(async (input: string, all: Record<string, unknown>, c: Command) => {
+    // --queue says where the work runs, not what it computes: it is no stage option.
+    const { queue, ...flags } = all;
     const options = parseStageOptions(stage.options, definedOnly(flags));
+    const out = typeof options.out === 'string' ? path.dirname(path.resolve(options.out)) : undefined;
+    const s = withQueue(session, queue as string | undefined, out);
     const result = spec.run
-      ? await spec.run(session, c, input, options)
-      : ((await stage.run(session.context(c), [input], options)) as unknown as R);
+      ? await spec.run(s, c, input, options)
+      : ((await stage.run(s.context(c), [input], options)) as unknown as R);
     session.output(c, result, () => spec.format(result, input));
   });
   return cmd;

@@ -50,7 +50,7 @@ export async function scoreOnTarget(input: DecideInput, target: DataInfo, candid
   })));
   const progress = input.ctx.progress('select: scoring candidates on the target', jobs.length);
   try {
-    const results = await runJobs(jobs, { backend: input.options.backend as never, signal: input.ctx.signal, onResult: () => progress.tick() });
+    const results = await runJobs(jobs, { backend: input.options.backend as never, signal: input.ctx.signal, runner: input.ctx.jobRunner, onResult: () => progress.tick() });
     return candidates.map((_, j) => results.slice(j * seeds, (j + 1) * seeds).reduce((a, r) => a + r.accuracy, 0) / seeds);
   } finally {
     progress.done();

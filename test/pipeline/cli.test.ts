@@ -1,11 +1,10 @@
 /** The CLI end to end: `node bin/metacurate.js ...` on tiny generated IDX files. */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { spawn } from 'node:child_process';
 import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { CODE_VERSION } from '../../core/version.js';
-import { BIN, REPO, assertBuilt, cli, jsonLines, tempDir, tempEntries, writeIdxFixture } from './helpers.js';
+import { assertBuilt, cli, cliSignalledMidWork, jsonLines, tempDir, tempEntries, writeIdxFixture } from './helpers.js';
 
 let dir: string;
 let src: string;
@@ -191,17 +190,7 @@ test('SIGINT stops a running ingest: exit 130, the partial output removed', asyn
   // Resizing makes every image go through sharp: seconds of work, so the signal lands mid-stage.
   await writeIdxFixture(big, { prefix: 'train', n: 3000, classes: 3 });
   const out = path.join(dir, 'interrupted');
-  const child = spawn(process.execPath, [BIN, '--json', 'ingest', big, '--out', out, '--size', '32x32', '--concurrency', '1'], { cwd: REPO });
-  let stderr = '';
-  let signalled = false;
-  child.stderr.on('data', (d) => {
-    stderr += d;
-    if (!signalled && /"msg":"progress"/.test(stderr)) {
-      signalled = true;
-      child.kill('SIGINT');
-    }
-  });
-  const code = await new Promise((resolve) => child.on('close', resolve));
+  const { code, signalled, stderr } = await cliSignalledMidWork(['--json', 'ingest', big, '--out', out, '--size', '32x32', '--concurrency', '1'], 'SIGINT');
   expect(signalled).toBe(true);
   expect(code).toBe(130);
   expect(jsonLines(stderr.split('\n').filter((l) => l.startsWith('{')).join('\n')).some((l) => /SIGINT: stopping/.test(String(l.msg)))).toBe(true);

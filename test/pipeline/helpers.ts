@@ -66,6 +66,21 @@ export async function writeIdxFixture(dir: string, opts: { prefix?: string; n: n
   await fsp.writeFile(path.join(dir, `${prefix}-labels-idx1-ubyte`), labels);
 }
 
+/** Runs the CLI and sends it `signal` at its first progress line: mid-work. */
+export function cliSignalledMidWork(args: string[], signal: NodeJS.Signals): Promise<{ code: number | null; signalled: boolean; stderr: string }> {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: REPO });
+  let stderr = '';
+  let signalled = false;
+  child.stderr.on('data', (d) => {
+    stderr += d;
+    if (!signalled && /"msg":"progress"/.test(stderr)) {
+      signalled = true;
+      child.kill(signal);
+    }
+  });
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, signalled, stderr })));
+}
+
 /** Parses JSON lines, failing on any line that is not JSON. */
 export function jsonLines(text: string): Record<string, unknown>[] {
   return text.split('\n').filter((l) => l.trim()).map((l) => {
