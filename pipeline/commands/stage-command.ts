@@ -76,8 +76,10 @@ function parseInteger(value: string): number {
   return Number(value);
 }
 
+/** A field's alternatives, nested unions flattened (a model kind | a spec that is itself a union of kinds). */
 function alternatives(f: JsonField): JsonField[] {
-  return f.anyOf ?? f.oneOf ?? [f];
+  const alts = f.anyOf ?? f.oneOf;
+  return alts ? alts.flatMap(alternatives) : [f];
 }
 
 function typesOf(f: JsonField): string[] {

@@ -11,6 +11,7 @@ import { openDataset, readCuration } from '../../data/reader.js';
 import { TrainingDivergedError } from '../../ml/train.js';
 import { score, scoreOptions, scoreStage, trainSteps, trainingLength, type ScoreOptions } from '../../stages/score.js';
 import { writeToySet } from '../helpers/toy.js';
+import { cli } from '../pipeline/helpers.js';
 
 let tmp: string;
 let train: string;
@@ -101,6 +102,12 @@ describe('score stage', () => {
     expect(res.summary.max).toBeLessThanOrEqual(0); // −loss
     // 40 rows in batches of 10 for the 2 epochs asked for: 8 steps, said in the summary.
     expect(res.summary.warnings).toEqual([expect.stringMatching(/trains only 8 optimizer steps .*more epochs \(--epochs; 2 now\)/)]);
+  });
+
+  it('takes a JSON model spec from the command line, as the library does', async () => {
+    const r = await cli(['--json', 'score', train, '--method', 'loss', '--model', '{"kind":"mlp","hidden":[4]}', '--epochs', '1', '--backend', 'wasm', '--out', path.join(tmp, 'json-model')]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).summary.protocol.model).toMatchObject({ kind: 'mlp', hidden: [4] });
   });
 
   it('trains a small pool for more epochs when the epochs are the method\'s, in the fingerprint', async () => {
