@@ -1,25 +1,30 @@
-// Backend selection: tensorflow (tfjs-node[-gpu], optional) > wasm > cpu.
-// Every backend gets the gradient patches; wasm also gets kernel patches
-// (see ml/patches/). Call initBackend() before building tensors.
+// Backend selection: tensorflow (tfjs-node[-gpu], optional) > webgpu (optional,
+// GPU hardware only) > wasm > cpu. Every backend gets the gradient patches; wasm
+// also gets kernel patches (see ml/patches/). Call initBackend() before building tensors.
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { registerPatches } from './patches/index.js';
+import { WEBGPU_HINT, describeAdapter, gpuDevicePresent, registerWebgpuBackend, webgpuAdapter, type GpuAdapterInfo } from './webgpu.js';
 import { UsageError } from '../core/errors.js';
 
-export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
+export type BackendName = 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 export type BackendRequest = 'auto' | BackendName;
 
 export interface BackendInfo {
   name: string;
+  /** What summaries record: the name, and for webgpu its adapter ("webgpu (llvmpipe: Mesa …, software)"). */
+  label: string;
+  /** The webgpu backend's adapter. */
+  adapter?: GpuAdapterInfo;
   tf: typeof import('@tensorflow/tfjs');
 }
 
 /** An unknown or unavailable backend was asked for (a usage error, exit 64). */
 export class BackendError extends UsageError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, { cause: options?.cause });
+  constructor(message: string, options?: { cause?: unknown; hint?: string }) {
+    super(message, { cause: options?.cause, hint: options?.hint });
   }
 }
 
@@ -42,12 +47,17 @@ export function explainBackendAbort(err: unknown): unknown {
   return aborted ? new BackendOutOfMemoryError(err) : err;
 }
 
-const PREFERENCE: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu'];
-/** What `--backend` accepts. */
-export const BACKEND_REQUESTS = ['auto', 'tensorflow', 'wasm', 'cpu'] as const satisfies readonly BackendRequest[];
+const PREFERENCE: readonly BackendName[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
+/** What `--backend` (and a pipeline's `backend:`) accepts. */
+export const BACKEND_REQUESTS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const satisfies readonly BackendRequest[];
 const REQUESTS: readonly string[] = BACKEND_REQUESTS;
 // Optional packages: computed specifiers so TypeScript does not need them installed.
 const NODE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'];
+/** What to do when a backend asked for by name is unavailable. */
+const HINTS: Partial<Record<BackendName, string>> = {
+  tensorflow: 'Install @tensorflow/tfjs-node or @tensorflow/tfjs-node-gpu, or use --backend wasm',
+  webgpu: `${WEBGPU_HINT}. Or use --backend wasm`,
+};
 
 const infos = new Map<string, BackendInfo>();
 let current: BackendInfo | null = null;
@@ -80,8 +90,20 @@ function wasmDistDir(): string {
   return path.dirname(main) + '/';
 }
 
-async function activate(name: BackendName): Promise<BackendInfo> {
+/** The webgpu adapter, once its packages are loaded; `auto` takes GPU hardware only. */
+async function prepareWebgpu(auto: boolean): Promise<GpuAdapterInfo> {
+  if (auto && !gpuDevicePresent()) throw new Error('this machine shows no GPU device (/dev/dri/renderD*, /dev/nvidia*)');
+  const adapter = await webgpuAdapter();
+  if (auto && adapter.software) {
+    throw new Error(`its adapter is a software rasteriser (${describeAdapter(adapter)}), for correctness tests only; ask for --backend webgpu to use it anyway`);
+  }
+  await registerWebgpuBackend();
+  return adapter;
+}
+
+async function activate(name: BackendName, auto = false): Promise<BackendInfo> {
   if (name === 'tensorflow') await loadTensorflow();
+  const adapter = name === 'webgpu' ? await prepareWebgpu(auto) : undefined;
   if (name === 'wasm' && !wasmPathsSet) {
     setWasmPaths(wasmDistDir());
     wasmPathsSet = true;
@@ -103,7 +125,7 @@ async function activate(name: BackendName): Promise<BackendInfo> {
   registerPatches(name);
   let info = infos.get(name);
   if (info == null) {
-    info = { name, tf };
+    info = { name, label: adapter ? `${name} (${describeAdapter(adapter)})` : name, adapter, tf };
     infos.set(name, info);
   }
   current = info;
@@ -116,7 +138,7 @@ async function init(requested: BackendRequest): Promise<BackendInfo> {
     const failures: string[] = [];
     for (const name of PREFERENCE) {
       try {
-        return await activate(name);
+        return await activate(name, true);
       } catch (e) {
         failures.push(`${name}: ${errorMessage(e)}`);
       }
@@ -127,10 +149,7 @@ async function init(requested: BackendRequest): Promise<BackendInfo> {
   try {
     return await activate(requested);
   } catch (e) {
-    const hint = requested === 'tensorflow'
-      ? ' (install @tensorflow/tfjs-node or @tensorflow/tfjs-node-gpu, or use --backend wasm)'
-      : '';
-    throw new BackendError(`backend '${requested}' is not available: ${errorMessage(e)}${hint}`, { cause: e });
+    throw new BackendError(`backend '${requested}' is not available: ${errorMessage(e)}`, { cause: e, hint: HINTS[requested] });
   }
 }
 
@@ -152,4 +171,24 @@ export async function initBackend(requested: BackendRequest = 'auto'): Promise<B
 /** Name of the backend chosen by initBackend, or null before the first call. */
 export function backendName(): string | null {
   return current?.name ?? null;
+}
+
+/**
+ * Whether `request` trains on the native backend (tfjs-node), where long
+ * protocols are affordable: asked for by name, or `auto` with its package
+ * installed. Decided without loading any backend, so a stage's plan (and its
+ * fingerprint) can depend on it.
+ */
+export function trainsNatively(request: BackendRequest): boolean {
+  if (request === 'tensorflow') return true;
+  if (request !== 'auto') return false;
+  const require = createRequire(import.meta.url);
+  return NODE_PACKAGES.some((spec) => {
+    try {
+      require.resolve(spec);
+      return true;
+    } catch {
+      return false;
+    }
+  });
 }

@@ -268,10 +268,10 @@ function kindOf(job: Job): JobKind<Job> {
 /** Runs one job in this thread (the worker's entry point; also usable in-process). */
 export async function runJob(job: Job, request: BackendRequest, onProgress?: Progress): Promise<AnyJobResult> {
   backend ??= initBackend(request);
-  const { name, tf } = await backend;
+  const { label, tf } = await backend;
   const t0 = performance.now();
   const out = await kindOf(job).run(job, { tf, onProgress });
-  return { ...out, seconds: (performance.now() - t0) / 1000, backend: name } as AnyJobResult;
+  return { ...out, seconds: (performance.now() - t0) / 1000, backend: label } as AnyJobResult;
 }
 
 if (!isMainThread && parentPort && (workerData as { metacurateWorker?: WorkerInit } | undefined)?.metacurateWorker) {

@@ -262,7 +262,7 @@ async function runDistill(ctx: StageContext, plan: Planned<DistillPlan>, o: Pars
   const progress = ctx.progress(`distill ${o.method}`, steps);
   progress.tick(startStep);
   const logEvery = Math.max(1, Math.round(steps / 20));
-  ctx.log.info({ method: o.method, ipc: o.ipc, rows: real.labels.length, steps, backend: backend.name, settings }, `distill: ${o.method}, ${o.ipc} images per class`);
+  ctx.log.info({ method: o.method, ipc: o.ipc, rows: real.labels.length, steps, backend: backend.label, settings }, `distill: ${o.method}, ${o.ipc} images per class`);
   const checkpoint = () => writeCheckpoint(ckptDir, train.ds.fingerprint, settings, t, distiller.save());
   try {
     let lastYield = Date.now();
@@ -312,7 +312,7 @@ async function runDistill(ctx: StageContext, plan: Planned<DistillPlan>, o: Pars
       lastLoss: mean(losses.slice(-10)),
       skippedSteps: skipped,
       seconds: (performance.now() - t0) / 1000,
-      backend: backend.name,
+      backend: backend.label,
       settings,
       details,
     };

@@ -3,7 +3,7 @@
  * PyTorch CPU on the same model and batch size (issue 3).
  *
  *   npm run build && node dist/scripts/bench/train.js [--quick] [--out FILE]
- *       [--models mlp,convnet-w32,convnet-w128] [--no-stock] [--no-torch] [--python /usr/bin/python3]
+ *       [--models mlp,convnet-w32,convnet-w128] [--no-stock] [--no-webgpu] [--no-torch] [--python /usr/bin/python3]
  *
  * Models, all at batch 128 on synthetic Fashion-MNIST-shaped data (28×28×1,
  * 10 classes, seeded, generated in memory: no download), SGD lr 0.01 momentum 0.9:
@@ -15,7 +15,11 @@
  * timed steps, timing the timed steps only (examples/s = batch × steps / seconds).
  * "stock" is the same run on wasm without the kernel patches of ml/patches
  * (the gradient patches stay: the trainer's ops need them); stock wasm has no
- * Conv2DBackpropFilter kernel, so conv nets fail there. PyTorch runs through
+ * Conv2DBackpropFilter kernel, so conv nets fail there. "webgpu" is the same
+ * run on the webgpu backend when it has an adapter (optional packages and a
+ * Vulkan driver; see docs/tfjs.md). On a software adapter (Mesa's lavapipe) its
+ * column is marked as CPU emulation: such numbers say nothing about a GPU.
+ * PyTorch runs through
  * scripts/bench/torch_train.py with one thread per core and with one thread;
  * wasm in Node is single-threaded, so "ours/torch 1t" is the per-core
  * comparison. A second table divides by the process's CPU time instead of wall
@@ -37,6 +41,7 @@ import { exitCodeOf, UsageError } from '../../core/errors.js';
 import { Rng } from '../../core/rng.js';
 import type { Examples } from '../../data/batch.js';
 import type { ModelSpec } from '../../ml/models.js';
+import { describeAdapter, webgpuAdapter } from '../../ml/webgpu.js';
 import { benchMeta, printTable, writeBenchJson } from './common.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -78,7 +83,7 @@ const CASES: Case[] = [
   },
 ];
 
-type Variant = 'patched' | 'stock';
+type Variant = 'patched' | 'stock' | 'webgpu';
 
 interface OursResult {
   variant: Variant;
@@ -90,6 +95,8 @@ interface OursResult {
   /** Examples per CPU-second of the process (user + system): less sensitive to other load than wall time. */
   examplesPerCpuSec: number | null;
   lastLoss: number | null;
+  /** webgpu: the adapter is a CPU emulation (lavapipe), so the numbers are not GPU numbers. */
+  software?: boolean;
   /** Why the run failed (stock wasm lacks kernels). */
   error?: string;
   load1m: number;
@@ -139,14 +146,17 @@ function firstLine(e: unknown): string {
   return (e instanceof Error ? e.message : String(e)).split('\n')[0];
 }
 
-/** Child process: one training run of `c` on wasm, stock or patched; prints an OursResult as JSON. */
+/** Child process: one training run of `c` on wasm (stock or patched) or webgpu; prints an OursResult as JSON. */
 async function child(c: Case, variant: Variant, steps: number): Promise<void> {
   const tf = await import('@tensorflow/tfjs');
   const { createTrainer } = await import('../../ml/train.js');
   let backend: string;
-  if (variant === 'patched') {
+  let software: boolean | undefined;
+  if (variant !== 'stock') {
     const { initBackend } = await import('../../ml/backend.js');
-    backend = (await initBackend('wasm')).name;
+    const info = await initBackend(variant === 'webgpu' ? 'webgpu' : 'wasm');
+    backend = info.label;
+    software = info.adapter?.software;
   } else {
     // Stock wasm: the same backend, without ml/backend.ts registering kernel patches.
     const { setWasmPaths } = await import('@tensorflow/tfjs-backend-wasm');
@@ -174,7 +184,7 @@ async function child(c: Case, variant: Variant, steps: number): Promise<void> {
   let lastLoss: number | null = null;
   const out: OursResult = {
     variant, backend, steps, seconds: null, msPerStep: null, examplesPerSec: null, examplesPerCpuSec: null, lastLoss: null,
-    load1m: os.loadavg()[0],
+    software, load1m: os.loadavg()[0],
   };
   try {
     const { params } = await trainer.run({
@@ -227,6 +237,7 @@ const OPTIONS = {
   out: { type: 'string' },
   models: { type: 'string', default: CASES.map((c) => c.name).join(',') },
   'no-stock': { type: 'boolean', default: false },
+  'no-webgpu': { type: 'boolean', default: false },
   'no-torch': { type: 'boolean', default: false },
   python: { type: 'string', default: '/usr/bin/python3' },
   // Internal: the child-process mode.
@@ -239,7 +250,7 @@ async function main(): Promise<void> {
   try {
     ({ values } = parseArgs({ options: OPTIONS }));
   } catch (e) {
-    throw new UsageError(firstLine(e), { hint: 'Options: --quick, --out FILE, --models LIST, --no-stock, --no-torch, --python PATH' });
+    throw new UsageError(firstLine(e), { hint: 'Options: --quick, --out FILE, --models LIST, --no-stock, --no-webgpu, --no-torch, --python PATH' });
   }
   const names = values.models!.split(',').map((s) => s.trim()).filter((s) => s !== '');
   const cases = names.map((n) => {
@@ -259,6 +270,11 @@ async function main(): Promise<void> {
   if (!values['no-torch'] && torchInfo == null) {
     console.log(`PyTorch is not importable by ${python}: skipping the torch columns (install it with scripts/install-torch).`);
   }
+  const webgpu = values['no-webgpu'] ? null : await webgpuAdapter().catch((e: unknown) => {
+    console.log(`webgpu is unavailable: skipping its column (${firstLine(e)}; see docs/tfjs.md#webgpu).`);
+    return null;
+  });
+  const webgpuColumn = webgpu?.software ? 'webgpu ex/s (CPU-emulated, not a GPU)' : 'webgpu ex/s';
   const loadStart = os.loadavg();
   console.log(`load average at start: ${loadStart.map((l) => l.toFixed(2)).join(', ')} on ${os.cpus().length} cores`);
 
@@ -267,9 +283,9 @@ async function main(): Promise<void> {
   const cpuRows: Record<string, unknown>[] = [];
   for (const c of cases) {
     const steps = values.quick ? c.quickSteps : c.steps;
-    const variants: Variant[] = values['no-stock'] ? ['patched'] : ['patched', 'stock'];
+    const variants: Variant[] = ['patched', ...(values['no-stock'] ? [] : ['stock'] as const), ...(webgpu ? ['webgpu'] as const : [])];
     const ours = variants.map((v) => {
-      process.stderr.write(`${c.name}: wasm ${v}, ${c.warmup} + ${steps} steps ...\n`);
+      process.stderr.write(`${c.name}: ${v === 'webgpu' ? 'webgpu' : `wasm ${v}`}, ${c.warmup} + ${steps} steps ...\n`);
       return runJson<OursResult>(process.execPath, [self, '--child', `${c.name}:${v}`, '--models', c.name, '--steps', String(steps)]);
     });
     const torch: TorchResult[] = [];
@@ -292,6 +308,7 @@ async function main(): Promise<void> {
 
     const patched = ours.find((o) => o.variant === 'patched');
     const stock = ours.find((o) => o.variant === 'stock');
+    const gpu = ours.find((o) => o.variant === 'webgpu');
     const tOne = torch.find((t) => t.threads === 1);
     const tAll = torch.find((t) => t.threads > 1);
     const tAllName = `torch ${os.cpus().length}t`;
@@ -302,6 +319,7 @@ async function main(): Promise<void> {
       'wasm ex/s': round(patched?.examplesPerSec),
       'stock ex/s': stock == null ? null : stock.error != null ? 'fails' : round(stock.examplesPerSec),
       'patches ×': ratio(patched?.examplesPerSec, stock?.examplesPerSec),
+      ...(webgpu ? { [webgpuColumn]: gpu?.error != null ? 'fails' : round(gpu?.examplesPerSec) } : {}),
       [`${tAllName} ex/s`]: round(tAll?.examplesPerSec),
       'torch 1t ex/s': round(tOne?.examplesPerSec),
       [`ours/${tAllName}`]: ratio(patched?.examplesPerSec, tAll?.examplesPerSec),
@@ -321,6 +339,10 @@ async function main(): Promise<void> {
 
   const torchNote = torchInfo == null ? (values['no-torch'] ? 'torch skipped' : 'torch not installed') : `torch ${torchInfo.version}, its default here: ${torchInfo.defaultThreads} thread(s)`;
   printTable(`training throughput, batch ${BATCH}, SGD momentum, examples/s of wall time (wasm single-threaded; ${torchNote})`, rows);
+  if (webgpu?.software) {
+    console.log(`  webgpu ran on a software adapter (${describeAdapter(webgpu)}), which emulates a GPU on these CPUs:`
+      + ' its numbers say nothing about GPU speed (the adapter is there for correctness tests)\n');
+  }
   printTable('the same per CPU-second of the process (single-threaded runs: a load-robust per-core comparison)', cpuRows);
   const blas = results.flatMap((r) => r.torch.map((t) => t.blas)).find((b) => b != null);
   if (blas != null && !/openblas|mkl|blis|atlas/i.test(blas)) {
@@ -341,6 +363,7 @@ async function main(): Promise<void> {
     optimizer: { kind: 'sgd', lr: 0.01, momentum: 0.9 },
     data: 'synthetic 28x28x1, 10 classes (class template + noise), seeded',
     torch: torchInfo,
+    webgpu: webgpu && { adapter: describeAdapter(webgpu), software: webgpu.software },
     loadAverage: { start: loadStart, end: loadEnd },
     results,
     rows,

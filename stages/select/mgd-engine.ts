@@ -108,7 +108,7 @@ export function createMgdEngine(pool: Examples, target: Examples, s: MgdEngineSe
   const { phi, validation } = splitTarget(target, s.train.seed ?? 0);
   let ready: Promise<unknown> | undefined;
   const start = async () => {
-    ready ??= initBackend(s.backend ?? 'auto').then((b) => ctx.log.info({ backend: b.name }, 'select: metagradient engine in this thread'));
+    ready ??= initBackend(s.backend ?? 'auto').then((b) => ctx.log.info({ backend: b.label }, 'select: metagradient engine in this thread'));
     await ready;
   };
   const metagrad: MetagradFn = async (counts, { round }) => {

@@ -1,9 +1,15 @@
 import { createRequire } from 'node:module';
+import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { BackendError, BackendOutOfMemoryError, backendName, explainBackendAbort, initBackend } from '../../ml/backend.js';
 import * as ops from '../../ml/ops.js';
 import { kernelPatchesFor } from '../../ml/patches/index.js';
+import { runJobs, type TrainJob } from '../../ml/pool.js';
+import { describeAdapter, isSoftwareAdapter, webgpuAdapter } from '../../ml/webgpu.js';
+import { writeImageDataset } from '../helpers/datasets.js';
+import { useTmpDir } from '../helpers/tmp.js';
+import { WEBGPU_SKIP } from './backends.js';
 
 function resolvable(spec: string): boolean {
   try {
@@ -14,6 +20,7 @@ function resolvable(spec: string): boolean {
   }
 }
 const nodeBackendInstalled = resolvable('@tensorflow/tfjs-node') || resolvable('@tensorflow/tfjs-node-gpu');
+const gpuHardware = await webgpuAdapter().then((a) => !a.software, () => false);
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -24,7 +31,8 @@ describe('initBackend', () => {
     expect(backendName()).toBeNull();
     const [a, b] = await Promise.all([initBackend(), initBackend('auto')]);
     expect(a).toBe(b);
-    expect(a.name).toBe(nodeBackendInstalled ? 'tensorflow' : 'wasm');
+    // Never a software WebGPU adapter (lavapipe here, when installed).
+    expect(a.name).toBe(nodeBackendInstalled ? 'tensorflow' : gpuHardware ? 'webgpu' : 'wasm');
     expect(a.tf.getBackend()).toBe(a.name);
     expect(backendName()).toBe(a.name);
     expect(await initBackend()).toBe(a);
@@ -35,7 +43,7 @@ describe('initBackend', () => {
     const err = await initBackend('gpu' as never).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BackendError);
     expect((err as BackendError).exitCode).toBe(64);
-    expect((err as Error).message).toMatch(/unknown backend 'gpu'.*auto, tensorflow, wasm, cpu/);
+    expect((err as Error).message).toMatch(/unknown backend 'gpu'.*auto, tensorflow, webgpu, wasm, cpu/);
   });
 
   it('explains the wasm module aborting (its heap ran out) as a usage error with a hint; other errors pass through', () => {
@@ -112,5 +120,56 @@ describe('training on the patched wasm backend', () => {
     expect(last).toBeLessThan(first * 0.5);
     opt.dispose();
     tf.dispose([x, labels, mask, xs, ...params]);
+  });
+});
+
+describe('the webgpu backend', () => {
+  const tmp = useTmpDir();
+
+  it('tells software adapters from GPU hardware', () => {
+    const lavapipe = { vendor: 'mesa', architecture: 'software', device: 'llvmpipe-llvm-15', description: 'llvmpipe: Mesa 25.0.7 (LLVM 15.0.6)' };
+    const swiftshader = { vendor: 'google', architecture: 'swiftshader', device: '', description: 'SwiftShader Device (Subzero)' };
+    const nvidia = { vendor: 'nvidia', architecture: 'hopper', device: '', description: 'NVIDIA H100 80GB HBM3' };
+    const radv = { vendor: 'amd', architecture: 'rdna-3', device: '', description: 'AMD Radeon RX 7900 XTX (RADV NAVI31)' };
+    expect([lavapipe, swiftshader, nvidia, radv].map((a) => isSoftwareAdapter(a))).toEqual([true, true, false, false]);
+    expect(isSoftwareAdapter({ ...nvidia, isFallbackAdapter: true })).toBe(true);
+    expect(describeAdapter({ ...lavapipe, software: true })).toBe('llvmpipe: Mesa 25.0.7 (LLVM 15.0.6), software');
+    expect(describeAdapter({ ...nvidia, software: false })).toBe('NVIDIA H100 80GB HBM3');
+    expect(describeAdapter({ ...radv, description: '', software: false })).toBe('amd rdna-3');
+  });
+
+  it.skipIf(WEBGPU_SKIP)('asked for by name, uses any adapter, records it, and reads GPU results synchronously', async () => {
+    const adapter = await webgpuAdapter();
+    const info = await initBackend('webgpu');
+    expect(tf.getBackend()).toBe('webgpu');
+    expect(info.adapter).toEqual(adapter);
+    expect(info.label).toBe(`webgpu (${describeAdapter(adapter)})`);
+    // Computed on the GPU, read with dataSync (stock tfjs-backend-webgpu needs an OffscreenCanvas for that).
+    const a = [[1, 2, 3], [4, 5, 6]];
+    const b = [[1, 0], [0, 1], [2, -1]];
+    const product = tf.tidy(() => tf.matMul(tf.tensor2d(a), tf.tensor2d(b)).arraySync());
+    expect(product).toEqual([[7, -1], [16, -1]]);
+    expect(tf.tidy(() => Array.from(tf.relu(tf.sub(tf.range(0, 4), 1.5)).dataSync()))).toEqual([0, 0, 0.5, 1.5]);
+    expect(await initBackend('wasm')).not.toBe(info);
+    expect(await initBackend('webgpu')).toBe(info);
+  });
+
+  it.skipIf(WEBGPU_SKIP)('runs in worker threads, one device each, with the results of wasm', async () => {
+    const dir = path.join(tmp(), 'train');
+    await writeImageDataset(dir, 24, { shape: [4, 4, 1], classes: 3 });
+    const job = (seed: number): TrainJob => ({
+      kind: 'train', train: { dir }, config: { model: { kind: 'mlp', hidden: [8] }, optimizer: { kind: 'sgd', lr: 0.1 }, epochs: 2, batchSize: 8, seed },
+    });
+    const [onGpu, onWasm] = [await runJobs([job(1), job(2)], { backend: 'webgpu', size: 2 }), await runJobs([job(1), job(2)], { backend: 'wasm', size: 1 })];
+    const label = `webgpu (${describeAdapter(await webgpuAdapter())})`;
+    expect(onGpu.map((r) => r.backend)).toEqual([label, label]);
+    for (let j = 0; j < 2; j++) {
+      const gpu = onGpu[j]!.params.flatMap((p) => Array.from(p));
+      const cpu = onWasm[j]!.params.flatMap((p) => Array.from(p));
+      expect(gpu.length).toBe(cpu.length);
+      expect(Math.max(...gpu.map((v, i) => Math.abs(v - cpu[i]!)))).toBeLessThan(1e-4);
+    }
+    // Different seeds, different runs: the comparison above is not vacuous.
+    expect(onGpu[0]!.params[0]).not.toEqual(onGpu[1]!.params[0]);
   });
 });
