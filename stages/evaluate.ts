@@ -23,6 +23,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { Rng } from '../core/rng.js';
 import { fixedListValues, numericValues } from '../data/columns.js';
+import { trainsNatively } from '../ml/backend.js';
 import { makeModel, modelSpecSchema, type ModelSpec } from '../ml/models.js';
 import { optimizerSpecSchema, type OptimizerSpec } from '../ml/optim.js';
 import { runJobs, type EvaluateJob, type EvaluateJobResult } from '../ml/pool.js';
@@ -80,7 +81,8 @@ export type PresetName = keyof typeof PRESETS;
 export const evaluateOptions = z.object({
   test: z.string().min(1).optional().describe('held-out test set (or the stage\'s test input)'),
   fullTrain: z.string().min(1).optional().describe('the full pool, for the baselines: a random subset of it and all of it'),
-  preset: z.enum(Object.keys(PRESETS) as [PresetName, ...PresetName[]]).default('fast').describe('training protocol (see "Presets" below)'),
+  preset: z.enum(Object.keys(PRESETS) as [PresetName, ...PresetName[]]).optional()
+    .describe('training protocol (see "Presets" below; default: dc-bench on the native tensorflow backend, fast on wasm and the others)'),
   model: modelChoice.optional().describe('logreg, mlp, convnet, or a JSON model spec (default: the preset\'s)'),
   optimizer: optimizerChoice.optional().describe('sgd, adam, adamw, or a JSON optimizer spec (default: the preset\'s)'),
   lr: z.number().positive().optional().describe('learning rate (overrides the optimizer\'s)'),
@@ -283,11 +285,22 @@ function describeProtocol(model: ModelSpec, opt: OptimizerSpec, schedule: Schedu
     `${soft ? 'soft' : 'hard'} labels, cross-entropy, no augmentation; ${seeds} seed${seeds > 1 ? 's' : ''}, mean ± population std`;
 }
 
+/**
+ * The protocol: the one asked for, else the one the backend affords. dc-bench's
+ * 1,000 epochs take minutes natively but hours on wasm, where `fast` (a few
+ * hundred steps) keeps an evaluation to seconds or minutes.
+ */
+export function presetOf(o: Pick<Parsed, 'preset' | 'backend'>): PresetName {
+  return o.preset ?? (trainsNatively(o.backend ?? 'auto') ? 'dc-bench' : 'fast');
+}
+
 /** Options that change the result: not where it is written, nor how many threads. */
 function canonicalOptions(o: Parsed): Record<string, unknown> {
   const { out: _out, overwrite: _ow, parallelism: _p, test: _t, fullTrain: _f, fullBaseline, ...rest } = o;
+  // The preset as resolved (keys are sorted when hashed: the same fingerprint as when 'fast' was the default).
+  const resolved = { ...rest, preset: presetOf(o) };
   // Joins the fingerprint only when off, so evaluations made before the option existed stay current.
-  return fullBaseline ? rest : { ...rest, fullBaseline };
+  return fullBaseline ? resolved : { ...resolved, fullBaseline };
 }
 
 interface Described {
@@ -328,7 +341,7 @@ async function runEvaluation(ctx: StageContext, d: Described, o: Parsed, fingerp
       ctx.log.warn({ train: train.dir, other: other.dir }, `the ${other.role} set names its classes differently from the training set; classes are matched by index`);
     }
   }
-  const preset: Preset = PRESETS[o.preset];
+  const preset: Preset = PRESETS[presetOf(o)];
   const batchSize = o.batchSize ?? preset.batchSize;
   let model = resolveModel(o, preset);
   if (o.normalize && !modelSpecSchema.parse(model).inputNorm) {
@@ -442,7 +455,7 @@ async function runEvaluation(ctx: StageContext, d: Described, o: Parsed, fingerp
       train: train.dir,
       test: test.dir,
       fullTrain: full?.dir,
-      preset: o.preset,
+      preset: presetOf(o),
       model,
       optimizer,
       schedule,

@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DataError, ExitCode } from '../../core/errors.js';
 import { readCuration } from '../../data/reader.js';
 import { TrainingDivergedError } from '../../ml/train.js';
-import { PRESETS, REPORT_FILE, defaultEpochs, evaluate, evaluateStage, stratifiedSubset, type EvaluateOptions, type EvaluateReport } from '../../stages/evaluate.js';
+import { trainsNatively } from '../../ml/backend.js';
+import { PRESETS, REPORT_FILE, defaultEpochs, evaluate, presetOf, evaluateStage, stratifiedSubset, type EvaluateOptions, type EvaluateReport } from '../../stages/evaluate.js';
 import { quietContext } from '../../stages/context.js';
 import { Rng } from '../../core/rng.js';
 import { writeToySet } from '../helpers/toy.js';
@@ -167,6 +168,27 @@ describe('evaluate: other inputs and errors', () => {
     expect(err).toBeInstanceOf(TrainingDivergedError);
     expect(err.exitCode).toBe(ExitCode.dataError);
     expect(err.message).toMatch(/training diverged at step \d+/);
+  });
+});
+
+describe('presetOf', () => {
+  it('is the one asked for, else dc-bench on the native backend and fast elsewhere, with fingerprints as when fast was the default', async () => {
+    expect(presetOf({ backend: 'tensorflow' })).toBe('dc-bench');
+    expect(presetOf({ backend: 'wasm' })).toBe('fast');
+    expect(presetOf({ backend: 'webgpu' })).toBe('fast');
+    expect(presetOf({ preset: 'fast', backend: 'tensorflow' })).toBe('fast');
+    expect(presetOf({ preset: 'dc-bench', backend: 'wasm' })).toBe('dc-bench');
+    // auto: whatever the machine has (no tfjs-node here unless installed).
+    expect(presetOf({ backend: 'auto' })).toBe(trainsNatively('auto') ? 'dc-bench' : 'fast');
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'metacurate-preset-'));
+    try {
+      const [tr, te] = [await writeToySet(dir, 'tr', 20, 1), await writeToySet(dir, 'te', 20, 2)];
+      const fp = async (o: Record<string, unknown>) => (await evaluateStage.prepare([tr, te], { backend: 'wasm', ...o })).fingerprint;
+      expect(await fp({})).toBe(await fp({ preset: 'fast' }));
+      expect(await fp({ backend: 'tensorflow' })).toBe(await fp({ backend: 'tensorflow', preset: 'dc-bench' }));
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
