@@ -36,7 +36,7 @@ import { numericValues } from '../data/columns.js';
 import { openDataset, readCuration } from '../data/reader.js';
 import { OutputDir, type DatasetWriter } from '../data/writer.js';
 import { modelSpecSchema, type ModelSpec } from '../ml/models.js';
-import { WorkerPool } from '../ml/pool.js';
+import { WorkerPool, runJobs, type Job, type JobResult } from '../ml/pool.js';
 import {
   BODY_DEFAULTS, PROXY_DEFAULTS, RATE_BATCH_SIZE, RATER_FORMAT_VERSION, RATER_MODES, checkRaterFits, raterTrainSchema,
   readRater, writeRaterFiles, type RaterTrainSettings, type SavedRater,
@@ -283,9 +283,26 @@ export function planRanges(sizes: readonly number[], batchSize: number, rowBytes
   return out;
 }
 
-/** Rates every row of `data` with the rater at `raterDir` on `pool`, writing `id`, `rating` in order. */
+/** Runs one job: on this process's worker threads, or through the run's job runner (other machines); the result is the same. */
+interface Jobs {
+  run<J extends Job>(job: J, onProgress?: (done: number, total: number) => void): Promise<JobResult<J>>;
+  /** Jobs worth keeping in flight at once. */
+  inFlight: number;
+}
+
+function jobsFor(ctx: StageContext, pool: WorkerPool, o: Parsed): Jobs {
+  const runner = ctx.jobRunner;
+  if (!runner) return { run: (job, onProgress) => pool.run(job, onProgress), inFlight: pool.size * 2 };
+  return {
+    run: async (job, onProgress) => (await runJobs([job], { runner, backend: o.backend, signal: ctx.signal, onProgress: (_, d, t) => onProgress?.(d, t) }))[0],
+    // Remote workers are many and unknown: enough rating ranges in flight to keep them busy.
+    inFlight: 64,
+  };
+}
+
+/** Rates every row of `data` with the rater at `raterDir` through `jobs`, writing `id`, `rating` in order. */
 async function rateInto(
-  pool: WorkerPool,
+  jobs: Jobs,
   ctx: StageContext,
   data: DataInfo,
   raterDir: string,
@@ -299,11 +316,11 @@ async function rateInto(
   const ranges = planRanges(sizes, o.rateBatchSize, featureLength(data.shape)).filter((r) => r.shard >= fromShard);
   const expected = sizes.slice(fromShard).reduce((a, b) => a + b, 0);
   const progress = ctx.progress('rate', expected);
-  const inFlight = pool.size * 2;
+  const inFlight = jobs.inFlight;
   const results: (Promise<{ ids: string[]; ratings: Float32Array; backend: string }> | undefined)[] = [];
   const submit = (i: number) => {
     const job: RateJob = { kind: 'rate', rater: raterDir, range: { dir: data.dir, ...ranges[i], batchSize: o.rateBatchSize } };
-    const p = pool.run(job);
+    const p = jobs.run(job);
     p.catch(() => undefined); // awaited in order below; avoid an unhandled rejection meanwhile
     results[i] = p;
   };
@@ -384,12 +401,12 @@ export const rateStage = defineStage({
         raterDir = plan.rater.dir;
         raterMode = plan.rater.meta.training.mode;
       } else {
-        const trained = await trainInto(ctx, pool, plan, o, nested ? writer : undefined);
+        const trained = await trainInto(ctx, jobsFor(ctx, pool, o), plan, o, nested ? writer : undefined);
         raterDir = trained.dir;
         raterMode = plan.settings!.mode;
         training = trained.training;
       }
-      const rated = await rateInto(pool, ctx, data, raterDir, writer, o, from);
+      const rated = await rateInto(jobsFor(ctx, pool, o), ctx, data, raterDir, writer, o, from);
       const summary: RateSummary = {
         rows: data.n,
         ...(plan.appendFrom !== undefined ? { appended: { shards: data.ds.shards.slice(from).map((sh) => sh.file), rows: rated.rows } } : {}),
@@ -420,7 +437,7 @@ export const rateStage = defineStage({
  * curation.json like every other output.
  */
 async function trainInto(
-  ctx: StageContext, pool: WorkerPool, plan: Plan, o: Parsed, sidecar: DatasetWriter | undefined,
+  ctx: StageContext, jobs: Jobs, plan: Plan, o: Parsed, sidecar: DatasetWriter | undefined,
 ): Promise<{ dir: string; training: NonNullable<RateSummary['training']> }> {
   const { data } = plan;
   const settings = plan.settings!;
@@ -436,7 +453,7 @@ async function trainInto(
   };
   const bar = ctx.progress('train rater');
   let lastDone = 0;
-  const trained = await pool.run(job, (done, total) => {
+  const trained = await jobs.run(job, (done, total) => {
     bar.setTotal(total);
     bar.tick(done - lastDone);
     lastDone = done;

@@ -10,6 +10,7 @@ import type { RegisterCommand } from './common.js';
 export const registerRate: RegisterCommand = (program, session) => {
   registerStageCommand<RateResult>(program, session, rateStage, {
     argument: { name: 'dataset', description: 'dataset to rate (with --train-rater: the training pool)' },
+    queue: true,
     help: () => `The rating of a row is the rater's instance logit z: comparable across batches and
 datasets, higher = more valuable to keep. In a batch the rater's weight of row i is
 softmax_i(sigmoid(z)) x group(batch) (Alchemist); the sidecar keeps z.

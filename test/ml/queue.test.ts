@@ -16,6 +16,7 @@ import { runPipeline } from '../../pipeline/runner.js';
 import { connectionOf, decodeValue, encodeValue, queueJobs, serveQueue, type QueueRunnerOptions } from '../../ml/queue.js';
 import { quietContext, type StageContext } from '../../stages/context.js';
 import { evaluate, type EvaluateOptions } from '../../stages/evaluate.js';
+import { rate } from '../../stages/rate.js';
 import { score, type ScoreOptions } from '../../stages/score.js';
 import { BIN, assertBuilt, jsonLines } from '../pipeline/helpers.js';
 import { HAVE_REDIS, NO_REDIS_MESSAGE, startRedis, type RedisServer } from '../helpers/redis.js';
@@ -27,9 +28,9 @@ if (!HAVE_REDIS) console.warn(NO_REDIS_MESSAGE);
 const quickScore: ScoreOptions = { out: '', model: { kind: 'mlp', hidden: [8] }, epochs: 2, batchSize: 10, backend: 'wasm', lr: 0.1, method: 'metagrad', seeds: 3 };
 const quickEval: EvaluateOptions = { preset: 'fast', model: { kind: 'mlp', hidden: [16] }, lr: 0.01, epochs: 6, batchSize: 16, backend: 'wasm', seeds: 2, fullEpochs: 4 };
 
-/** Every file of an output but curation.json (which records times), as bytes. */
+/** Every file of an output but curation.json (which records times), as bytes; sub-folders not included. */
 async function outputBytes(dir: string): Promise<Record<string, Buffer>> {
-  const names = (await fsp.readdir(dir)).filter((n) => n !== 'curation.json').sort();
+  const names = (await fsp.readdir(dir, { withFileTypes: true })).filter((d) => d.isFile() && d.name !== 'curation.json').map((d) => d.name).sort();
   return Object.fromEntries(await Promise.all(names.map(async (n) => [n, await fsp.readFile(path.join(dir, n))] as const)));
 }
 
@@ -68,6 +69,7 @@ describe('the job runner of a stage context', () => {
       version: 1, workdir: 'work', stages: [
         { id: 'scores', stage: 'score', inputs: ['pool'], options: { method: 'loss', seeds: 2, model: 'logreg', epochs: 1, backend: 'wasm' } },
         { id: 'eval', stage: 'evaluate', inputs: { train: 'pool', test: 'held' }, options: { preset: 'fast', seeds: 1, epochs: 1, backend: 'wasm' } },
+        { id: 'rated', stage: 'rate', inputs: { dataset: 'pool', scores: '${scores}' }, options: { trainRater: true, mode: 'regress', by: 'loss', epochs: 1, backend: 'wasm' } },
       ],
     }));
     const kinds: string[] = [];
@@ -78,8 +80,9 @@ describe('the job runner of a stage context', () => {
       },
     };
     const report = await runPipeline(file, { ctx: { ...quietContext(), jobRunner: recording } });
-    expect(report.stages.map((s) => s.status)).toEqual(['ran', 'ran']);
-    expect(kinds).toEqual(['score', 'score', 'evaluate']);
+    expect(report.stages.map((s) => s.status)).toEqual(['ran', 'ran', 'ran']);
+    // Rating: the rater's training, then one job per range of rows (30 rows: one).
+    expect(kinds).toEqual(['score', 'score', 'evaluate', 'trainRater', 'rate']);
   });
 });
 
@@ -146,6 +149,17 @@ describe.skipIf(!HAVE_REDIS)('jobs through a Redis queue', () => {
       expect(await report(path.join(tmp, 'eval-queue'))).toEqual(await report(path.join(tmp, 'eval-local')));
       // Remote progress reached the stage: every job's steps, once.
       expect(ticks).toBe(2 * (remoteEval.steps + remoteEval.baselines!.random!.steps + remoteEval.baselines!.full!.steps));
+    });
+
+    it('trains a rater and rates exactly as a local run does', async () => {
+      const scores = await score(train, { ...quickScore, method: 'loss', seeds: 1, out: path.join(tmp, 'loss-for-rater') });
+      const opts = { trainRater: true, mode: 'regress' as const, scores: scores.dir, by: 'loss', epochs: 2, batchSize: 10, backend: 'wasm' as const };
+      const local = await rate(train, { ...opts, out: path.join(tmp, 'rate-local') });
+      const remote = await rate(train, { ...opts, out: path.join(tmp, 'rate-queue') }, queued());
+      expect(remote.fingerprint).toBe(local.fingerprint);
+      expect(await outputBytes(remote.dir)).toEqual(await outputBytes(local.dir));
+      const weights = async (dir: string) => fsp.readFile(path.join(dir, 'rater', 'weights.bin'));
+      expect(await weights(remote.dir)).toEqual(await weights(local.dir));
     });
 
     it('brings a worker\'s error back as its own class and exit code', async () => {
