@@ -23,7 +23,8 @@ type State = tf.Tensor[];
 
 export interface MetagradOptions {
   /**
-   * Branching factor of the REPLAY tree (default 16). Larger k: fewer replays
+   * Branching factor of the REPLAY tree (default 16), used when the run's states
+   * do not all fit the budget (else all are stored). Larger k: fewer replays
    * (depth ⌈log_k T⌉), more stored states. Measured on 1,600 MLP steps
    * (scripts/bench/metagrad.ts): k = 16, 5.2× training with 36 states; k = 4,
    * 6.8× with 16.
@@ -31,6 +32,8 @@ export interface MetagradOptions {
   k?: number;
   /** Memory the stored states may take, in bytes (default 2 GiB). Checked before any work. */
   maxStateBytes?: number;
+  /** Store every state when they fit (the default); false always goes through REPLAY's tree. */
+  storeAll?: boolean;
   /**
    * The first step whose example weights are differentiated (default 0): the
    * weights "enter late", so only steps from..T−1 are reversed and dφ/dw_i sums
@@ -54,7 +57,10 @@ export interface MetagradResult {
     steps: number;
     /** The first differentiated step. */
     from: number;
+    /** The branching factor used: the one asked for, or the whole run when every state was stored. */
     k: number;
+    /** Every state was stored (they fit the budget): no replays. */
+    storedAll: boolean;
     depth: number;
     forwardSteps: number;
     backwardSteps: number;
@@ -114,17 +120,28 @@ function splitSegments(t0: number, t1: number, k: number): number[] {
   return bounds;
 }
 
+/**
+ * Stored states beyond this many bytes go through REPLAY even within the budget:
+ * the wasm heap holding them is capped (4 GiB, less in practice), and a run's
+ * activations and a second worker's states share the machine.
+ */
+export const STORE_ALL_BYTES = 1024 ** 3;
+
 export async function metagradient(trainer: Trainer, targetLoss: TargetLoss, opts: MetagradOptions = {}): Promise<MetagradResult> {
-  const k = opts.k ?? 16;
   const T = trainer.steps;
   const n = trainer.numExamples;
   const from = opts.from ?? 0;
   if (!(Number.isInteger(from) && from >= 0 && from <= T)) throw new UsageError(`the first differentiated step must be within 0…${T}, got ${from}`);
-  const plan = replayPlan(T - from, k);
 
   const s0 = trainer.initState();
   const bytes = stateBytes(s0);
   const maxBytes = opts.maxStateBytes ?? 2 * 1024 ** 3;
+  // Every state of the differentiated steps kept, when they fit: no replays at all, so the reverse
+  // pass costs one forward and one backward step per step. Otherwise REPLAY's tree with branching k.
+  // The same states either way (training is deterministic), so the same metagradient.
+  const storeAll = opts.storeAll !== false && (T - from + 2) * bytes <= Math.min(maxBytes, STORE_ALL_BYTES);
+  const k = storeAll ? Math.max(opts.k ?? 16, T - from, 2) : opts.k ?? 16;
+  const plan = replayPlan(T - from, k);
   if (plan.peakStates * bytes > maxBytes) {
     tf.dispose(s0);
     throw new UsageError(
@@ -135,7 +152,7 @@ export async function metagradient(trainer: Trainer, targetLoss: TargetLoss, opt
   }
 
   const grad = new Float32Array(n);
-  const stats = { steps: T, from, k, depth: plan.depth, forwardSteps: 0, backwardSteps: 0, peakStoredStates: 1, stateBytes: bytes };
+  const stats = { steps: T, from, k, storedAll: storeAll, depth: plan.depth, forwardSteps: 0, backwardSteps: 0, peakStoredStates: 1, stateBytes: bytes };
   let stored = 1;
   const track = (delta: number) => {
     stored += delta;

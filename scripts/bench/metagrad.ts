@@ -5,8 +5,9 @@
  *
  * For each T it runs, each in a fresh child process so peak RSS is its own:
  * plain training for T steps, then the metagradient of the target loss through
- * those T steps. It prints wall time, the ratio to training, peak RSS, and the
- * REPLAY tree's stored states, and writes JSON. Data: the built-in Fashion-MNIST
+ * those T steps twice: through REPLAY's tree, and as by default (every state
+ * stored when they fit the budget, else REPLAY). It prints wall time, the ratio
+ * to training, peak RSS and stored states of each, and writes JSON. Data: the built-in Fashion-MNIST
  * subset (6,000 train; the 1,000 test rows are the target set).
  */
 import { execFileSync } from 'node:child_process';
@@ -18,19 +19,23 @@ import { benchMeta, printTable, writeBenchJson } from './common.js';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
 
+type Mode = 'train' | 'metagrad' | 'replay';
+
 interface ChildResult {
-  mode: 'train' | 'metagrad';
+  mode: Mode;
   steps: number;
   seconds: number;
   peakRssMiB: number;
   backend: string;
   peakStoredStates?: number;
+  storedAll?: boolean;
   stateMiB?: number;
   depth?: number;
   targetLoss?: number;
 }
 
-async function child(mode: 'train' | 'metagrad', steps: number, k: number, model: string): Promise<void> {
+/** train: the run alone; metagrad: the default (every state stored when they fit, else REPLAY); replay: REPLAY's tree always. */
+async function child(mode: Mode, steps: number, k: number, model: string): Promise<void> {
   const { initBackend } = await import('../../ml/backend.js');
   const { createTrainer } = await import('../../ml/train.js');
   const { makeModel } = await import('../../ml/models.js');
@@ -69,7 +74,8 @@ async function child(mode: 'train' | 'metagrad', steps: number, k: number, model
     params.forEach((p) => p.dispose());
   } else {
     const m = makeModel(spec, { inputShape: train.shape, numClasses: train.numClasses });
-    const res = await metagradient(trainer, meanCrossEntropyTarget(m, target), { k });
+    const res = await metagradient(trainer, meanCrossEntropyTarget(m, target), { k, storeAll: mode === 'metagrad' });
+    out.storedAll = res.stats.storedAll;
     out.peakStoredStates = res.stats.peakStoredStates;
     out.stateMiB = res.stats.stateBytes / 2 ** 20;
     out.depth = res.stats.depth;
@@ -93,7 +99,7 @@ async function main(): Promise<void> {
   const k = Number(values.k);
   if (values.child) {
     const [mode, steps] = values.child.split(':');
-    return child(mode as 'train' | 'metagrad', Number(steps), k, values.model!);
+    return child(mode as Mode, Number(steps), k, values.model!);
   }
   const self = fileURLToPath(import.meta.url);
   const rows: Record<string, unknown>[] = [];
@@ -104,18 +110,24 @@ async function main(): Promise<void> {
       return JSON.parse(stdout.trim().split('\n').pop()!);
     };
     const train = run('train');
+    const replay = run('replay');
     const mg = run('metagrad');
-    runs.push(train, mg);
+    runs.push(train, replay, mg);
     rows.push({
       T,
       'train s': train.seconds.toFixed(2),
-      'metagrad s': mg.seconds.toFixed(2),
-      'ratio': (mg.seconds / train.seconds).toFixed(2),
+      'REPLAY s': replay.seconds.toFixed(2),
+      'REPLAY ratio': (replay.seconds / train.seconds).toFixed(2),
+      'REPLAY RSS MiB': replay.peakRssMiB.toFixed(0),
+      'REPLAY states': replay.peakStoredStates,
+      'default s': mg.seconds.toFixed(2),
+      'default ratio': (mg.seconds / train.seconds).toFixed(2),
+      'default RSS MiB': mg.peakRssMiB.toFixed(0),
+      'default states': mg.peakStoredStates,
+      'stored all': mg.storedAll ? 'yes' : 'no',
       'train RSS MiB': train.peakRssMiB.toFixed(0),
-      'metagrad RSS MiB': mg.peakRssMiB.toFixed(0),
-      'stored states': mg.peakStoredStates,
       'state MiB': mg.stateMiB?.toFixed(2),
-      'tree depth': mg.depth,
+      'same φ': replay.targetLoss === mg.targetLoss ? 'yes' : 'no',
     });
   }
   printTable(`metagradient vs training (${values.model}, batch 120, SGD momentum, k=${k}, backend ${runs[0]?.backend})`, rows);

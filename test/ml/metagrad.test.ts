@@ -53,9 +53,15 @@ async function checkAgainstFiniteDifferences(cfg: TrainConfig, n: number, probe:
   const ones = new Float32Array(n).fill(1);
   const trainer = createTrainer(cfg, train, { weights: ones });
   const before = tf.memory().numTensors;
-  const res = await metagradient(trainer, tl, { k });
+  const res = await metagradient(trainer, tl, { k, storeAll: false });
   expect(tf.memory().numTensors).toBe(before); // nothing leaks through the replay tree
   expect(res.stats.backwardSteps).toBe(trainer.steps);
+  // Every state stored (they fit): no replay, one forward step per step, the same metagradient bit for bit.
+  const all = await metagradient(createTrainer(cfg, train, { weights: ones }), tl, { k });
+  expect(tf.memory().numTensors).toBe(before);
+  expect(all.stats).toMatchObject({ storedAll: true, depth: 0, forwardSteps: trainer.steps, backwardSteps: trainer.steps });
+  expect(res.stats.forwardSteps).toBeGreaterThan(trainer.steps);
+  expect(Array.from(all.grad)).toEqual(Array.from(res.grad));
   const fd: number[] = [];
   for (const i of probe) {
     const wp = ones.slice(); wp[i] += h;
@@ -102,7 +108,7 @@ for (const backend of ['wasm', 'webgpu'] as const) describeOn(backend, `metagrad
     const trainer = createTrainer(cfg, train);
     const from = 4;
     const before = tf.memory().numTensors;
-    const res = await metagradient(trainer, tl, { k: 2, from });
+    const res = await metagradient(trainer, tl, { k: 2, from, storeAll: false });
     expect(tf.memory().numTensors).toBe(before);
     expect(res.stats.backwardSteps).toBe(trainer.steps - from);
     // φ when rows train with weight 1 before `from` and w after it.
@@ -130,7 +136,7 @@ for (const backend of ['wasm', 'webgpu'] as const) describeOn(backend, `metagrad
     const mg = probe.map((i) => res.grad[i]);
     within(mg, fd, 1e-4, 0.01);
     // The full metagradient is the late part plus the early part: they differ.
-    const full = await metagradient(createTrainer(cfg, train), tl, { k: 2 });
+    const full = await metagradient(createTrainer(cfg, train), tl, { k: 2, storeAll: false });
     expect(relErr(mg, probe.map((i) => full.grad[i]))).toBeGreaterThan(0.1);
   });
 
@@ -168,8 +174,8 @@ for (const backend of ['wasm', 'webgpu'] as const) describeOn(backend, `metagrad
     const cfg: TrainConfig = { model: { kind: 'logreg' }, optimizer: { kind: 'sgd', lr: 0.3, momentum: 0.9 }, epochs: 4, batchSize: 6, seed: 6 };
     const train = toyExamples(24, 7);
     const tl = targetLossFor(cfg, toyExamples(12, 8));
-    const a = await metagradient(createTrainer(cfg, train), tl, { k: 2 });
-    const b = await metagradient(createTrainer(cfg, train), tl, { k: 16 });
+    const a = await metagradient(createTrainer(cfg, train), tl, { k: 2, storeAll: false });
+    const b = await metagradient(createTrainer(cfg, train), tl, { k: 16, storeAll: false });
       expect(a.stats.depth).toBeGreaterThan(b.stats.depth);
     expect(a.stats.peakStoredStates).toBeLessThan(b.stats.peakStoredStates);
     for (let i = 0; i < 24; i++) expect(a.grad[i]).toBeCloseTo(b.grad[i], 6);
@@ -190,7 +196,7 @@ describe('metasmoothness diagnostic', () => {
     const cfg: TrainConfig = { model: { kind: 'mlp', hidden: [16], outputScale: 0.1 }, optimizer: { kind: 'sgd', lr: 0.5, momentum: 0.5 }, epochs: 3, batchSize: 8, seed: 9 };
     const train = toyExamples(24, 10);
     const tl = targetLossFor(cfg, toyExamples(15, 11));
-    const { grad } = await metagradient(createTrainer(cfg, train), tl, { k: 3 });
+    const { grad } = await metagradient(createTrainer(cfg, train), tl, { k: 3, storeAll: false });
     const report = await metasmoothness((w) => phiAt(cfg, train, tl, w), 24, { h: 0.01, grad, seed: 1 });
       expect(report.roughness).toBeLessThan(0.2);
     expect(report.predictedOverActual).toBeGreaterThan(0.9);
@@ -205,7 +211,7 @@ describe('metagradient on a diverging run', () => {
     const train = toyExamples(24, 1);
     const trainer = createTrainer(cfg, train);
     const before = tf.memory().numTensors;
-    const err = await metagradient(trainer, targetLossFor(cfg, toyExamples(9, 2)), { k: 2 }).catch((e) => e);
+    const err = await metagradient(trainer, targetLossFor(cfg, toyExamples(9, 2)), { k: 2, storeAll: false }).catch((e) => e);
     expect(err).toBeInstanceOf(TrainingDivergedError);
     // Plain training, which checks every step, names the same step.
     const plain = await createTrainer(cfg, train).run().catch((e) => e);
