@@ -57,7 +57,7 @@ test('the whole story: ingest, hold out a target, plant problems, score, rate, s
   expect(issues['label-noise'].flagged).toBeGreaterThan(0.7);
   expect(issues['label-noise'].flagged).toBeGreaterThan(4 * issues.clean.flagged);
   const flagged = (k: string) => issues[k].rows * issues[k].flagged;
-  expect((flagged('label-noise') + flagged('off-domain')) / byId['label-issues'].flagged).toBeGreaterThan(0.6);
+  expect((flagged('label-noise') + flagged('off-domain')) / (byId['label-issues'].flagged as number)).toBeGreaterThan(0.6);
   expect(await fsp.readFile(path.join(work, 'report.html'), 'utf8')).toMatch(/<h3>label-issues<\/h3>[\s\S]*?rows flagged[\s\S]*?<img [^>]*alt="[^"]*: labelled /);
   expect((byId.metagrad.agreement as { split_half_spearman: number }).split_half_spearman).toBeGreaterThan(0);
   for (const id of ['curate-30', 'curate-50']) {
