@@ -10,6 +10,7 @@
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { ExitCode, MetacurateError, exitCodeOf } from '../core/errors.js';
 import { loadExamples, subsetExamples, type Examples } from '../data/batch.js';
+import { decodeItem, type DecodableItem, type DecodedItem, type ItemDecoding } from '../data/items.js';
 import { openDataset } from '../data/reader.js';
 import { initBackend, type BackendInfo, type BackendRequest } from './backend.js';
 import { EVAL_BATCH_SIZE, evaluateModel } from './evaluate.js';
@@ -65,7 +66,20 @@ export interface TrainRaterJob {
   settings: RaterTrainSettings;
 }
 
-export type Job = EvaluateJob | TrainJob | ScoreJob | RateJob | TrainRaterJob;
+/** Decode source items to working pixels (data/items.ts): ingest's work, when it runs through a queue. */
+export interface DecodeJob {
+  kind: 'decode';
+  items: DecodableItem[];
+  decoding: ItemDecoding;
+}
+
+export interface DecodeJobResult {
+  items: DecodedItem[];
+  seconds: number;
+  backend: string;
+}
+
+export type Job = EvaluateJob | TrainJob | ScoreJob | RateJob | TrainRaterJob | DecodeJob;
 
 export interface EvaluateJobResult {
   accuracy: number;
@@ -114,7 +128,7 @@ export interface TrainRaterJobResult {
 }
 
 export type JobResult<J extends Job> = J extends EvaluateJob ? EvaluateJobResult : J extends ScoreJob ? ScoreJobResult
-  : J extends RateJob ? RateJobResult : J extends TrainRaterJob ? TrainRaterJobResult : TrainJobResult;
+  : J extends RateJob ? RateJobResult : J extends TrainRaterJob ? TrainRaterJobResult : J extends DecodeJob ? DecodeJobResult : TrainJobResult;
 
 export interface SerializedError {
   name: string;
@@ -250,6 +264,16 @@ const JOB_KINDS: { [K in Job['kind']]: JobKind<JobOfKind<K>> } = {
   rate: {
     run: (job) => rateRange(job.rater, job.range),
     transfer: (r) => [r.ratings.buffer],
+  },
+  decode: {
+    async run(job) {
+      // One after another: libvips spreads each decode over its own threads.
+      const items: DecodedItem[] = [];
+      for (const item of job.items) items.push(await decodeItem(item, job.decoding));
+      return { items };
+    },
+    // Copied, not transferred: decoded pixels may be views into a buffer that holds others too.
+    transfer: () => [],
   },
   trainRater: {
     async run(job, { onProgress }) {

@@ -18,7 +18,9 @@ import { DataError, UsageError } from '../core/errors.js';
 import { sha256Hex } from '../core/hash.js';
 import { REJECTED_FILE, type ColumnSpec, type PixelShape } from '../data/format.js';
 import type { ImageValue } from '../data/columns.js';
-import { DEFAULT_MAX_INPUT_PIXELS, ItemRejected, decodeImage, encodePng, resizePixels, type DecodeOptions } from '../data/decode.js';
+import { DEFAULT_MAX_INPUT_PIXELS, type DecodeOptions } from '../data/decode.js';
+import { decodeItem, type DecodableItem, type DecodedItem, type ItemDecoding } from '../data/items.js';
+import { runJobs, type DecodeJob } from '../ml/pool.js';
 import { DEFAULT_MAX_FILE_BYTES, FileRefused, PRESETS, SOURCE_FORMATS, openSource, readSourceFile, type Source, type SourceItem, type SourceOptions } from '../data/sources/index.js';
 import type { StageContext, StageResult } from './context.js';
 import { openDataset, readCuration, readStrings } from '../data/reader.js';
@@ -170,6 +172,47 @@ async function* mapOrdered<T, R>(src: AsyncIterable<T>, window: number, take: nu
   }
 }
 
+/** Items a decode job carries: a few hundred files' paths, or their bytes (tens of MB at most). */
+export const DECODE_BATCH = 256;
+/** Decode jobs in flight at once: enough to keep remote workers busy; memory holds this many batches. */
+const DECODE_JOBS_IN_FLIGHT = 16;
+
+/**
+ * The items' decoded rows in order, decoded by jobs through the run's job runner:
+ * batches of DECODE_BATCH items (the source's own refusals stay here), a bounded
+ * number in flight. Each item decodes as it would here (data/items.ts).
+ */
+async function* decodedRemotely(
+  items: AsyncIterable<SourceItem>,
+  take: number,
+  decoding: ItemDecoding,
+  ctx: StageContext,
+  toPrepared: (item: SourceItem, d: DecodedItem | undefined) => Prepared,
+): AsyncGenerator<Prepared> {
+  async function* batches(): AsyncGenerator<SourceItem[]> {
+    let batch: SourceItem[] = [];
+    let n = 0;
+    for await (const item of items) {
+      if (n++ >= take) break;
+      batch.push(item);
+      if (batch.length === DECODE_BATCH) {
+        yield batch;
+        batch = [];
+      }
+    }
+    if (batch.length) yield batch;
+  }
+  const runner = ctx.jobRunner!;
+  const decodeBatch = async (batch: SourceItem[]): Promise<Prepared[]> => {
+    const decodable = batch.filter((it): it is DecodableItem => it.kind !== 'rejected');
+    const job: DecodeJob = { kind: 'decode', items: decodable, decoding };
+    const [result] = decodable.length ? await runJobs([job], { runner, signal: ctx.signal, backend: 'cpu' }) : [{ items: [] as DecodedItem[] }];
+    let j = 0;
+    return batch.map((it) => toPrepared(it, it.kind === 'rejected' ? undefined : result.items[j++]));
+  };
+  for await (const done of mapOrdered(batches(), DECODE_JOBS_IN_FLIGHT, Infinity, decodeBatch)) yield* done;
+}
+
 class RejectedLog {
   private readonly stream: WriteStream;
   count = 0;
@@ -241,40 +284,30 @@ async function runIngest(ctx: StageContext, input: string, source: Source, o: In
   const rejected = new RejectedLog(path.join(writer.tempDir, REJECTED_FILE), base !== undefined);
   const limit = pLimit(o.concurrency);
 
-  const sameShape = (s: PixelShape) => s[0] === height && s[1] === width && s[2] === channels;
-  const prepare = async (item: SourceItem): Promise<Prepared> => {
-    if (item.kind === 'rejected') return { rejected: { id: item.id, path: item.path, row: item.row, reason: item.reason } };
-    let pixels: Uint8Array;
-    let original: ImageValue | undefined;
-    try {
-      if (item.kind === 'pixels') {
-        pixels = sameShape(item.shape) ? item.pixels : await limit(() => resizePixels(item.pixels, item.shape, decode));
-        if (o.keepOriginal) original = item.original ?? { bytes: await limit(() => encodePng(item.pixels, item.shape)), path: null };
-      } else {
-        let bytes: Uint8Array;
-        if (item.kind === 'file') {
-          try {
-            bytes = await readSourceFile(item.file, { root: source.fileRoot, allowOutsideRoot: o.allowOutsideRoot, maxBytes: o.maxFileBytes });
-          } catch (err) {
-            if (err instanceof FileRefused) throw new ItemRejected(err.reason);
-            throw err;
-          }
-        } else bytes = item.bytes;
-        pixels = await limit(() => decodeImage(bytes, decode));
-        if (o.keepOriginal) original = { bytes, path: item.path ?? null };
-      }
-    } catch (err) {
-      if (err instanceof ItemRejected) {
-        if (err.detail) ctx.log.debug({ id: item.id, reason: err.reason, detail: err.detail }, 'ingest: rejected');
-        return { rejected: { id: item.id, path: item.kind === 'pixels' ? undefined : item.path, row: item.row, reason: err.reason } };
-      }
-      throw err;
+  const decoding: ItemDecoding = {
+    decode, keepOriginal: o.keepOriginal, read: { root: source.fileRoot, allowOutsideRoot: o.allowOutsideRoot, maxBytes: o.maxFileBytes },
+  };
+  /** A decoded item as the row ingest writes, or the line it logs. */
+  const toPrepared = (item: SourceItem, decoded: DecodedItem | undefined): Prepared => {
+    if (item.kind === 'rejected' || decoded === undefined) {
+      return item.kind === 'rejected' ? { rejected: { id: item.id, path: item.path, row: item.row, reason: item.reason } } : { rejected: { id: item.id, reason: 'not decoded' } };
     }
-    const row: Record<string, unknown> = { id: item.id, label: item.label, pixels, sha256: sha256Hex(pixels) };
+    const d = decoded;
+    if ('rejected' in d) {
+      if (d.detail) ctx.log.debug({ id: item.id, reason: d.rejected, detail: d.detail }, 'ingest: rejected');
+      return { rejected: { id: item.id, path: item.kind === 'pixels' ? undefined : item.path, row: item.row, reason: d.rejected } };
+    }
+    const row: Record<string, unknown> = { id: item.id, label: item.label, pixels: d.pixels, sha256: sha256Hex(d.pixels) };
     if (source.hasCaptions) row.caption = item.caption ?? null;
-    if (o.keepOriginal) row.image = original ?? null;
+    if (o.keepOriginal) row.image = d.original ?? null;
     return { row, label: item.label, item };
   };
+  const prepare = async (item: SourceItem): Promise<Prepared> =>
+    toPrepared(item, item.kind === 'rejected' ? undefined : await decodeItem(item, decoding, limit));
+  // Through a job runner (other machines), items are decoded in batches as jobs; else here, a few at once.
+  const prepared = ctx.jobRunner
+    ? decodedRemotely(newItems(source.items(), base, present), total, decoding, ctx, toPrepared)
+    : mapOrdered(newItems(source.items(), base, present), o.concurrency * 4, total, prepare);
 
   const progress = ctx.progress('ingest', total);
   const perClass = new Array<number>(source.classNames.length).fill(0);
@@ -284,7 +317,7 @@ async function runIngest(ctx: StageContext, input: string, source: Source, o: In
   /** Appends: new names for pixels already in the dataset. */
   let copies = 0;
   try {
-    for await (const r of mapOrdered(newItems(source.items(), base, present), o.concurrency * 4, total, prepare)) {
+    for await (const r of prepared) {
       ctx.signal?.throwIfAborted();
       items++;
       if ('rejected' in r) {

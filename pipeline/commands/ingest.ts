@@ -6,6 +6,7 @@ import { registerStageCommand } from './stage-command.js';
 
 export const registerIngest: RegisterCommand = (program, session) => {
   registerStageCommand<IngestResult>(program, session, ingestStage, {
+    queue: true,
     argument: { name: 'source', description: 'a folder, an IDX/CIFAR file or folder, a CSV/JSONL manifest, a dataset directory, or a Parquet file or folder' },
     flags: {
       // Their text forms (28x28, 256MiB, a,b,c) are parsed by the options' schema, as in pipeline files.

@@ -8,6 +8,7 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Queue } from 'bullmq';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MissingInputError, UsageError } from '../../core/errors.js';
 import { readCuration } from '../../data/reader.js';
@@ -16,6 +17,7 @@ import { runPipeline } from '../../pipeline/runner.js';
 import { connectionOf, decodeValue, encodeValue, queueJobs, serveQueue, type QueueRunnerOptions } from '../../ml/queue.js';
 import { quietContext, type StageContext } from '../../stages/context.js';
 import { evaluate, type EvaluateOptions } from '../../stages/evaluate.js';
+import { ingest } from '../../stages/ingest.js';
 import { rate } from '../../stages/rate.js';
 import { score, type ScoreOptions } from '../../stages/score.js';
 import { BIN, assertBuilt, jsonLines } from '../pipeline/helpers.js';
@@ -32,6 +34,19 @@ const quickEval: EvaluateOptions = { preset: 'fast', model: { kind: 'mlp', hidde
 async function outputBytes(dir: string): Promise<Record<string, Buffer>> {
   const names = (await fsp.readdir(dir, { withFileTypes: true })).filter((d) => d.isFile() && d.name !== 'curation.json').map((d) => d.name).sort();
   return Object.fromEntries(await Promise.all(names.map(async (n) => [n, await fsp.readFile(path.join(dir, n))] as const)));
+}
+
+/** A folder of `n` small grey PNGs in two classes, and one file that is not an image. */
+async function imageFolder(folder: string, n: number): Promise<string> {
+  for (let i = 0; i < n; i++) {
+    const cls = i % 3 === 0 ? 'a' : 'b';
+    await fsp.mkdir(path.join(folder, cls), { recursive: true });
+    const px = Buffer.alloc(64, (i * 13) % 256);
+    px[i % 64] = 255;
+    await sharp(px, { raw: { width: 8, height: 8, channels: 1 } }).png().toFile(path.join(folder, cls, `${i}.png`));
+  }
+  await fsp.writeFile(path.join(folder, 'a', 'broken.png'), 'not an image');
+  return folder;
 }
 
 /** An evaluation report without its timings. */
@@ -60,6 +75,25 @@ describe('typed-array codec', () => {
 
 describe('the job runner of a stage context', () => {
   const tmp = useTmpDir('metacurate-runner-');
+
+  it('ingests through decode jobs with the same bytes as in this process', async () => {
+    const folder = await imageFolder(path.join(tmp(), 'images'), 300);
+    const jobs: number[] = [];
+    const recording: JobRunner = {
+      run(js, o) {
+        jobs.push(...js.map((j) => (j.kind === 'decode' ? j.items.length : -1)));
+        return localJobs.run(js, o);
+      },
+    };
+    const opts = { size: [6, 6] as [number, number], channels: 1 as const };
+    const local = await ingest(folder, { ...opts, out: path.join(tmp(), 'ingest-local') });
+    const remote = await ingest(folder, { ...opts, out: path.join(tmp(), 'ingest-jobs') }, { ...quietContext(), jobRunner: recording });
+    // 301 items in batches of 256; the broken file is refused there as here.
+    expect(jobs).toEqual([256, 45]);
+    expect(remote.fingerprint).toBe(local.fingerprint);
+    expect(remote.summary).toMatchObject({ rows: 300, rejected: 1 });
+    expect(await outputBytes(remote.dir)).toEqual(await outputBytes(local.dir));
+  });
 
   it('gets the jobs of every stage of a pipeline run', async () => {
     await writeToySet(tmp(), 'pool', 30, 1);
@@ -149,6 +183,14 @@ describe.skipIf(!HAVE_REDIS)('jobs through a Redis queue', () => {
       expect(await report(path.join(tmp, 'eval-queue'))).toEqual(await report(path.join(tmp, 'eval-local')));
       // Remote progress reached the stage: every job's steps, once.
       expect(ticks).toBe(2 * (remoteEval.steps + remoteEval.baselines!.random!.steps + remoteEval.baselines!.full!.steps));
+    });
+
+    it('ingests a folder exactly as a local run does, the images decoded by the workers', async () => {
+      const folder = await imageFolder(path.join(tmp, 'images'), 280);
+      const local = await ingest(folder, { out: path.join(tmp, 'ingest-local'), size: [6, 6], channels: 1 });
+      const remote = await ingest(folder, { out: path.join(tmp, 'ingest-queue'), size: [6, 6], channels: 1 }, queued());
+      expect(remote.fingerprint).toBe(local.fingerprint);
+      expect(await outputBytes(remote.dir)).toEqual(await outputBytes(local.dir));
     });
 
     it('trains a rater and rates exactly as a local run does', async () => {
