@@ -22,7 +22,7 @@ import { pluginModuleUrls } from './scores/index.js';
 import { TrainingDivergedError } from './train.js';
 import type { Job, JobResult, SerializedError, WorkerInit, WorkerMessage } from './worker.js';
 
-export type { DataRef, DecodeJob, DecodeJobResult, EvaluateJob, EvaluateJobResult, Job, JobResult, ScoreJob, ScoreJobResult, TrainJob, TrainJobResult } from './worker.js';
+export type { DataRef, DecodeJob, DecodeJobResult, DistillJob, DistillJobResult, EvaluateJob, EvaluateJobResult, Job, JobResult, ScoreJob, ScoreJobResult, TrainJob, TrainJobResult } from './worker.js';
 
 /**
  * The compiled worker script. Under vitest this module is the .ts source, and

@@ -11,6 +11,8 @@ import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { ExitCode, MetacurateError, exitCodeOf } from '../core/errors.js';
 import { loadExamples, subsetExamples, type Examples } from '../data/batch.js';
 import { decodeItem, type DecodableItem, type DecodedItem, type ItemDecoding } from '../data/items.js';
+import { createDistiller, makeRealSet, type MethodSettings } from './distill/index.js';
+import { lastLossOf, runDistillLoop } from './distill/run.js';
 import { openDataset } from '../data/reader.js';
 import { initBackend, type BackendInfo, type BackendRequest } from './backend.js';
 import { EVAL_BATCH_SIZE, evaluateModel } from './evaluate.js';
@@ -79,7 +81,35 @@ export interface DecodeJobResult {
   backend: string;
 }
 
-export type Job = EvaluateJob | TrainJob | ScoreJob | RateJob | TrainRaterJob | DecodeJob;
+/** One restart of a distillation (ml/distill): from its settings' seed, for `steps` steps or `timeBudget` seconds. */
+export interface DistillJob {
+  kind: 'distill';
+  train: DataRef;
+  settings: MethodSettings;
+  steps: number;
+  timeBudget?: number;
+}
+
+export interface DistillJobResult {
+  x: Float32Array;
+  softLabels: Float32Array;
+  classes: Int32Array;
+  stepsDone: number;
+  stoppedBy: 'steps' | 'time-budget';
+  firstLoss: number | null;
+  lastLoss: number | null;
+  /** The method's objective on the final set, on one fixed batch: comparable between restarts. */
+  finalLoss: number;
+  skippedSteps: number;
+  details: Record<string, number>;
+  seconds: number;
+  backend: string;
+}
+
+/** The batch seed every restart's final loss is measured on, so restarts compare on the same real rows. */
+export const FINAL_LOSS_BATCH_SEED = 0;
+
+export type Job = EvaluateJob | TrainJob | ScoreJob | RateJob | TrainRaterJob | DecodeJob | DistillJob;
 
 export interface EvaluateJobResult {
   accuracy: number;
@@ -128,7 +158,8 @@ export interface TrainRaterJobResult {
 }
 
 export type JobResult<J extends Job> = J extends EvaluateJob ? EvaluateJobResult : J extends ScoreJob ? ScoreJobResult
-  : J extends RateJob ? RateJobResult : J extends TrainRaterJob ? TrainRaterJobResult : J extends DecodeJob ? DecodeJobResult : TrainJobResult;
+  : J extends RateJob ? RateJobResult : J extends TrainRaterJob ? TrainRaterJobResult : J extends DecodeJob ? DecodeJobResult
+  : J extends DistillJob ? DistillJobResult : TrainJobResult;
 
 export interface SerializedError {
   name: string;
@@ -264,6 +295,26 @@ const JOB_KINDS: { [K in Job['kind']]: JobKind<JobOfKind<K>> } = {
   rate: {
     run: (job) => rateRange(job.rater, job.range),
     transfer: (r) => [r.ratings.buffer],
+  },
+  distill: {
+    async run(job, { onProgress }) {
+      const ex = await loadRef(job.train);
+      const real = makeRealSet(ex.pixels, ex.shape, ex.labels!, ex.numClasses);
+      const distiller = createDistiller(real, job.settings);
+      try {
+        const deadline = job.timeBudget !== undefined ? performance.now() + job.timeBudget * 1000 : Infinity;
+        const run = await runDistillLoop(distiller, { startStep: 0, steps: job.steps, deadline, onStep: (t) => onProgress?.(t, job.steps) });
+        const out = distiller.result();
+        return {
+          ...out, stepsDone: run.stepsDone, stoppedBy: run.stoppedBy, firstLoss: run.losses[0] ?? null, lastLoss: lastLossOf(run.losses),
+          finalLoss: distiller.evalLoss(FINAL_LOSS_BATCH_SEED), skippedSteps: run.skipped, details: run.details,
+        };
+      } finally {
+        distiller.dispose();
+      }
+    },
+    // Copied: the arrays may be views into a backend's memory.
+    transfer: () => [],
   },
   decode: {
     async run(job) {

@@ -30,8 +30,10 @@ import { writeContactSheet } from '../data/export.js';
 import type { ColumnSpec } from '../data/format.js';
 import { writeDataset } from '../data/writer.js';
 import { initBackend } from '../ml/backend.js';
+import { runJobs, type DistillJob, type DistillJobResult } from '../ml/pool.js';
 import { DistillDivergedError, makeRealSet, rowLength, toUint8, type RealSet, type SavedState } from '../ml/distill/common.js';
 import { createDistiller, DISTILL_METHODS, type DistillMethod, type MethodSettings } from '../ml/distill/index.js';
+import { lastLossOf, runDistillLoop } from '../ml/distill/run.js';
 import type { ModelSpec } from '../ml/models.js';
 import type { StageContext, StageResult } from './context.js';
 import { defineStage, parentOf, type Output, type Planned } from './define.js';
@@ -53,6 +55,8 @@ export const distillOptions = z.object({
   steps: positiveInt.optional().describe('outer steps (default: the method\'s)'),
   timeBudget: z.number().positive().optional().describe('stop after this many seconds of this run and write what there is (the checkpoint is kept)'),
   seed: z.number().int().min(0).default(0).describe('seed'),
+  restarts: positiveInt.default(1)
+    .describe('independent distillations from seeds seed, seed+1, …, run at once as jobs (worker threads, or metacurate workers with --queue); the one whose final objective on a fixed real batch is lowest is kept. With more than one there are no checkpoints'),
   checkpointEvery: positiveInt.default(50).describe('steps between checkpoints'),
   lr: z.number().positive().optional().describe('learning rate of the synthetic images (and labels): Adam for krr/rcig, SGD for dm'),
   batchSize: positiveInt.optional().describe('real images per step (dm: per class)'),
@@ -108,7 +112,8 @@ function stepsOf(o: Parsed): number {
 
 /** The options the output is a function of: the settings, the steps asked for and the time budget. */
 function canonicalOptions(o: Parsed, settings: MethodSettings): Record<string, unknown> {
-  return { ...settings, steps: stepsOf(o), timeBudget: o.timeBudget };
+  // Restarts join only when more than one, so outputs made before they existed keep their fingerprints.
+  return { ...settings, steps: stepsOf(o), timeBudget: o.timeBudget, ...(o.restarts > 1 ? { restarts: o.restarts } : {}) };
 }
 
 /** The deepest ConvNet (2×2 pooling per layer) the images allow. */
@@ -149,6 +154,8 @@ export interface DistillSummary {
   backend: string;
   settings: MethodSettings;
   details: Record<string, number>;
+  /** With --restarts: each restart's seed, final objective (on one fixed real batch; the lowest is kept), last loss and steps. */
+  restarts?: { seed: number; finalLoss: number; lastLoss: number | null; stepsDone: number; stoppedBy: 'steps' | 'time-budget' }[];
 }
 
 export interface DistillResult extends StageResult {
@@ -254,52 +261,30 @@ async function runDistill(ctx: StageContext, plan: Planned<DistillPlan>, o: Pars
   const distiller = createDistiller(real, settings, resumed?.state);
   const startStep = resumed?.step ?? 0;
   const deadline = o.timeBudget !== undefined ? performance.now() + o.timeBudget * 1000 : Infinity;
-  const losses: number[] = [];
-  let skipped = 0;
-  let details: Record<string, number> = {};
-  let t = startStep;
-  let stoppedBy: DistillSummary['stoppedBy'] = 'steps';
   const progress = ctx.progress(`distill ${o.method}`, steps);
   progress.tick(startStep);
   const logEvery = Math.max(1, Math.round(steps / 20));
   ctx.log.info({ method: o.method, ipc: o.ipc, rows: real.labels.length, steps, backend: backend.label, settings }, `distill: ${o.method}, ${o.ipc} images per class`);
-  const checkpoint = () => writeCheckpoint(ckptDir, train.ds.fingerprint, settings, t, distiller.save());
+  const checkpoint = (t: number) => writeCheckpoint(ckptDir, train.ds.fingerprint, settings, t, distiller.save());
   try {
-    let lastYield = Date.now();
-    while (t < steps) {
-      if (ctx.signal?.aborted) {
-        if (t > startStep) await checkpoint();
-        ctx.signal.throwIfAborted();
-      }
-      if (performance.now() >= deadline) {
-        stoppedBy = 'time-budget';
-        break;
-      }
-      const r = distiller.step(t);
-      t++;
-      if (r.skipped) {
-        skipped++;
-        ctx.log.warn({ step: t - 1 }, `distill: step ${t - 1} skipped: ${r.skipped}`);
-      } else losses.push(r.loss);
-      details = r.details ?? details;
-      progress.tick();
-      if (t % logEvery === 0) ctx.log.info({ step: t, loss: r.loss, ...r.details }, 'distill: step');
-      if (t % o.checkpointEvery === 0 && t < steps) await checkpoint();
-      // Let timers and signals through.
-      if (Date.now() - lastYield > 200) {
-        await new Promise((res) => setImmediate(res));
-        lastYield = Date.now();
-      }
-    }
+    const run = await runDistillLoop(distiller, {
+      startStep, steps, deadline, signal: ctx.signal, checkpoint, checkpointEvery: o.checkpointEvery,
+      onSkipped: (t, why) => ctx.log.warn({ step: t }, `distill: step ${t} skipped: ${why}`),
+      onStep: (t, loss, details) => {
+        progress.tick();
+        if (t % logEvery === 0) ctx.log.info({ step: t, loss, ...details }, 'distill: step');
+      },
+    });
+    const t = run.stepsDone;
+    const { stoppedBy, losses, skipped, details } = run;
     if (stoppedBy === 'time-budget') {
       ctx.log.warn({ stepsDone: t, steps }, `distill: time budget reached after ${t} of ${steps} steps; the checkpoint is kept (rerun with --overwrite to continue)`);
-      if (t > startStep) await checkpoint();
+      if (t > startStep) await checkpoint(t);
     }
     const out = distiller.result();
     if (!out.x.every(Number.isFinite) || !out.softLabels.every(Number.isFinite)) {
       throw new DistillDivergedError(t, 'the synthetic set holds non-finite values');
     }
-    const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
     const summary: DistillSummary = {
       method: o.method,
       ipc: o.ipc,
@@ -309,7 +294,7 @@ async function runDistill(ctx: StageContext, plan: Planned<DistillPlan>, o: Pars
       stoppedBy,
       resumedFrom: resumed ? startStep : null,
       firstLoss: losses[0] ?? null,
-      lastLoss: mean(losses.slice(-10)),
+      lastLoss: lastLossOf(losses),
       skippedSteps: skipped,
       seconds: (performance.now() - t0) / 1000,
       backend: backend.label,
@@ -324,6 +309,62 @@ async function runDistill(ctx: StageContext, plan: Planned<DistillPlan>, o: Pars
     progress.done();
     distiller.dispose();
   }
+}
+
+/**
+ * Several independent distillations (seeds seed…seed+R−1) as jobs, through the
+ * run's job runner or this machine's threads; keeps the one whose objective on a
+ * fixed real batch is lowest. No checkpoints: each restart runs to its steps or
+ * its time budget.
+ */
+async function runRestarts(ctx: StageContext, plan: Planned<DistillPlan>, o: Parsed, output: Output): Promise<DistillSummary> {
+  const t0 = performance.now();
+  const { train, settings } = plan;
+  const steps = stepsOf(o);
+  const real = await loadReal(train, o.ipc);
+  const seeds = Array.from({ length: o.restarts }, (_, r) => o.seed + r);
+  const jobs: DistillJob[] = seeds.map((seed) => ({ kind: 'distill', train: { dir: train.dir }, settings: { ...settings, seed }, steps, timeBudget: o.timeBudget }));
+  ctx.log.info({ method: o.method, ipc: o.ipc, restarts: o.restarts, steps }, `distill: ${o.restarts} restarts of ${o.method}, ${o.ipc} images per class`);
+  const progress = ctx.progress(`distill ${o.method} ×${o.restarts}`, steps * o.restarts);
+  const done = new Array<number>(jobs.length).fill(0);
+  let results: DistillJobResult[];
+  try {
+    results = await runJobs(jobs, {
+      runner: ctx.jobRunner, backend: o.backend, signal: ctx.signal,
+      onProgress: (i, d) => {
+        progress.tick(d - done[i]);
+        done[i] = d;
+      },
+    });
+  } finally {
+    progress.done();
+  }
+  // The lowest objective; ties (and non-finite ones) to the earlier seed.
+  const score = (r: DistillJobResult) => (Number.isFinite(r.finalLoss) ? r.finalLoss : Infinity);
+  const best = results.reduce((b, r, i) => (score(r) < score(results[b]) ? i : b), 0);
+  const chosen = results[best];
+  if (!chosen.x.every(Number.isFinite) || !chosen.softLabels.every(Number.isFinite)) {
+    throw new DistillDivergedError(chosen.stepsDone, 'every restart\'s synthetic set holds non-finite values');
+  }
+  await writeSynthetic(o, plan, real, chosen, output);
+  ctx.log.info({ out: o.out, chosen: seeds[best], finalLoss: chosen.finalLoss }, 'distill: done');
+  return {
+    method: o.method,
+    ipc: o.ipc,
+    rows: chosen.classes.length,
+    stepsRequested: steps,
+    stepsDone: chosen.stepsDone,
+    stoppedBy: chosen.stoppedBy,
+    resumedFrom: null,
+    firstLoss: chosen.firstLoss,
+    lastLoss: chosen.lastLoss,
+    skippedSteps: chosen.skippedSteps,
+    seconds: (performance.now() - t0) / 1000,
+    backend: chosen.backend,
+    settings: { ...settings, seed: seeds[best] },
+    details: chosen.details,
+    restarts: results.map((r, i) => ({ seed: seeds[i], finalLoss: r.finalLoss, lastLoss: r.lastLoss, stepsDone: r.stepsDone, stoppedBy: r.stoppedBy })),
+  };
 }
 
 async function writeSynthetic(
@@ -375,7 +416,8 @@ export const distillStage = defineStage({
     return { train, settings, options: canonicalOptions(o, settings), seed: o.seed, parents: [parentOf(train, 'train')] };
   },
   async run(ctx, plan, o, out) {
-    return { summary: (await runDistill(ctx, plan, o, out)) as unknown as Record<string, unknown> };
+    const summary = o.restarts > 1 ? await runRestarts(ctx, plan, o, out) : await runDistill(ctx, plan, o, out);
+    return { summary: summary as unknown as Record<string, unknown> };
   },
 });
 

@@ -6,6 +6,7 @@ import type { RegisterCommand } from './common.js';
 
 export const registerDistill: RegisterCommand = (program, session) => {
   registerStageCommand<DistillResult>(program, session, distillStage, {
+    queue: true,
     argument: { name: 'train', description: 'labelled training dataset' },
     help: () => `Methods:
   rcig  convexified implicit gradients: body linearised around a pool model, last layer by

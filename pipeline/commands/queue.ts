@@ -1,5 +1,5 @@
 /**
- * `--queue <redis-url>` on `run`, `schedule`, `ingest`, `score`, `evaluate`, `select` and `rate`: the
+ * `--queue <redis-url>` on `run`, `schedule`, `ingest`, `score`, `evaluate`, `select`, `rate` and `distill`: the
  * stages' independent trainings go to `metacurate worker`s through Redis
  * (ml/queue.ts) instead of this process's threads. Results are the same either way.
  */
@@ -8,7 +8,7 @@ import { queueJobs } from '../../ml/queue.js';
 import type { CliSession } from './common.js';
 
 export function queueOption(): Option {
-  return new Option('--queue <redis-url>', 'run the independent work (decoding images for ingest, score seeds, evaluation seeds and baselines, select\'s quick models, rating ranges and rater training) on `metacurate worker`s through this Redis, e.g. redis://host:6379');
+  return new Option('--queue <redis-url>', 'run the independent work (decoding images for ingest, score seeds, evaluation seeds and baselines, select\'s quick models, rating ranges and rater training, distillation restarts) on `metacurate worker`s through this Redis, e.g. redis://host:6379');
 }
 
 /**

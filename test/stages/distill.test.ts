@@ -12,6 +12,7 @@ import { DataError, UsageError } from '../../core/errors.js';
 import { fixedListValues, numericValues } from '../../data/columns.js';
 import { openDataset } from '../../data/reader.js';
 import { checkpointDirOf, CONTACT_SHEET_FILE, distill, distillStage, type DistillOptions } from '../../stages/distill.js';
+import { localJobs } from '../../ml/pool.js';
 import { quietContext, type StageContext } from '../../stages/context.js';
 import { writeToySet } from '../helpers/toy.js';
 import { useTmpDir } from '../helpers/tmp.js';
@@ -103,6 +104,33 @@ describe('distill stage', () => {
       expect(b.soft).toEqual(a.soft);
       expect(existsSync(checkpointDirOf(parts))).toBe(false);
     }
+  });
+
+  it('runs restarts as jobs and keeps the one with the lowest final objective, as a single run of its seed gives it', async () => {
+    assertBuilt();
+    const train = await writeToySet(tmp(), 'train-r', 30, 4);
+    const base: DistillOptions = { ...FAST, method: 'krr', ipc: 2, steps: 4, seed: 3, backend: 'wasm', out: '' };
+    const kinds: string[] = [];
+    const ctx: StageContext = {
+      ...quietContext(),
+      jobRunner: { run: (jobs, o) => (kinds.push(...jobs.map((j) => j.kind)), localJobs.run(jobs, o)) },
+    };
+    const r = await distill(train, { ...base, restarts: 3, out: path.join(tmp(), 'restarts') }, ctx);
+    expect(kinds).toEqual(['distill', 'distill', 'distill']);
+    const restarts = r.summary.restarts!;
+    expect(restarts.map((x) => x.seed)).toEqual([3, 4, 5]);
+    const best = restarts.reduce((b, x) => (x.finalLoss < b.finalLoss ? x : b));
+    expect(r.summary.settings.seed).toBe(best.seed);
+    expect(new Set(restarts.map((x) => x.finalLoss)).size).toBe(3); // the seeds really differ
+    // The kept set is exactly what one run from that seed makes.
+    const single = await distill(train, { ...base, seed: best.seed, out: path.join(tmp(), `single-${best.seed}`) });
+    const [a, b] = [await readOutput(r.dir), await readOutput(single.dir)];
+    expect(a.pixels).toEqual(b.pixels);
+    expect(a.soft).toEqual(b.soft);
+    // One restart is the plain run: its fingerprint is the one made before restarts existed.
+    const fp = async (o: DistillOptions) => (await distillStage.prepare([train], distillStage.options.parse({ ...o, out: 'x' }))).fingerprint;
+    expect(await fp({ ...base, restarts: 1 })).toBe(await fp(base));
+    expect(await fp({ ...base, restarts: 2 })).not.toBe(await fp(base));
   });
 
   it('refuses to resume a checkpoint made with other options, naming them', async () => {
