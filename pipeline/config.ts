@@ -140,6 +140,11 @@ export function formatPath(p: readonly PropertyKey[]): string {
 /** The option names a stage takes, for "did you mean" on an unknown key. */
 type KnownKeys = (path: readonly PropertyKey[]) => string[] | undefined;
 
+/**
+ * zod's issue messages, placed at the file's own path (stages[2].options.size),
+ * with a "did you mean" for unknown keys and stage kinds and each alternative's
+ * complaint for a union: what z.prettifyError cannot add, hence our own.
+ */
 function issuesMessage(issues: readonly z.core.$ZodIssue[], prefix: readonly PropertyKey[] = [], knownKeys?: KnownKeys, value?: unknown): string {
   const shown = issues.slice(0, 5).map((i) => {
     let msg = i.message;

@@ -87,7 +87,12 @@ export function flagName(key: string): string {
   return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 }
 
-/** Validates a stage's options from flags; errors name the flag (exit 64). */
+/**
+ * Validates a stage's options from flags; errors name the flag (exit 64). zod's
+ * own messages are kept; only where they point is ours, since z.prettifyError
+ * would name the option key (`batchSize`), not the flag the user typed
+ * (`--batch-size`). The library path (stages/define.ts) uses z.prettifyError.
+ */
 export function parseStageOptions<S extends z.ZodTypeAny>(schema: S, options: Record<string, unknown>): z.infer<S> {
   const parsed = schema.safeParse(options);
   if (parsed.success) return parsed.data;
