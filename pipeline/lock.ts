@@ -29,8 +29,12 @@ export interface Lock {
   release(): Promise<void>;
 }
 
-/** Holds `<dir>/.metacurate.lock` until `release`. Throws OutputError (73) when another run holds it. */
-export async function acquireLock(dir: string, opts: { log?: Logger } = {}): Promise<Lock> {
+/**
+ * Holds `<dir>/.metacurate.lock` until `release`. Throws OutputError (73) when another run holds it.
+ * `takeOverRemote`: the caller knows the run holding it on another host is gone (a pod or machine
+ * that died); its process cannot be checked from here, so only the caller can say so.
+ */
+export async function acquireLock(dir: string, opts: { log?: Logger; takeOverRemote?: boolean } = {}): Promise<Lock> {
   await fsp.mkdir(dir, { recursive: true });
   const file = path.join(dir, LOCK_FILE);
   const info: LockInfo = {
@@ -50,13 +54,13 @@ export async function acquireLock(dir: string, opts: { log?: Logger } = {}): Pro
     const held = await readHolder(file);
     if (!held) continue; // released meanwhile: try again
     const verdict = holderState(held);
-    if (verdict.alive) {
+    if (verdict.alive && !(verdict.remote && opts.takeOverRemote)) {
       throw new OutputError(`locked by another run (${verdict.who})`, {
         file,
-        hint: `Wait for that run to finish. If no run is active${verdict.remote ? ' on that host' : ''}, delete the lock file`,
+        hint: `Wait for that run to finish. If no run is active${verdict.remote ? ' on that host, pass --take-over-lock or' : ','} delete the lock file`,
       });
     }
-    opts.log?.warn({ lock: file, holder: verdict.who }, 'taking over a stale lock left by a process that is gone');
+    opts.log?.warn({ lock: file, holder: verdict.who }, verdict.alive ? 'taking over the lock of a run on another host, as asked' : 'taking over a stale lock left by a process that is gone');
     await takeOver(file, held.raw);
   }
   throw new OutputError('could not take the lock: other runs keep taking it', { file, hint: 'Run one pipeline per workdir at a time' });

@@ -24,6 +24,8 @@ export interface RunPipelineOptions {
   ctx?: StageContext;
   /** Stages the pipeline may name (default: all built-in stages). */
   registry?: StageRegistry;
+  /** Take over a lock held by a run on another host, which the caller knows is gone (pipeline/lock.ts). */
+  takeOverLock?: boolean;
 }
 
 /** Runs a pipeline file (or a loaded config) and returns its report. */
@@ -32,7 +34,7 @@ export async function runPipeline(pipeline: string | PipelineConfig, opts: RunPi
   const ctx = opts.ctx ?? quietContext();
   const config = typeof pipeline === 'string' ? await loadPipelineConfig(pipeline, registry) : pipeline;
   const started = new Date();
-  const lock = await acquireLock(config.workdir, { log: ctx.log });
+  const lock = await acquireLock(config.workdir, { log: ctx.log, takeOverRemote: opts.takeOverLock });
   try {
     // What a killed run left of this pipeline's outputs: an interrupted replacement is
     // finished or undone, abandoned temporaries removed. Nothing else in the workdir is touched.

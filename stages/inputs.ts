@@ -64,4 +64,5 @@ export function checkLabelled(d: DataInfo): void {
 
 
 /** The `backend` option of every stage that computes: a name, or 'auto' for the best available. */
-export const backendOption = z.enum(BACKEND_REQUESTS).default('auto');
+export const backendOption = z.enum(BACKEND_REQUESTS).default('auto')
+  .describe('compute backend: auto takes tensorflow (tfjs-node) if installed, then webgpu on a GPU, then wasm');

@@ -149,7 +149,13 @@ describe('lock', () => {
     const lock = path.join(dir, 'work', LOCK_FILE);
     await fsp.mkdir(path.dirname(lock), { recursive: true });
     await fsp.writeFile(lock, JSON.stringify({ pid: 1, hostname: `not-${os.hostname()}`, started_at: 'then', token: 'x' }));
-    await expect(runPipeline(file, { registry })).rejects.toThrow(/locked by another run.*on not-/);
+    await expect(runPipeline(file, { registry })).rejects.toThrow(/locked by another run.*on not-.*pass --take-over-lock/);
+    // Told that run is gone (a pod that died), the run takes the lock over, says so, and releases it.
+    const ctx = recordingContext();
+    const report = await runPipeline(file, { registry, ctx, takeOverLock: true });
+    expect(report.stages.map((s) => s.status)).toEqual(['ran', 'ran']);
+    expect(ctx.warnings).toContain('taking over the lock of a run on another host, as asked');
+    expect(existsSync(lock)).toBe(false);
   });
 
   test('a stale lock (dead process on this host) is taken over with a warning', async () => {
