@@ -212,3 +212,20 @@ export async function runJobs<J extends Job>(jobs: readonly J[], opts: RunJobsOp
   if (jobs.length === 0) return [];
   return (opts.runner ?? localJobs).run(jobs, opts);
 }
+
+/**
+ * Results of a long, lazily made list of jobs, in job order, with bounded memory:
+ * the jobs go to `opts.runner` in groups of `group`, one runJobs call each (so a
+ * queue's workers keep one thread pool per group, not one per job).
+ */
+export async function* runJobsInGroups<J extends Job>(jobs: AsyncIterable<J> | Iterable<J>, group: number, opts: RunJobsOptions = {}): AsyncGenerator<JobResult<J>> {
+  let pending: J[] = [];
+  for await (const job of jobs) {
+    pending.push(job);
+    if (pending.length === group) {
+      yield* await runJobs(pending, opts);
+      pending = [];
+    }
+  }
+  if (pending.length) yield* await runJobs(pending, opts);
+}

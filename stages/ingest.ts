@@ -20,7 +20,7 @@ import { REJECTED_FILE, type ColumnSpec, type PixelShape } from '../data/format.
 import type { ImageValue } from '../data/columns.js';
 import { DEFAULT_MAX_INPUT_PIXELS, type DecodeOptions } from '../data/decode.js';
 import { decodeItem, type DecodableItem, type DecodedItem, type ItemDecoding } from '../data/items.js';
-import { runJobs, type DecodeJob } from '../ml/pool.js';
+import { runJobsInGroups, type DecodeJob } from '../ml/pool.js';
 import { DEFAULT_MAX_FILE_BYTES, FileRefused, PRESETS, SOURCE_FORMATS, openSource, readSourceFile, type Source, type SourceItem, type SourceOptions } from '../data/sources/index.js';
 import type { StageContext, StageResult } from './context.js';
 import { openDataset, readCuration, readStrings } from '../data/reader.js';
@@ -174,13 +174,13 @@ async function* mapOrdered<T, R>(src: AsyncIterable<T>, window: number, take: nu
 
 /** Items a decode job carries: a few hundred files' paths, or their bytes (tens of MB at most). */
 export const DECODE_BATCH = 256;
-/** Decode jobs in flight at once: enough to keep remote workers busy; memory holds this many batches. */
+/** Decode jobs sent at once (one group): enough to keep remote workers busy; memory holds this many batches. */
 const DECODE_JOBS_IN_FLIGHT = 16;
 
 /**
  * The items' decoded rows in order, decoded by jobs through the run's job runner:
- * batches of DECODE_BATCH items (the source's own refusals stay here), a bounded
- * number in flight. Each item decodes as it would here (data/items.ts).
+ * batches of DECODE_BATCH items (the source's own refusals stay here), sent
+ * DECODE_JOBS_IN_FLIGHT at a time. Each item decodes as it would here (data/items.ts).
  */
 async function* decodedRemotely(
   items: AsyncIterable<SourceItem>,
@@ -202,15 +202,18 @@ async function* decodedRemotely(
     }
     if (batch.length) yield batch;
   }
-  const runner = ctx.jobRunner!;
-  const decodeBatch = async (batch: SourceItem[]): Promise<Prepared[]> => {
-    const decodable = batch.filter((it): it is DecodableItem => it.kind !== 'rejected');
-    const job: DecodeJob = { kind: 'decode', items: decodable, decoding };
-    const [result] = decodable.length ? await runJobs([job], { runner, signal: ctx.signal, backend: 'cpu' }) : [{ items: [] as DecodedItem[] }];
+  // The batches whose jobs are out, oldest first: each result is matched with its batch in order.
+  const sent: SourceItem[][] = [];
+  async function* jobs(): AsyncGenerator<DecodeJob> {
+    for await (const batch of batches()) {
+      sent.push(batch);
+      yield { kind: 'decode', items: batch.filter((it): it is DecodableItem => it.kind !== 'rejected'), decoding };
+    }
+  }
+  for await (const result of runJobsInGroups(jobs(), DECODE_JOBS_IN_FLIGHT, { runner: ctx.jobRunner, signal: ctx.signal, backend: 'cpu' })) {
     let j = 0;
-    return batch.map((it) => toPrepared(it, it.kind === 'rejected' ? undefined : result.items[j++]));
-  };
-  for await (const done of mapOrdered(batches(), DECODE_JOBS_IN_FLIGHT, Infinity, decodeBatch)) yield* done;
+    for (const it of sent.shift()!) yield toPrepared(it, it.kind === 'rejected' ? undefined : result.items[j++]);
+  }
 }
 
 class RejectedLog {

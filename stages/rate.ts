@@ -36,7 +36,7 @@ import { numericValues } from '../data/columns.js';
 import { openDataset, readCuration } from '../data/reader.js';
 import { OutputDir, type DatasetWriter } from '../data/writer.js';
 import { modelSpecSchema, type ModelSpec } from '../ml/models.js';
-import { WorkerPool, runJobs, type Job, type JobResult } from '../ml/pool.js';
+import { WorkerPool, runJobs, runJobsInGroups, type Job, type JobResult } from '../ml/pool.js';
 import {
   BODY_DEFAULTS, PROXY_DEFAULTS, RATE_BATCH_SIZE, RATER_FORMAT_VERSION, RATER_MODES, checkRaterFits, raterTrainSchema,
   readRater, writeRaterFiles, type RaterTrainSettings, type SavedRater,
@@ -283,20 +283,46 @@ export function planRanges(sizes: readonly number[], batchSize: number, rowBytes
   return out;
 }
 
-/** Runs one job: on this process's worker threads, or through the run's job runner (other machines); the result is the same. */
+/**
+ * Where rate's jobs run: this process's worker threads, or the run's job runner
+ * (other machines). Results come in job order, the same either way.
+ */
 interface Jobs {
   run<J extends Job>(job: J, onProgress?: (done: number, total: number) => void): Promise<JobResult<J>>;
-  /** Jobs worth keeping in flight at once. */
-  inFlight: number;
+  inOrder<J extends Job>(jobs: readonly J[]): AsyncIterable<JobResult<J>>;
 }
+
+/** Rating ranges per group sent to a job runner: enough to keep remote workers busy. */
+const REMOTE_GROUP = 64;
 
 function jobsFor(ctx: StageContext, pool: WorkerPool, o: Parsed): Jobs {
   const runner = ctx.jobRunner;
-  if (!runner) return { run: (job, onProgress) => pool.run(job, onProgress), inFlight: pool.size * 2 };
+  if (runner) {
+    const opts = { runner, backend: o.backend, signal: ctx.signal };
+    return {
+      run: async (job, onProgress) => (await runJobs([job], { ...opts, onProgress: (_, d, t) => onProgress?.(d, t) }))[0],
+      inOrder: (jobs) => runJobsInGroups(jobs, REMOTE_GROUP, opts),
+    };
+  }
   return {
-    run: async (job, onProgress) => (await runJobs([job], { runner, backend: o.backend, signal: ctx.signal, onProgress: (_, d, t) => onProgress?.(d, t) }))[0],
-    // Remote workers are many and unknown: enough rating ranges in flight to keep them busy.
-    inFlight: 64,
+    run: (job, onProgress) => pool.run(job, onProgress),
+    // A window of jobs in flight on the pool's threads, taken back in order.
+    async *inOrder<J extends Job>(jobs: readonly J[]) {
+      const inFlight = pool.size * 2;
+      const results: (Promise<JobResult<J>> | undefined)[] = [];
+      const submit = (i: number) => {
+        const p = pool.run(jobs[i]);
+        p.catch(() => undefined); // awaited in order below; avoid an unhandled rejection meanwhile
+        results[i] = p;
+      };
+      for (let i = 0; i < Math.min(inFlight, jobs.length); i++) submit(i);
+      for (let i = 0; i < jobs.length; i++) {
+        const r = await results[i]!;
+        results[i] = undefined;
+        if (i + inFlight < jobs.length) submit(i + inFlight);
+        yield r;
+      }
+    },
   };
 }
 
@@ -316,24 +342,14 @@ async function rateInto(
   const ranges = planRanges(sizes, o.rateBatchSize, featureLength(data.shape)).filter((r) => r.shard >= fromShard);
   const expected = sizes.slice(fromShard).reduce((a, b) => a + b, 0);
   const progress = ctx.progress('rate', expected);
-  const inFlight = jobs.inFlight;
-  const results: (Promise<{ ids: string[]; ratings: Float32Array; backend: string }> | undefined)[] = [];
-  const submit = (i: number) => {
-    const job: RateJob = { kind: 'rate', rater: raterDir, range: { dir: data.dir, ...ranges[i], batchSize: o.rateBatchSize } };
-    const p = jobs.run(job);
-    p.catch(() => undefined); // awaited in order below; avoid an unhandled rejection meanwhile
-    results[i] = p;
-  };
-  for (let i = 0; i < Math.min(inFlight, ranges.length); i++) submit(i);
+  const rateJobs = ranges.map((range): RateJob => ({ kind: 'rate', rater: raterDir, range: { dir: data.dir, ...range, batchSize: o.rateBatchSize } }));
   let sum = 0;
   let min = Infinity;
   let max = -Infinity;
   let rows = 0;
   let backend = 'unknown';
-  for (let i = 0; i < ranges.length; i++) {
-    const r = await results[i]!;
-    results[i] = undefined;
-    if (i + inFlight < ranges.length) submit(i + inFlight);
+  let i = 0;
+  for await (const r of jobs.inOrder(rateJobs)) {
     const want = ranges[i].end - ranges[i].start;
     if (r.ratings.length !== want || r.ids.length !== want) throw new InternalError(`a rating job returned ${r.ratings.length} ratings for ${want} rows`);
     for (let j = 0; j < want; j++) {
@@ -347,6 +363,7 @@ async function rateInto(
     rows += want;
     backend = r.backend;
     progress.tick(want);
+    i++;
   }
   progress.done();
   if (rows !== expected) throw new InternalError(`rated ${rows} rows of ${expected}`);
