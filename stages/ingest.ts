@@ -14,7 +14,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pLimit from 'p-limit';
 import { z } from 'zod';
-import { DataError, UsageError } from '../core/errors.js';
+import { DataError, InternalError, UsageError } from '../core/errors.js';
 import { sha256Hex } from '../core/hash.js';
 import { REJECTED_FILE, type ColumnSpec, type PixelShape } from '../data/format.js';
 import type { ImageValue } from '../data/columns.js';
@@ -292,9 +292,8 @@ async function runIngest(ctx: StageContext, input: string, source: Source, o: In
   };
   /** A decoded item as the row ingest writes, or the line it logs. */
   const toPrepared = (item: SourceItem, decoded: DecodedItem | undefined): Prepared => {
-    if (item.kind === 'rejected' || decoded === undefined) {
-      return item.kind === 'rejected' ? { rejected: { id: item.id, path: item.path, row: item.row, reason: item.reason } } : { rejected: { id: item.id, reason: 'not decoded' } };
-    }
+    if (item.kind === 'rejected') return { rejected: { id: item.id, path: item.path, row: item.row, reason: item.reason } };
+    if (decoded === undefined) throw new InternalError(`item ${item.id} came back undecoded`);
     const d = decoded;
     if ('rejected' in d) {
       if (d.detail) ctx.log.debug({ id: item.id, reason: d.rejected, detail: d.detail }, 'ingest: rejected');
@@ -386,6 +385,7 @@ export const ingestStage = defineStage({
   async plan(inputs, o) {
     const input = inputs.source[0];
     const source = await openSource(input, sourceOptions(o));
+    const appendedTo = o.append ? await readCuration(o.out) : undefined;
     return {
       input, source,
       options: canonicalOptions(o),
@@ -393,7 +393,7 @@ export const ingestStage = defineStage({
       parents: [
         { fingerprint: await source.fingerprint(), path: path.resolve(input), role: 'source' },
         // An append's output follows from the dataset it added to as well.
-        ...(o.append && (await readCuration(o.out)) ? [{ fingerprint: (await readCuration(o.out))!.fingerprint, path: path.resolve(o.out), role: 'appended-to' }] : []),
+        ...(appendedTo ? [{ fingerprint: appendedTo.fingerprint, path: path.resolve(o.out), role: 'appended-to' }] : []),
       ],
     };
   },

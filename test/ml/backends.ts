@@ -34,6 +34,8 @@ export const TOLERANCE_SCALE: Record<FdBackend, number> = { wasm: 1, cpu: 1, web
  */
 export function describeOn(backend: FdBackend, name: string, fn: () => void): void {
   if (backend === 'webgpu' && WEBGPU_SKIP) {
+    // Skipped, not failed: without the optional webgpu packages or a Vulkan driver there is no
+    // adapter to test on (scripts/install-vulkan.sh installs one; .ci/run does it in CI).
     describe.skip(`${name} (skipped: ${WEBGPU_SKIP})`, fn);
     return;
   }

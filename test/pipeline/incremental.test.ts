@@ -74,6 +74,9 @@ test('append, rate the new shards, keep whole-pool stages until their refresh ru
   expect(second.keep).toMatchObject({ status: 'ran', why: 'dataset grew by 2 rows (appended), scores grew (appended)' });
   expect((second.keep.summary.appended as { rows_before: number }).rows_before).toBe(12);
   const afterTwo = await kept();
+  // Not vacuous: the threshold splits the rows (7 of 14 kept when written).
+  expect(afterTwo.want.length).toBeGreaterThan(0);
+  expect(afterTwo.want.length).toBeLessThan(14);
   expect(afterTwo.got).toEqual(afterTwo.want);
   const md = await fsp.readFile(path.join(dir, 'work', 'report.md'), 'utf8');
   expect(md).toContain('kept: train grew by 2 rows (appended); kept until 5 new rows');
