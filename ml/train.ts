@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { DataError, UsageError } from '../core/errors.js';
 import { batchSchedule, featureLength, gatherPixels, gatherTargets, type Examples } from '../data/batch.js';
+import { pixelRowCount } from '../data/pixel-rows.js';
 import { makeModel, modelSpecSchema, type Model } from './models.js';
 import { makeOptimizer, optimizerSpecSchema, type Optimizer } from './optim.js';
 import { makeSchedule, scheduleSpecSchema } from './schedule.js';
@@ -102,8 +103,9 @@ function checkTrainable(train: Examples, weights: Float32Array | undefined): voi
   if (!(train.numClasses >= 1)) {
     throw new DataError('the training set declares no classes', { hint: 'The label column needs class names (a ClassLabel feature)' });
   }
-  if (train.pixels.length !== n * featureLength(train.shape)) {
-    throw new DataError(`pixels hold ${train.pixels.length} values for ${n} rows of shape [${train.shape.join(', ')}]`);
+  const pixelRows = pixelRowCount(train.pixels, featureLength(train.shape));
+  if (pixelRows !== n) {
+    throw new DataError(`pixels hold ${pixelRows} rows of shape [${train.shape.join(', ')}] for ${n} ids`);
   }
   if (weights && weights.length !== n) {
     throw new UsageError(`${weights.length} example weights for ${n} training rows`);

@@ -12,11 +12,12 @@ import * as tf from '@tensorflow/tfjs';
 import { DataError } from '../../core/errors.js';
 import { Rng } from '../../core/rng.js';
 import type { PixelShape } from '../../data/format.js';
+import { STATS_CHUNK_ROWS, forEachPixelChunk, readPixelRows, type PixelSource } from '../../data/pixel-rows.js';
 
-/** A labelled real set held in memory. */
+/** A labelled real set: labels in memory, pixels in memory or read from the shards. */
 export interface RealSet {
   /** uint8 pixels, row-major, channels last. */
-  pixels: Uint8Array;
+  pixels: PixelSource;
   shape: PixelShape;
   labels: Int32Array;
   numClasses: number;
@@ -28,18 +29,22 @@ export interface RealSet {
 }
 
 /** Builds a RealSet (class index lists and channel statistics) from pixels and labels. */
-export function makeRealSet(pixels: Uint8Array, shape: PixelShape, labels: Int32Array, numClasses: number): RealSet {
+export function makeRealSet(pixels: PixelSource, shape: PixelShape, labels: Int32Array, numClasses: number): RealSet {
   const byClassLists: number[][] = Array.from({ length: numClasses }, () => []);
   labels.forEach((l, i) => byClassLists[l]?.push(i));
   const c = shape[2];
   const sum = new Float64Array(c);
   const sq = new Float64Array(c);
-  for (let i = 0; i < pixels.length; i++) {
-    const v = pixels[i] / 255;
-    sum[i % c] += v;
-    sq[i % c] += v * v;
-  }
-  const count = pixels.length / c;
+  let values = 0;
+  forEachPixelChunk(pixels, rowLength(shape), STATS_CHUNK_ROWS, (rows) => {
+    for (let i = 0; i < rows.length; i++) {
+      const v = rows[i] / 255;
+      sum[i % c] += v;
+      sq[i % c] += v * v;
+    }
+    values += rows.length;
+  });
+  const count = values / c;
   const mean = Array.from(sum, (s) => s / count);
   // One grey level is the smallest spread that means anything (a constant channel would divide by zero).
   const std = Array.from(sq, (s, j) => Math.max(Math.sqrt(Math.max(0, s / count - mean[j] ** 2)), 1 / 255));
@@ -55,12 +60,10 @@ export function normalisedPixels(real: RealSet, idx: ArrayLike<number>): Float32
   const len = rowLength(real.shape);
   const c = real.shape[2];
   const out = new Float32Array(idx.length * len);
-  for (let r = 0; r < idx.length; r++) {
-    const src = idx[r] * len;
-    for (let j = 0; j < len; j++) {
-      const ch = j % c;
-      out[r * len + j] = (real.pixels[src + j] / 255 - real.mean[ch]) / real.std[ch];
-    }
+  const rows = readPixelRows(real.pixels, len, idx);
+  for (let j = 0; j < rows.length; j++) {
+    const ch = j % c;
+    out[j] = (rows[j] / 255 - real.mean[ch]) / real.std[ch];
   }
   return out;
 }

@@ -6,7 +6,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { DataError } from '../../core/errors.js';
-import { gatherPixels, gatherTargets, type Examples } from '../../data/batch.js';
+import { featureLength, gatherPixels, gatherTargets, type Examples } from '../../data/batch.js';
+import { STATS_CHUNK_ROWS, forEachPixelChunk } from '../../data/pixel-rows.js';
 import { modelSpecSchema } from '../models.js';
 import { optimizerSpecSchema } from '../optim.js';
 import { BODY_DEFAULTS, HEAD_HIDDEN, PROXY_DEFAULTS, type Rater, type RaterArch } from './model.js';
@@ -66,12 +67,16 @@ export function pixelStats(ex: Pick<Examples, 'pixels' | 'shape'>): { mean: numb
   const ch = ex.shape[2];
   const sum = new Float64Array(ch);
   const sq = new Float64Array(ch);
-  for (let j = 0; j < ex.pixels.length; j++) {
-    const v = ex.pixels[j] / 255;
-    sum[j % ch] += v;
-    sq[j % ch] += v * v;
-  }
-  const count = ex.pixels.length / ch;
+  let values = 0;
+  forEachPixelChunk(ex.pixels, featureLength(ex.shape), STATS_CHUNK_ROWS, (rows) => {
+    for (let j = 0; j < rows.length; j++) {
+      const v = rows[j] / 255;
+      sum[j % ch] += v;
+      sq[j % ch] += v * v;
+    }
+    values += rows.length;
+  });
+  const count = values / ch;
   const mean: number[] = [];
   const std: number[] = [];
   for (let c = 0; c < ch; c++) {

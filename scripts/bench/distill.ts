@@ -41,7 +41,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { exitCodeOf, UsageError } from '../../core/errors.js';
 import { Rng } from '../../core/rng.js';
-import { loadExamples } from '../../data/batch.js';
+import { gatherPixelBytes, loadExamples } from '../../data/batch.js';
 import { openDataset } from '../../data/reader.js';
 import { writeDataset } from '../../data/writer.js';
 import { DISTILL_METHODS, type DistillMethod } from '../../ml/distill/index.js';
@@ -90,7 +90,7 @@ async function randomSubset(trainDir: string, ipc: number, seed: number, out: st
   const rows: Record<string, unknown>[] = [];
   for (let c = 0; c < ex.numClasses; c++) {
     const members = rng.shuffle(Array.from(ex.labels!.keys()).filter((i) => ex.labels![i] === c)).slice(0, ipc).sort((a, b) => a - b);
-    for (const i of members) rows.push({ id: ex.ids[i], label: c, pixels: ex.pixels.subarray(i * len, (i + 1) * len) });
+    for (const i of members) rows.push({ id: ex.ids[i], label: c, pixels: gatherPixelBytes(ex, [i]) });
   }
   await writeDataset(out, rows, {
     columns: [

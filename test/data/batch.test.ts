@@ -1,9 +1,11 @@
 import { describe, expect, test } from 'vitest';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { DataError } from '../../core/errors.js';
+import { DataError, UsageError } from '../../core/errors.js';
 import {
-  batchSchedule, featureLength, gatherLabels, gatherPixels, gatherTargets, loadExamples, subsetExamples, type Examples,
+  batchSchedule, featureLength, gatherLabels, gatherPixelBytes, gatherPixels, gatherTargets, loadExamples, subsetExamples, type Examples,
 } from '../../data/batch.js';
+import { PIXEL_MEMORY_ENV, ShardPixels, pixelRowCount } from '../../data/pixel-rows.js';
 import { openDataset } from '../../data/reader.js';
 import { writeDataset } from '../../data/writer.js';
 import { useTmpDir } from '../helpers/tmp.js';
@@ -26,8 +28,65 @@ describe('loadExamples', () => {
     for (const i of [0, 1, 399, 400, 401, 799, 800, 1099]) {
       expect(ex.ids[i]).toBe(rowId(i));
       expect(ex.labels![i]).toBe(i % 4);
-      expect(Array.from(ex.pixels.subarray(i * 12, i * 12 + 12))).toEqual(Array.from(rowPixels(i, 12)));
+      expect(Array.from(gatherPixelBytes(ex, [i]))).toEqual(Array.from(rowPixels(i, 12)));
     }
+  });
+
+  test('above the in-memory limit, pixels stay in the shards and read back as the same bytes', async () => {
+    await writeImageDataset(out('big'), 1100, { shape: [3, 2, 2], classes: 4, shardRows: 400, batchRows: 150 });
+    const ds = await openDataset(out('big'));
+    const mem = await loadExamples(ds);
+    const disk = await loadExamples(ds, { inMemoryBytes: 0 });
+    expect(mem.pixels).toBeInstanceOf(Uint8Array);
+    expect(disk.pixels).toBeInstanceOf(ShardPixels);
+    expect(pixelRowCount(disk.pixels, 12)).toBe(1100);
+    expect(disk.ids).toEqual(mem.ids);
+    expect(disk.labels).toEqual(mem.labels);
+    // rows across record batches and shards, repeated, out of order
+    const idx = [1099, 0, 149, 150, 399, 400, 401, 401, 799, 800, 5, 6, 7, 8];
+    expect(gatherPixelBytes(disk, idx)).toEqual(gatherPixelBytes(mem, idx));
+    expect(gatherPixels(disk, idx)).toEqual(gatherPixels(mem, idx));
+    const all = Int32Array.from({ length: 1100 }, (_, i) => i);
+    expect(gatherPixelBytes(disk, all)).toEqual(mem.pixels);
+    const sub = subsetExamples(disk, [800, 3, 399]);
+    expect(sub.pixels).toBeInstanceOf(ShardPixels);
+    expect(gatherPixelBytes(sub, [0, 1, 2])).toEqual(gatherPixelBytes(mem, [800, 3, 399]));
+    expect(() => gatherPixelBytes(sub, [3])).toThrow(RangeError);
+    (disk.pixels as ShardPixels).close();
+  });
+
+  test('a shard replaced while its rows are read is an error, not other rows', async () => {
+    await writeImageDataset(out('swap'), 50, { shape: [2, 2, 1], classes: 2 });
+    const ds = await openDataset(out('swap'));
+    const disk = await loadExamples(ds, { inMemoryBytes: 0 });
+    (disk.pixels as ShardPixels).close();
+    const shard = ds.shards[0].path;
+    const bytes = await fsp.readFile(shard);
+    await fsp.writeFile(`${shard}.new`, bytes);
+    await fsp.rename(`${shard}.new`, shard); // a new inode: the old one is still linked when this one is made
+    expect(() => gatherPixelBytes(disk, [0])).toThrow(/replaced while its rows were being read/);
+  });
+
+  test('METACURATE_PIXEL_MEMORY sets the limit; a bad value is a usage error naming it', async () => {
+    await writeImageDataset(out('env'), 30, { shape: [2, 2, 1], classes: 2 });
+    const ds = await openDataset(out('env'));
+    try {
+      process.env[PIXEL_MEMORY_ENV] = '0';
+      expect((await loadExamples(ds)).pixels).toBeInstanceOf(ShardPixels);
+      process.env[PIXEL_MEMORY_ENV] = '1KiB';
+      expect((await loadExamples(ds)).pixels).toBeInstanceOf(Uint8Array);
+      process.env[PIXEL_MEMORY_ENV] = 'lots';
+      const err = await loadExamples(ds).catch((e) => e);
+      expect(err).toBeInstanceOf(UsageError);
+      expect(err.message).toMatch(/METACURATE_PIXEL_MEMORY=lots/);
+    } finally {
+      delete process.env[PIXEL_MEMORY_ENV];
+    }
+  });
+
+  test('a file the index cannot address is not indexed (it loads into memory)', async () => {
+    await fsp.writeFile(out('not-ipc'), Buffer.from('ARROW1\0\0 and not a stream'));
+    expect(ShardPixels.index([out('not-ipc')], 'pixels', 4)).toBeUndefined();
   });
 
   test('reads soft labels from a float32Vector soft_label column', async () => {
@@ -90,7 +149,7 @@ describe('gathering batches', () => {
   test('subsetExamples keeps the rows asked, in that order', () => {
     const sub = subsetExamples(ex, [3, 1]);
     expect(sub.ids).toEqual(['d', 'b']);
-    expect(Array.from(sub.pixels)).toEqual([204, 10, 20, 2, 3, 4]);
+    expect(Array.from(gatherPixelBytes(sub, [0, 1]))).toEqual([204, 10, 20, 2, 3, 4]);
     expect(Array.from(sub.labels!)).toEqual([2, 0]);
     expect(sub.classNames).toEqual(ex.classNames);
   });
