@@ -118,21 +118,29 @@ export function selectionBytes(ids: string[], selection: Selection): Uint8Array 
   return tableToIPC(new Table([batch]), 'stream');
 }
 
-function mean(values: number[]): number | null {
-  return values.length ? values.reduce((a, b) => a + b, 0) / values.length : null;
-}
-
 export function scoreStats(scores: Float64Array, kept: Uint32Array) {
   const isKept = new Uint8Array(scores.length);
   for (const i of kept) isKept[i] = 1;
-  const inside: number[] = [];
-  const outside: number[] = [];
-  for (let i = 0; i < scores.length; i++) (isKept[i] ? inside : outside).push(scores[i]);
+  // Running sums, not arrays of the values: a pool's worth of numbers would be most of select's memory.
+  const inside = { sum: 0, count: 0, min: Infinity, max: -Infinity };
+  const outside = { sum: 0, count: 0 };
+  for (let i = 0; i < scores.length; i++) {
+    const v = scores[i];
+    if (isKept[i]) {
+      inside.sum += v;
+      inside.count++;
+      if (v < inside.min) inside.min = v;
+      if (v > inside.max) inside.max = v;
+    } else {
+      outside.sum += v;
+      outside.count++;
+    }
+  }
   return {
-    kept_mean: mean(inside),
-    dropped_mean: mean(outside),
-    kept_min: inside.length ? inside.reduce((a, b) => Math.min(a, b)) : null,
-    kept_max: inside.length ? inside.reduce((a, b) => Math.max(a, b)) : null,
+    kept_mean: inside.count ? inside.sum / inside.count : null,
+    dropped_mean: outside.count ? outside.sum / outside.count : null,
+    kept_min: inside.count ? inside.min : null,
+    kept_max: inside.count ? inside.max : null,
   };
 }
 
