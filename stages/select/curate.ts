@@ -60,12 +60,12 @@ export function classQuotas(poolSizes: number[], available: number[], k: number)
   return quota;
 }
 
-/** Per row: 0 keep, 1 harmful to the target at this level, 2 a label issue. */
 /** The level asked for; unset, auto when a target set is given (chosen on it), else harmful. */
 function levelOf(inputs: NamedInputs, o: SelectOptions): string {
   return (o.level as string | undefined) ?? (one(inputs, 'target') === undefined ? 'harmful' : 'auto');
 }
 
+/** Per row: 0 keep, 1 harmful to the target at this level, 2 a label issue. */
 function tiers(n: number, level: CurateLevel, flagged?: Float64Array, helps?: Float64Array): Uint8Array {
   const harmBelow = level === 'harmful' ? 0.5 : level === 'strict' ? 1e-9 : -1;
   const tier = new Uint8Array(n);
