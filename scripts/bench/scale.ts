@@ -8,6 +8,9 @@
  *   loss     score --method loss, 1 epoch (trains on every row, then a scoring pass)
  *   select   topk by loss, half the pool (two streaming passes)
  *   rate     a saved rater (trained once on the sample) rates every row
+ *   metagrad score --method metagrad, one run of 1 epoch against the sample as
+ *            the target (not in the default list: it costs about 5 times the
+ *            loss run); its REPLAY plan (steps, depth, stored states) is printed
  *
  * It prints time, rows/s and peak RSS per stage and size, and the growth exponent
  * of time against rows fitted between the smallest and the largest size (1 =
@@ -27,13 +30,15 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../.
 const BUILTIN = path.join(root, 'data', 'builtin', 'fashion-mnist');
 const work = path.join(root, '.bench', 'scale');
 const STAGES = ['ingest', 'loss', 'select', 'rate'] as const;
-type StageName = (typeof STAGES)[number];
+type StageName = (typeof STAGES)[number] | 'metagrad';
 
 interface Measured {
   stage: StageName;
   rows: number;
   seconds?: number;
   peakRssMiB?: number;
+  /** metagrad: the REPLAY plan of the run (from the score summary). */
+  replay?: { steps: number; depth: number; storedAll: boolean; peakStoredStates: number };
   error?: string;
 }
 
@@ -74,6 +79,7 @@ async function makePool(rows: number): Promise<string> {
 async function child(stage: StageName, rows: number): Promise<void> {
   const pool = poolDir(rows);
   const t0 = performance.now();
+  let replay: Measured['replay'];
   if (stage === 'ingest') {
     const { ingest } = await import('../../stages/ingest.js');
     await ingest(pool, { out: outDir(stage, rows), overwrite: true });
@@ -83,11 +89,16 @@ async function child(stage: StageName, rows: number): Promise<void> {
   } else if (stage === 'select') {
     const { select } = await import('../../stages/select/index.js');
     await select(pool, { scores: [outDir('loss', rows)], strategy: 'topk', by: 'loss', budget: 0.5, out: outDir(stage, rows), overwrite: true });
+  } else if (stage === 'metagrad') {
+    const { score } = await import('../../stages/score.js');
+    const r = await score(pool, { method: 'metagrad', seeds: 1, epochs: 1, target: path.join(work, 'sample'), out: outDir(stage, rows), overwrite: true });
+    const d = (r.summary as { details?: { replay?: Measured['replay'] }[] }).details?.[0]?.replay;
+    if (d) replay = { steps: d.steps, depth: d.depth, storedAll: d.storedAll, peakStoredStates: d.peakStoredStates };
   } else {
     const { rate } = await import('../../stages/rate.js');
     await rate(pool, { rater: path.join(work, 'rater'), out: outDir(stage, rows), overwrite: true });
   }
-  const m: Measured = { stage, rows, seconds: (performance.now() - t0) / 1000, peakRssMiB: process.resourceUsage().maxRSS / 1024 };
+  const m: Measured = { stage, rows, seconds: (performance.now() - t0) / 1000, peakRssMiB: process.resourceUsage().maxRSS / 1024, replay };
   process.stdout.write(JSON.stringify(m) + '\n');
 }
 
@@ -134,6 +145,7 @@ async function main(): Promise<void> {
     seconds: m.seconds?.toFixed(1) ?? m.error,
     'rows/s': m.seconds ? Math.round(m.rows / m.seconds) : '',
     'peak RSS MiB': m.peakRssMiB?.toFixed(0) ?? '',
+    ...(m.replay ? { 'REPLAY T / depth / states': `${m.replay.steps} / ${m.replay.depth} / ${m.replay.storedAll ? 'all' : m.replay.peakStoredStates}` } : {}),
   }));
   // Growth exponent of time against rows between the smallest and the largest pool.
   const exponents = stages.map((stage) => {
