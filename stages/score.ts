@@ -14,6 +14,7 @@ import { readShard, readStrings } from '../data/reader.js';
 import { runJobs, type ScoreJob } from '../ml/pool.js';
 import { combineColumns, combineSeeds, getScorer, scorerNames, seedList, splitHalfAgreement, type ScoreSettings } from '../ml/scores/index.js';
 import { scheduleSpecSchema } from '../ml/schedule.js';
+import type { MetagradResult } from '../ml/metagrad.js';
 import type { TrainConfig } from '../ml/train.js';
 import { defineStage, one, parentOf } from './define.js';
 import { detection, plantedKinds } from './planted.js';
@@ -197,6 +198,14 @@ export const scoreStage = defineStage({
     const results = await runScoreJobs(ctx, seeds.map((seed) => ({
       kind: 'score', train: { dir: train.dir }, target: target ? { dir: target.dir } : undefined, settings: settings(seed),
     })), o);
+    // Where the memory budget put the run: every state stored, or REPLAY's tree (and its replays).
+    const replay = (results[0]?.details as { replay?: MetagradResult['stats'] } | undefined)?.replay;
+    if (replay) {
+      const mib = (states: number) => ((states * replay.stateBytes) / 2 ** 20).toFixed(0);
+      ctx.log.info({ replay }, replay.storedAll
+        ? `score: every state of steps ${replay.from}–${replay.steps} stored (${replay.steps - replay.from} states, ${mib(replay.peakStoredStates)} MiB of ${o.maxMemoryMiB}); nothing replayed`
+        : `score: REPLAY over steps ${replay.from}–${replay.steps}: k ${replay.k}, depth ${replay.depth}, at most ${replay.peakStoredStates} stored states (${mib(replay.peakStoredStates)} MiB of ${o.maxMemoryMiB}), ${replay.forwardSteps} forward steps for ${replay.backwardSteps} backward`);
+    }
     const how = combineOf(o);
     const combined = combineSeeds(results.map((r) => r.scores), how);
     const extra = Object.fromEntries(Object.entries(combineColumns(results)).map(([name, v]) => [`${column}_${name}`, v]));

@@ -10,6 +10,7 @@ import { numericValues } from '../../data/columns.js';
 import { openDataset, readCuration } from '../../data/reader.js';
 import { TrainingDivergedError } from '../../ml/train.js';
 import { score, scoreOptions, scoreStage, trainSteps, trainingLength, type ScoreOptions } from '../../stages/score.js';
+import { quietContext } from '../../stages/context.js';
 import { writeToySet } from '../helpers/toy.js';
 import { cli } from '../pipeline/helpers.js';
 
@@ -31,8 +32,12 @@ afterAll(async () => {
 describe('score stage', () => {
   it('writes metagrad scores as a sidecar aligned with the training set, mean and std over seeds', async () => {
     const out = path.join(tmp, 'mg');
-    const res = await score(train, { ...quick, out, target, method: 'metagrad', seeds: 2 });
+    const logged: string[] = [];
+    const ctx = { ...quietContext(), log: { ...quietContext().log, info: (_f: unknown, msg?: string) => void logged.push(msg ?? '') } };
+    const res = await score(train, { ...quick, out, target, method: 'metagrad', seeds: 2 }, ctx);
     expect(res.numRows).toBe(40);
+    // The memory plan is printed: 8 steps of a tiny MLP fit the budget, so every state is stored.
+    expect(logged.some((m) => /every state of steps \d+–8 stored/.test(m)), logged.join('\n')).toBe(true);
     expect(res.summary.columns).toEqual(['metagrad', 'metagrad_std', 'metagrad_helpful']);
     const ds = await openDataset(train, { sidecars: [out] });
     const sc = await openDataset(out);
