@@ -47,7 +47,7 @@ interface ShardFiles {
 }
 
 /** Rows per read when statistics visit every row of a source. */
-export const STATS_CHUNK_ROWS = 4096;
+const STATS_CHUNK_ROWS = 4096;
 
 /** Keeps few files open per source: pools can have hundreds of shards and every worker thread opens its own. */
 const MAX_OPEN_FILES = 32;
@@ -219,19 +219,31 @@ export function subsetPixels(src: PixelSource, rowLength: number, idx: ArrayLike
 }
 
 /**
- * Visits every row in order, `chunkRows` at a time (sequential reads for shards),
- * for statistics over a whole source without holding it.
+ * Per-channel sums of the pixel values (scaled to [0, 1]) and of their squares
+ * over every row, and how many values each channel has: the statistics behind
+ * input normalisation, read in order, STATS_CHUNK_ROWS rows at a time.
  */
-export function forEachPixelChunk(src: PixelSource, rowLength: number, chunkRows: number, fn: (rows: Uint8Array) => void): void {
+export function channelSums(src: PixelSource, shape: readonly [number, number, number]): { sum: Float64Array; sq: Float64Array; count: number } {
+  const ch = shape[2];
+  const rowLength = shape[0] * shape[1] * ch;
+  const sum = new Float64Array(ch);
+  const sq = new Float64Array(ch);
+  const visit = (rows: Uint8Array) => {
+    for (let j = 0; j < rows.length; j++) {
+      const v = rows[j] / 255;
+      sum[j % ch] += v;
+      sq[j % ch] += v * v;
+    }
+  };
   const n = pixelRowCount(src, rowLength);
-  if (!(src instanceof ShardPixels)) {
-    fn(src.subarray(0, n * rowLength));
-    return;
+  if (!(src instanceof ShardPixels)) visit(src.subarray(0, n * rowLength));
+  else {
+    for (let s = 0; s < n; s += STATS_CHUNK_ROWS) {
+      const m = Math.min(STATS_CHUNK_ROWS, n - s);
+      visit(src.read(Int32Array.from({ length: m }, (_, i) => s + i)));
+    }
   }
-  for (let s = 0; s < n; s += chunkRows) {
-    const m = Math.min(chunkRows, n - s);
-    fn(src.read(Int32Array.from({ length: m }, (_, i) => s + i)));
-  }
+  return { sum, sq, count: n * rowLength / ch };
 }
 
 // ---- the Arrow IPC stream: where each record batch's pixel values start ----

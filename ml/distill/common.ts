@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 import { DataError } from '../../core/errors.js';
 import { Rng } from '../../core/rng.js';
 import type { PixelShape } from '../../data/format.js';
-import { STATS_CHUNK_ROWS, forEachPixelChunk, readPixelRows, type PixelSource } from '../../data/pixel-rows.js';
+import { channelSums, readPixelRows, type PixelSource } from '../../data/pixel-rows.js';
 
 /** A labelled real set: labels in memory, pixels in memory or read from the shards. */
 export interface RealSet {
@@ -32,19 +32,7 @@ export interface RealSet {
 export function makeRealSet(pixels: PixelSource, shape: PixelShape, labels: Int32Array, numClasses: number): RealSet {
   const byClassLists: number[][] = Array.from({ length: numClasses }, () => []);
   labels.forEach((l, i) => byClassLists[l]?.push(i));
-  const c = shape[2];
-  const sum = new Float64Array(c);
-  const sq = new Float64Array(c);
-  let values = 0;
-  forEachPixelChunk(pixels, rowLength(shape), STATS_CHUNK_ROWS, (rows) => {
-    for (let i = 0; i < rows.length; i++) {
-      const v = rows[i] / 255;
-      sum[i % c] += v;
-      sq[i % c] += v * v;
-    }
-    values += rows.length;
-  });
-  const count = values / c;
+  const { sum, sq, count } = channelSums(pixels, shape);
   const mean = Array.from(sum, (s) => s / count);
   // One grey level is the smallest spread that means anything (a constant channel would divide by zero).
   const std = Array.from(sq, (s, j) => Math.max(Math.sqrt(Math.max(0, s / count - mean[j] ** 2)), 1 / 255));

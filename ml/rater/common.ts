@@ -6,8 +6,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { DataError } from '../../core/errors.js';
-import { featureLength, gatherPixels, gatherTargets, type Examples } from '../../data/batch.js';
-import { STATS_CHUNK_ROWS, forEachPixelChunk } from '../../data/pixel-rows.js';
+import { gatherPixels, gatherTargets, type Examples } from '../../data/batch.js';
+import { channelSums } from '../../data/pixel-rows.js';
 import { modelSpecSchema } from '../models.js';
 import { optimizerSpecSchema } from '../optim.js';
 import { BODY_DEFAULTS, HEAD_HIDDEN, PROXY_DEFAULTS, type Rater, type RaterArch } from './model.js';
@@ -65,18 +65,7 @@ export interface RaterTrainOutput {
 /** Per-channel mean and std of the pixels in [0, 1] (std 1 for a constant channel). */
 export function pixelStats(ex: Pick<Examples, 'pixels' | 'shape'>): { mean: number[]; std: number[] } {
   const ch = ex.shape[2];
-  const sum = new Float64Array(ch);
-  const sq = new Float64Array(ch);
-  let values = 0;
-  forEachPixelChunk(ex.pixels, featureLength(ex.shape), STATS_CHUNK_ROWS, (rows) => {
-    for (let j = 0; j < rows.length; j++) {
-      const v = rows[j] / 255;
-      sum[j % ch] += v;
-      sq[j % ch] += v * v;
-    }
-    values += rows.length;
-  });
-  const count = values / ch;
+  const { sum, sq, count } = channelSums(ex.pixels, ex.shape);
   const mean: number[] = [];
   const std: number[] = [];
   for (let c = 0; c < ch; c++) {

@@ -5,7 +5,7 @@ import { DataError, UsageError } from '../../core/errors.js';
 import {
   batchSchedule, featureLength, gatherLabels, gatherPixelBytes, gatherPixels, gatherTargets, loadExamples, subsetExamples, type Examples,
 } from '../../data/batch.js';
-import { PIXEL_MEMORY_ENV, ShardPixels, pixelRowCount } from '../../data/pixel-rows.js';
+import { PIXEL_MEMORY_ENV, ShardPixels, channelSums, pixelRowCount } from '../../data/pixel-rows.js';
 import { openDataset } from '../../data/reader.js';
 import { writeDataset } from '../../data/writer.js';
 import { useTmpDir } from '../helpers/tmp.js';
@@ -48,6 +48,8 @@ describe('loadExamples', () => {
     expect(gatherPixels(disk, idx)).toEqual(gatherPixels(mem, idx));
     const all = Int32Array.from({ length: 1100 }, (_, i) => i);
     expect(gatherPixelBytes(disk, all)).toEqual(mem.pixels);
+    expect(channelSums(disk.pixels, disk.shape)).toEqual(channelSums(mem.pixels, mem.shape));
+    expect(channelSums(mem.pixels, mem.shape).count).toBe(1100 * 6); // 3×2 pixels of 2 channels a row
     const sub = subsetExamples(disk, [800, 3, 399]);
     expect(sub.pixels).toBeInstanceOf(ShardPixels);
     expect(gatherPixelBytes(sub, [0, 1, 2])).toEqual(gatherPixelBytes(mem, [800, 3, 399]));
