@@ -3,7 +3,7 @@
  * streams, so every record batch's pixel values sit contiguously at a known file
  * offset. `ShardPixels` indexes those offsets (message headers only) and reads any
  * rows with positioned reads, so training draws its batches from the shards in
- * the same seeded order as from memory, without holding the pool: it costs 16
+ * the same seeded order as from memory, without holding the pool: it costs 20
  * bytes per record batch, not per row. The OS page cache does the buffering.
  *
  * A pixel source is either the pixels in memory (a Uint8Array, n × rowLength) or a
