@@ -37,7 +37,10 @@ export function pixelMemoryLimit(): number {
   }
 }
 
-/** Open shard files, shared by a ShardPixels and its subsets; closed when the last of them is collected. */
+/**
+ * Open shard files, shared by a ShardPixels and its subsets. Closed when the
+ * source that indexed them is collected; a subset still in use reopens what it reads.
+ */
 interface ShardFiles {
   paths: string[];
   /** (dev, ino, size) per shard when indexed: a reopened file must be the same one. */
@@ -146,9 +149,7 @@ export class ShardPixels {
   /** The rows `idx` of this source (indices into it), as a new source sharing the open files. */
   subset(idx: ArrayLike<number>): ShardPixels {
     const index = Int32Array.from(idx, (i) => this.datasetRow(i));
-    const px = new ShardPixels(this.files, this.batchStart, this.batchOffset, this.batchShard, this.rowLength, index);
-    closer.register(px, this.files);
-    return px;
+    return new ShardPixels(this.files, this.batchStart, this.batchOffset, this.batchShard, this.rowLength, index);
   }
 
   private datasetRow(i: number): number {

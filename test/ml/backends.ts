@@ -36,7 +36,7 @@ export function describeOn(backend: FdBackend, name: string, fn: () => void): vo
   if (backend === 'webgpu' && WEBGPU_SKIP) {
     // Skipped, not failed: without the optional webgpu packages or a Vulkan driver there is no
     // adapter to test on (scripts/install-vulkan.sh installs one; .ci/run does it in CI).
-    describe.skip(`${name} (skipped: ${WEBGPU_SKIP})`, fn);
+    describe.skip(`${name} (skipped: ${WEBGPU_SKIP})`, fn); // why: no webgpu adapter on this machine (reason in the name)
     return;
   }
   describe(backend === 'webgpu' ? `${name} (${WEBGPU_ADAPTER})` : name, () => {
