@@ -139,13 +139,15 @@ async function main(): Promise<void> {
       }
     }
   }
+  const anyReplay = measured.some((m) => m.replay);
   const rowsOut = measured.map((m) => ({
     stage: m.stage,
     rows: m.rows,
     seconds: m.seconds?.toFixed(1) ?? m.error,
     'rows/s': m.seconds ? Math.round(m.rows / m.seconds) : '',
     'peak RSS MiB': m.peakRssMiB?.toFixed(0) ?? '',
-    ...(m.replay ? { 'REPLAY T / depth / states': `${m.replay.steps} / ${m.replay.depth} / ${m.replay.storedAll ? 'all' : m.replay.peakStoredStates}` } : {}),
+    // The column appears when a metagrad row is in the table, blank for the other stages.
+    ...(anyReplay ? { 'REPLAY T / depth / states': m.replay ? `${m.replay.steps} / ${m.replay.depth} / ${m.replay.storedAll ? 'all' : m.replay.peakStoredStates}` : '' } : {}),
   }));
   // Growth exponent of time against rows between the smallest and the largest pool.
   const exponents = stages.map((stage) => {
