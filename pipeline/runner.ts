@@ -88,8 +88,9 @@ async function runStep(
 ): Promise<StageReport> {
   const stage = registry[step.stage];
   const rel = (p: string) => path.relative(config.workdir, p) || '.';
-  // `overwrite` only says how to write, not what: the run below sets it when the output exists.
-  const prepared = await stage.prepare(step.resolvedInputs, { ...step.options, out: step.out, overwrite: false });
+  // `overwrite` is in no fingerprint. Forced, it also stops select and rate from adding to an output whose
+  // inputs only grew: a forced step is rebuilt whole. The run below sets it when the output exists.
+  const prepared = await stage.prepare(step.resolvedInputs, { ...step.options, out: step.out, overwrite: force });
   const expected = prepared.fingerprint;
   const existing = await readCuration(step.out);
   const base = { id: step.id, stage: step.stage, dir: rel(step.out), inputs: step.inputPaths.map(rel) };

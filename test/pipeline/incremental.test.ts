@@ -97,4 +97,39 @@ test('append, rate the new shards, keep whole-pool stages until their refresh ru
   expect([fourth.loss.status, fourth.rater.status, fourth.ratings.status, fourth.keep.status]).toEqual(['skipped', 'skipped', 'skipped', 'skipped']);
   const atEnd = await kept();
   expect(atEnd.got).toEqual(atEnd.want);
+
+}, 120_000);
+
+test('a forced run rebuilds ratings and a selection whole, where a plain run adds to them', async () => {
+  const pool = { id: 'pool', stage: 'ingest', inputs: ['inbox'], options: { append: true, size: '8x8', channels: 1 } };
+  const quick = { epochs: 2, batchSize: 8, backend: 'wasm' };
+  // A rater trained once, then used as a fixed input: what per-row stages append with.
+  await runPipeline(parsePipelineConfig({
+    version: 1, workdir: 'work-force',
+    stages: [
+      pool,
+      { id: 'loss', stage: 'score', inputs: ['${pool}'], options: { method: 'loss', ...quick } },
+      { id: 'rater', stage: 'rate', inputs: { dataset: '${pool}', scores: '${loss}' }, options: { trainRater: true, mode: 'regress', by: 'loss', ...quick } },
+    ],
+  }, { baseDir: dir }));
+  const config = parsePipelineConfig({
+    version: 1, workdir: 'work-force',
+    stages: [
+      pool,
+      { id: 'ratings', stage: 'rate', inputs: { dataset: '${pool}', rater: path.join(dir, 'work-force', 'rater') }, options: { backend: 'wasm' } },
+      { id: 'keep', stage: 'select', inputs: { dataset: '${pool}', scores: ['${ratings}'] }, options: { strategy: 'threshold', by: 'rating', threshold: 0 } },
+    ],
+  }, { baseDir: dir });
+  const run = async (force = false) => Object.fromEntries((await runPipeline(config, { force })).stages.map((s) => [s.id, s]));
+  await run();
+  await arrive(2);
+  // Not vacuous: with only appended rows, a plain run adds to both.
+  const plain = await run();
+  expect(plain.ratings.summary.appended).toBeDefined();
+  expect(plain.keep.summary.appended).toBeDefined();
+  await arrive(2);
+  const forced = await run(true);
+  expect([forced.ratings.reason, forced.keep.reason]).toEqual(['forced', 'forced']);
+  expect(forced.ratings.summary.appended).toBeUndefined();
+  expect(forced.keep.summary.appended).toBeUndefined();
 }, 120_000);
