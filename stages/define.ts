@@ -263,9 +263,13 @@ export function defineStage<S extends z.ZodObject, P extends PlanBase, X = undef
           throw opts.out === undefined ? err : outputFailure(err, opts.out);
         }
         const summary = { ...outcome.summary, seconds: Math.round(performance.now() - started) / 1000 };
-        if (outcome.unchanged && opts.out !== undefined && !writer) {
+        if (outcome.unchanged && opts.out !== undefined) {
           const kept = await readCuration(opts.out);
-          if (kept) return { dir: path.resolve(opts.out), fingerprint: kept.fingerprint, numRows: kept.num_rows, summary, extra: outcome.extra };
+          if (kept) {
+            // Nothing to add after all: what the run opened is dropped, the output stays as it was.
+            await writer?.abort();
+            return { dir: path.resolve(opts.out), fingerprint: kept.fingerprint, numRows: kept.num_rows, summary, extra: outcome.extra };
+          }
         }
         if (!writer) return { dir: '', fingerprint, numRows: outcome.numRows ?? 0, summary, extra: outcome.extra };
         const w: DatasetWriter | OutputDir = writer;

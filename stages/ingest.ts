@@ -17,11 +17,10 @@ import { z } from 'zod';
 import { DataError, InternalError, UsageError } from '../core/errors.js';
 import { sha256Hex } from '../core/hash.js';
 import { REJECTED_FILE, type ColumnSpec, type PixelShape } from '../data/format.js';
-import type { ImageValue } from '../data/columns.js';
 import { DEFAULT_MAX_INPUT_PIXELS, type DecodeOptions } from '../data/decode.js';
 import { decodeItem, type DecodableItem, type DecodedItem, type ItemDecoding } from '../data/items.js';
 import { runJobsInGroups, type DecodeJob } from '../ml/pool.js';
-import { DEFAULT_MAX_FILE_BYTES, FileRefused, PRESETS, SOURCE_FORMATS, openSource, readSourceFile, type Source, type SourceItem, type SourceOptions } from '../data/sources/index.js';
+import { DEFAULT_MAX_FILE_BYTES, PRESETS, SOURCE_FORMATS, openSource, type Source, type SourceItem, type SourceOptions } from '../data/sources/index.js';
 import type { StageContext, StageResult } from './context.js';
 import { openDataset, readCuration, readStrings } from '../data/reader.js';
 import { defineStage, type Output } from './define.js';
@@ -245,19 +244,6 @@ class RejectedLog {
 async function runIngest(ctx: StageContext, input: string, source: Source, o: IngestOptions, output: Output, base?: AppendBase): Promise<IngestSummary & { unchanged?: boolean }> {
   const started = performance.now();
   const present = { n: 0 };
-  if (base) {
-    // Count what is new before writing anything: when nothing is, the dataset stays exactly as it was.
-    let fresh = 0;
-    for await (const _ of newItems(source.items(), base, present)) fresh++;
-    if (fresh === 0) {
-      ctx.log.info({ out: o.out, present: present.n }, 'ingest: nothing new to append');
-      return {
-        format: source.format, items: present.n, rows: 0, rejected: 0, duplicates: 0, per_class: {}, pixel_shape: workingShape(source, o),
-        seconds: 0, throughput: 0, append: { to: base.fingerprint, rows_before: base.rows, already_present: present.n }, unchanged: true,
-      };
-    }
-    present.n = 0;
-  }
   const shape = workingShape(source, o);
   const [height, width, channels] = shape;
   const decode: DecodeOptions = {
@@ -366,6 +352,11 @@ async function runIngest(ctx: StageContext, input: string, source: Source, o: In
     throughput: Math.round(items / Math.max(seconds, 1e-6)),
     ...(base ? { append: { to: base.fingerprint, rows_before: base.rows, already_present: present.n + copies } } : {}),
   };
+  if (base && rows === 0) {
+    // Nothing new after all (no new item, or only copies and rejects): the dataset stays exactly as it was.
+    ctx.log.info({ out: o.out, present: present.n, items }, 'ingest: nothing new to append');
+    return { ...summary, unchanged: true };
+  }
   if (rows === 0) {
     // An empty dataset is never what was meant (e.g. a --size no image can be decoded to): fail, with the first reasons.
     const first = rejected.first.map((r) => `${r.path ?? r.id ?? `row ${r.row}`}: ${r.reason}`).join('; ');

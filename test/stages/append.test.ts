@@ -85,6 +85,13 @@ test('appends only the new items as new shards; old shards, HF state and Polars 
   const err = await select(out(), { scores: [scores.dir], strategy: 'topk', by: 'loss', budget: 0.5, out: path.join(dir, 'sel') }).catch((e) => e);
   expect(err).toBeInstanceOf(DataError);
   expect(err.message).toMatch(/covers the dataset's first 1 of 2 shards: rows were appended after it was written/);
+
+  // Nothing new again, but the copy is still in the source: still nothing to add, and nothing logged twice.
+  const third = await ingest(src(), opts);
+  expect(third.fingerprint).toBe(more.fingerprint);
+  expect(third.summary).toMatchObject({ rows: 0, append: { rows_before: 14, already_present: 15 } });
+  expect(await readCuration(out())).toEqual(after);
+  expect(await fsp.readFile(path.join(out(), REJECTED_FILE), 'utf8')).toBe(rejected);
 });
 
 test('refuses rows that do not fit: another class list or size; from the CLI too', async () => {
