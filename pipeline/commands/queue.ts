@@ -7,8 +7,11 @@ import { Option } from 'commander';
 import { queueJobs } from '../../ml/queue.js';
 import type { CliSession } from './common.js';
 
+/** The work a coordinator sends to `metacurate worker`s (one list, for both commands' help). */
+export const QUEUED_WORK = 'decoding images for ingest, score seeds, evaluation seeds and baselines, select\'s quick models, rating ranges and rater training, distillation restarts';
+
 export function queueOption(): Option {
-  return new Option('--queue <redis-url>', 'run the independent work (decoding images for ingest, score seeds, evaluation seeds and baselines, select\'s quick models, rating ranges and rater training, distillation restarts) on `metacurate worker`s through this Redis, e.g. redis://host:6379');
+  return new Option('--queue <redis-url>', `run the independent work (${QUEUED_WORK}) on \`metacurate worker\`s through this Redis, e.g. redis://host:6379`);
 }
 
 /**

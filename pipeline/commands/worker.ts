@@ -3,11 +3,12 @@ import os from 'node:os';
 import { Option } from 'commander';
 import { DEFAULT_STALLED_AFTER_MS, serveQueue } from '../../ml/queue.js';
 import { parsePositive, type RegisterCommand } from './common.js';
+import { QUEUED_WORK } from './queue.js';
 
 export const registerWorker: RegisterCommand = (program, session) => {
   program
     .command('worker')
-    .description('Take jobs from a Redis queue and run them on this host\'s cores: the score seeds, evaluation seeds and quick models of `run`, `score`, `evaluate` and `select` with --queue')
+    .description(`Take jobs from a Redis queue and run them on this host's cores: the ${QUEUED_WORK} of commands run with --queue`)
     .requiredOption('--redis <url>', 'the Redis the coordinators queue on, e.g. redis://host:6379')
     .addOption(new Option('--concurrency <n>', 'jobs at once, one thread each (default: the cores)').argParser(parsePositive))
     .addOption(new Option('--stalled-after <seconds>', 'a job whose worker has not been heard from for this long goes to another worker')
