@@ -7,7 +7,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { parseDocument } from 'yaml';
-import { didYouMean } from './suggest.js';
+import { didYouMean, nameForm } from './suggest.js';
 import { ConfigError, MissingInputError, UsageError } from '../core/errors.js';
 import type { StageInputs } from '../stages/define.js';
 import { packageFile } from '../core/version.js';
@@ -276,8 +276,9 @@ export function parsePipelineConfig(
     if (!full.success) {
       throw new ConfigError(issuesMessage(full.error.issues, ['stages', i, 'options'], () => Object.keys(stage.options.shape)), { file: label, hint: schemaHint() });
     }
-    // Options that depend on each other or on which inputs are given (select with no `by`, metagrad
-    // with no target): refused now, before any stage runs, not when this step's turn comes.
+    // Options that depend on each other or on which named inputs are given (select with no `by`,
+    // metagrad with no target): refused now, before any stage runs, not when this step's turn comes.
+    // A step whose inputs are a plain list is sorted into roles when it runs, and checked then.
     try {
       stage.validate(resolvedInputs, { ...options, out });
     } catch (err) {
@@ -304,8 +305,6 @@ function schemaHint(): string {
   return `${schema ? `The schema of pipeline files is ${schema}; ` : ''}each stage's options are listed by metacurate <stage> --help`;
 }
 
-/** `batch-size`, `batch_size` and `batchSize` are one option: case, `-` and `_` aside. */
-const keyForm = (k: string) => k.toLowerCase().replace(/[-_]/g, '');
 
 /**
  * A copy of the parsed file whose stage option keys are spelled as the stages
@@ -323,10 +322,10 @@ function withOptionKeysAsDeclared(value: unknown, registry: StageRegistry, label
       const kind = valueAt(step, ['stage']);
       const options = valueAt(step, ['options']);
       if (typeof kind !== 'string' || !(kind in registry) || options === null || typeof options !== 'object' || Array.isArray(options)) return step;
-      const declared = new Map(Object.keys(registry[kind].options.shape).map((k) => [keyForm(k), k]));
+      const declared = new Map(Object.keys(registry[kind].options.shape).map((k) => [nameForm(k), k]));
       const renamed: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(options)) {
-        const key = declared.get(keyForm(k)) ?? k;
+        const key = declared.get(nameForm(k)) ?? k;
         if (key in renamed) {
           throw new ConfigError(`stages[${i}].options: "${k}" and another key both spell option "${key}"`, { file: label, hint: 'Keep one of them' });
         }

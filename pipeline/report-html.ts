@@ -50,6 +50,8 @@ export type HtmlLimits = typeof HTML_LIMITS;
 export interface HtmlReportInput {
   report: PipelineReport;
   stages: ReportTable;
+  /** How the stages went: "3 ran, 2 skipped (current)". */
+  counts: string;
   budget?: { svg: string; table: ReportTable; note: string; protocols: string[] };
   planted: { detection?: NotedTable; kept?: NotedTable };
   /** Each select stage's method ("curate issues", "topk by metagrad"), by its id. */
@@ -289,7 +291,6 @@ export async function reportHtml(workdir: string, input: HtmlReportInput, limits
   const planted = [input.planted.detection, input.planted.kept].filter((t): t is NotedTable => t !== undefined);
   add('planted', 'Planted problems', planted.map((t) => note(t.note) + htmlTable(t.table)).join('\n'));
 
-  const ran = report.stages.filter((s) => s.status === 'ran').length;
   const title = `Pipeline report: ${report.name}`;
   return [
     '<!DOCTYPE html>',
@@ -306,7 +307,7 @@ export async function reportHtml(workdir: string, input: HtmlReportInput, limits
     '<ul class="meta">',
     `<li>config: <code>${esc(report.config ?? '(in code)')}</code>; code version ${esc(report.code_version)}</li>`,
     `<li>started ${esc(report.started_at)}, finished ${esc(report.finished_at)} (${formatNumber(Math.round(report.seconds * 10) / 10)} s)</li>`,
-    `<li>stages: ${ran} ran, ${report.stages.length - ran} skipped (current)</li>`,
+    `<li>stages: ${esc(input.counts)}</li>`,
     '</ul>',
     `<nav>${sections.map((s) => `<a href="#${s.id}">${esc(s.title)}</a>`).join('')}</nav>`,
     ...sections.map((s) => `<section id="${s.id}"><h2>${esc(s.title)}</h2>\n${s.body}\n</section>`),

@@ -25,7 +25,6 @@ export const REPORT_JSON = 'report.json';
 export const REPORT_MD = 'report.md';
 export const BUDGET_SVG = 'budget.svg';
 export const BUDGET_PNG = 'budget.png';
-export { REPORT_HTML };
 /** The series name of the evaluate stages' own random baseline (class-matched random subsets). */
 export const RANDOM_BASELINE = 'random (evaluate baseline)';
 
@@ -102,6 +101,14 @@ export function statusText(s: StageReport): string {
 }
 
 /** What each stage did: the first table of every report. */
+/** "3 ran, 2 skipped (current), 1 kept by its refresh rule": how this run's stages went. */
+export function stageCounts(report: PipelineReport): string {
+  const count = (f: (s: StageReport) => boolean) => report.stages.filter(f).length;
+  const kept = count((s) => s.status === 'skipped' && s.reason === 'kept');
+  const current = count((s) => s.status === 'skipped') - kept;
+  return `${count((s) => s.status === 'ran')} ran, ${current} skipped (current)${kept ? `, ${kept} kept by their refresh rule` : ''}`;
+}
+
 export function stageTable(report: PipelineReport): ReportTable {
   return {
     headers: ['stage', 'kind', 'status', 'rows', 'seconds', 'fingerprint', 'output'],
@@ -292,7 +299,7 @@ export function reportMarkdown(report: PipelineReport): string {
     `- config: ${markdownCode(report.config ?? '(in code)')}`,
     `- code version: ${report.code_version}`,
     `- started: ${report.started_at}, finished: ${report.finished_at} (${formatNumber(round(report.seconds))} s)`,
-    `- stages: ${report.stages.filter((s) => s.status === 'ran').length} ran, ${report.stages.filter((s) => s.status === 'skipped').length} skipped (current)`,
+    `- stages: ${stageCounts(report)}`,
     `- also as [report.html](${REPORT_HTML}), with images of the rows each score ranks lowest and highest, per-class accuracy and confusion matrices`,
     '',
     ...markdownTable(stageTable(report)),
@@ -339,6 +346,7 @@ export async function writeReport(workdir: string, report: PipelineReport): Prom
   const html = await writeReportHtml(workdir, {
     report,
     stages: stageTable(report),
+    counts: stageCounts(report),
     budget: budget && text ? { svg: text, table: budgetTable(budget), note: BUDGET_NOTE, protocols: budgetProtocols(budget) } : undefined,
     planted: plantedTables(report.stages),
     methods: Object.fromEntries(report.stages.filter((s) => s.stage === 'select').map((s) => [s.id, selectionMethod(s.summary)])),

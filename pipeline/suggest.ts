@@ -5,18 +5,20 @@
  */
 import { distance } from 'fastest-levenshtein';
 
+/** `batch-size`, `batch_size` and `batchSize` are one name: case, `-` and `_` aside. */
+export const nameForm = (s: string): string => s.toLowerCase().replace(/[-_]/g, '');
+
 /**
  * The known name closest to `word`, when it is close enough to be a typo (at
  * most a third of its length in edits, at least 1; case and `-`/`_` ignored).
  */
 export function closest(word: string, known: Iterable<string>): string | undefined {
-  const norm = (s: string) => s.toLowerCase().replace(/[-_]/g, '');
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const k of known) {
     // The word itself is known, so it was refused for another reason: no suggestion.
     if (k === word) return undefined;
-    const d = distance(norm(word), norm(k));
+    const d = distance(nameForm(word), nameForm(k));
     if (d < bestDistance) {
       best = k;
       bestDistance = d;

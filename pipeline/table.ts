@@ -166,7 +166,7 @@ function gridBlocks(name: string, list: Plain[], out: string[]): void {
   const varying = keys.filter((k) => !same.includes(k));
   if (same.length) out.push(formatTable([`${name}: in every entry`, 'value'], same.map((k) => [k, summaryCell(rows[0].get(k), 40)]), summaryNumber));
   if (varying.length > GRID_COLUMNS) {
-    list.slice(0, GRID_ROWS).forEach((o, i) => summaryBlocks(Object.fromEntries(varying.map((k) => [k, new Map(flatten(o)).get(k)])), `${name}[${i}]`, out));
+    rows.slice(0, GRID_ROWS).forEach((r, i) => summaryBlocks(Object.fromEntries(varying.map((k) => [k, r.get(k)])), `${name}[${i}]`, out));
   } else if (varying.length) {
     const shown = rows.slice(0, GRID_ROWS).map((r, i) => [i, ...varying.map((k) => summaryCell(r.get(k), 40))]);
     out.push(formatTable([name, ...varying], shown, summaryNumber));

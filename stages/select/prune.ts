@@ -8,7 +8,6 @@ import { z } from 'zod';
 import { UsageError } from '../../core/errors.js';
 import type { Rng } from '../../core/rng.js';
 import { ascending, rankByScore } from './common.js';
-import { one } from '../define.js';
 import type { DataInfo } from '../inputs.js';
 import type { Selection, Strategy } from './types.js';
 import { scoreOnTarget, bestOf, needTarget, targetPlan } from './validate.js';

@@ -80,6 +80,7 @@ test('append, rate the new shards, keep whole-pool stages until their refresh ru
   expect(afterTwo.got).toEqual(afterTwo.want);
   const md = await fsp.readFile(path.join(dir, 'work', 'report.md'), 'utf8');
   expect(md).toContain('kept: train grew by 2 rows (appended); kept until 5 new rows');
+  expect(md).toContain('- stages: 3 ran, 0 skipped (current), 2 kept by their refresh rule');
 
   // Four more: 6 since the scores were made, so they and the rater are made again, over all 18 rows.
   await arrive(4);

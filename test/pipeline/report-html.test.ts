@@ -12,7 +12,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parsePipelineConfig, type PipelineConfig } from '../../pipeline/config.js';
 import { HTML_LIMITS, REPORT_HTML, reportHtml } from '../../pipeline/report-html.js';
-import { stageTable, writeReport, type PipelineReport } from '../../pipeline/report.js';
+import { stageCounts, stageTable, writeReport, type PipelineReport } from '../../pipeline/report.js';
 import { runPipeline } from '../../pipeline/runner.js';
 import { REPO, assertBuilt, tempDir } from './helpers.js';
 
@@ -123,7 +123,7 @@ describe('report.html', () => {
     for (const id of ['budget', 'evaluations', 'galleries', 'label-issues', 'selections', 'planted']) expect(section(second, id) === section(html, id), id).toBe(true);
 
     const ingestOnly: PipelineReport = { ...first, budget: undefined, stages: first.stages.filter((s) => s.stage === 'ingest') };
-    const page = await reportHtml(work, { report: ingestOnly, stages: stageTable(ingestOnly), planted: {}, methods: {} });
+    const page = await reportHtml(work, { report: ingestOnly, stages: stageTable(ingestOnly), counts: stageCounts(ingestOnly), planted: {}, methods: {} });
     expect(section(page, 'stages')).toContain('train');
     for (const id of ['budget', 'evaluations', 'galleries', 'label-issues', 'selections', 'planted']) expect(section(page, id) === undefined, id).toBe(true);
   });
