@@ -45,6 +45,7 @@ import type { RateJob, TrainRaterJob } from '../ml/worker.js';
 import type { StageContext, StageResult } from './context.js';
 import { defineStage, one, type NamedInputs } from './define.js';
 import { checkCompatible, checkLabelled, describeDataset, type DataInfo, backendOption } from './inputs.js';
+import { whatChanged } from './lineage.js';
 import { shardSizes } from './score.js';
 
 export const RATE_VERSION = '1';
@@ -155,19 +156,20 @@ interface Plan {
 
 /**
  * The shards of `data` an existing ratings output at `out` already covers, when
- * only new ones need rating: the same rater and options, and its shards the
- * first of the dataset's (rows were appended since). Rating is per row and the
- * ranges are laid out as for a full run, so the appended ratings are the ones a
- * full rerun would give.
+ * only new ones need rating: the same stage version, rater and options, a
+ * dataset that only grew by appended rows since (lineage, as select decides it),
+ * and its shards the first of the dataset's. Rating is per row and the ranges
+ * are laid out as for a full run, so the appended ratings are the ones a full
+ * rerun would give.
  */
-async function coveredShards(out: string, data: DataInfo, plan: Pick<Plan, 'options' | 'raterFingerprint'>): Promise<number | undefined> {
+async function coveredShards(out: string, data: DataInfo, now: { options: Record<string, unknown>; parents: Plan['parents'] }): Promise<number | undefined> {
   const existing = await readCuration(out).catch(() => undefined);
   const covers = existing?.sidecar_shards;
   const files = data.ds.shards.map((sh) => sh.file);
   if (!existing || existing.stage !== 'rate' || !covers || covers.length >= files.length) return undefined;
   if (!covers.every((f, i) => f === files[i])) return undefined;
-  const sameRater = existing.parents.some((p) => p.role === 'rater' && p.fingerprint === plan.raterFingerprint);
-  return sameRater && JSON.stringify(existing.options) === JSON.stringify(plan.options) ? covers.length : undefined;
+  const change = await whatChanged(existing, { stageVersion: RATE_VERSION, choices: now.options, parents: now.parents });
+  return change.grew ? covers.length : undefined;
 }
 
 /** A plain list: the dataset, then (by content) a rater, a target set or a score sidecar (see the top of the file). */
@@ -193,10 +195,10 @@ async function planOf(inputs: NamedInputs, o: Parsed): Promise<Plan> {
     const rater = await readRater(named.rater);
     checkRaterFits(rater, data);
     const options = { rateBatchSize: o.rateBatchSize };
+    const parents = [dataParent, { fingerprint: rater.meta.fingerprint, path: path.resolve(rater.dir), role: 'rater' }];
     return {
-      data, rater, raterFingerprint: rater.meta.fingerprint, options,
-      parents: [dataParent, { fingerprint: rater.meta.fingerprint, path: path.resolve(rater.dir), role: 'rater' }],
-      appendFrom: o.overwrite ? undefined : await coveredShards(o.out, data, { options, raterFingerprint: rater.meta.fingerprint }),
+      data, rater, raterFingerprint: rater.meta.fingerprint, options, parents,
+      appendFrom: o.overwrite ? undefined : await coveredShards(o.out, data, { options, parents }),
     };
   }
   if (named.rater) throw new UsageError('--rater names a rater to rate with; with --train-rater the rater is written to --rater-out');
