@@ -28,6 +28,13 @@ export const trainConfigSchema = z.object({
   dropLast: z.boolean().default(false),
   /** Stop after this many steps, inside the last epoch (equal compute for sets of different sizes). */
   maxSteps: z.number().int().positive().optional(),
+  /**
+   * Each batch's gradient is the sum, in slice order, of the gradients of this many
+   * contiguous slices of the batch. Slices can run on separate threads
+   * (ml/data-parallel.ts); the result depends on the slice count, never on the
+   * thread count. 1 (the default) takes the batch's gradient in one piece.
+   */
+  slices: z.number().int().positive().default(1),
 }).strict();
 
 export type TrainConfig = z.input<typeof trainConfigSchema>;
@@ -84,6 +91,35 @@ export interface Trainer {
   step(state: readonly tf.Tensor[], wBatch: tf.Tensor1D, t: number, inputs?: BatchInputs): tf.Tensor[];
   /** Plain training from initState: memory stays flat; throws TrainingDivergedError on NaN/Inf. */
   run(opts?: RunOptions): Promise<{ params: tf.Tensor[]; losses: Float32Array }>;
+  /** Slice s's loss and gradient at step t, from the state's parameters (null for an empty slice): a data-parallel replica's work. */
+  sliceGradient(state: readonly tf.Tensor[], t: number, s: number): SliceGradient | null;
+  /** The state after step t given the step's summed, flattened gradient (a data-parallel replica's update). */
+  applyGradient(state: readonly tf.Tensor[], grad: Float32Array, t: number): tf.Tensor[];
+}
+
+/**
+ * The rows [start, end) of each non-empty slice when a batch of `b` rows is cut
+ * into `slices` contiguous slices of near-equal size.
+ */
+export function sliceBounds(b: number, slices: number): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  for (let s = 0; s < slices; s++) {
+    const r = sliceRange(b, slices, s);
+    if (r[1] > r[0]) out.push(r);
+  }
+  return out;
+}
+
+/** The rows [start, end) of slice s of a batch of `b` rows (empty when b < slices). */
+function sliceRange(b: number, slices: number, s: number): [number, number] {
+  return [Math.floor((s * b) / slices), Math.floor(((s + 1) * b) / slices)];
+}
+
+/** One slice's part of a step's gradient, flattened over the parameters in order. */
+export interface SliceGradient {
+  /** The slice's part of the batch loss (Σ over its rows of w·ℓ / B). */
+  loss: number;
+  grad: Float32Array;
 }
 
 export interface TrainerOptions {
@@ -130,36 +166,96 @@ export function createTrainer(cfg: TrainConfig, train: Examples, opts: TrainerOp
   const numParams = model.paramShapes.length;
   const weights = opts.weights;
 
-  const batchInputs = (t: number): BatchInputs => {
-    const idx = batches[t];
-    return {
-      x: tf.tensor4d(gatherPixels(train, idx), [idx.length, H, W, C]),
-      y: tf.tensor2d(gatherTargets(train, idx), [idx.length, K]),
-    };
-  };
+  const paramSizes = model.paramShapes.map(({ shape }) => shape.reduce((a, b) => a * b, 1));
+  const paramSize = paramSizes.reduce((a, b) => a + b, 0);
+  const batchInputs = (t: number): BatchInputs => inputsOf(batches[t]);
+
+  const inputsOf = (idx: Int32Array): BatchInputs => ({
+    x: tf.tensor4d(gatherPixels(train, idx), [idx.length, H, W, C]),
+    y: tf.tensor2d(gatherTargets(train, idx), [idx.length, K]),
+  });
 
   const weightsFrom = opts.weightsFrom ?? 0;
-  const batchWeights = (t: number): tf.Tensor1D => {
-    const idx = batches[t];
+  const weightsOf = (idx: Int32Array, t: number): tf.Tensor1D => {
     if (!weights || t < weightsFrom) return tf.ones([idx.length]);
     const w = new Float32Array(idx.length);
     for (let i = 0; i < idx.length; i++) w[i] = weights[idx[i]];
     return tf.tensor1d(w);
   };
+  const batchWeights = (t: number): tf.Tensor1D => weightsOf(batches[t], t);
 
-  const loss = (params: readonly tf.Tensor[], inputs: BatchInputs, wBatch?: tf.Tensor1D): tf.Scalar => {
+  /** Σ_i w_i ℓ_i / `divisor`: the batch's loss, or a slice's part of it when the divisor is the whole batch's size. */
+  const lossOver = (params: readonly tf.Tensor[], inputs: BatchInputs, wBatch: tf.Tensor1D | undefined, divisor: number): tf.Scalar => {
     const l = perExampleCrossEntropy(model.apply(params, inputs.x, { training: true }), inputs.y);
     const total = wBatch ? tf.sum(tf.mul(l, wBatch)) : tf.sum(l);
-    return tf.div(total, inputs.x.shape[0]);
+    return tf.div(total, divisor);
+  };
+  const loss = (params: readonly tf.Tensor[], inputs: BatchInputs, wBatch?: tf.Tensor1D): tf.Scalar =>
+    lossOver(params, inputs, wBatch, inputs.x.shape[0]);
+
+  /**
+   * The batch's loss and gradients, summed over slices in slice order: the same
+   * float operations, in the same order, as ml/data-parallel.ts's reduction.
+   */
+  const slicedValueAndGrads = (params: tf.Tensor[], inputs: BatchInputs, wBatch: tf.Tensor1D) => {
+    const B = inputs.x.shape[0];
+    let value: tf.Scalar | undefined;
+    let grads: tf.Tensor[] | undefined;
+    for (const [a, b] of sliceBounds(B, config.slices)) {
+      const part: BatchInputs = {
+        x: tf.slice(inputs.x, [a, 0, 0, 0], [b - a, -1, -1, -1]),
+        y: tf.slice(inputs.y, [a, 0], [b - a, -1]),
+      };
+      const w = tf.slice(wBatch, [a], [b - a]);
+      const r = tf.valueAndGrads((...p: tf.Tensor[]) => lossOver(p, part, w, B))(params);
+      value = value ? tf.add<tf.Scalar>(value, r.value) : r.value;
+      grads = grads ? grads.map((g, i) => tf.add(g, r.grads[i])) : r.grads;
+    }
+    return { value: value!, grads: grads! };
   };
 
   /** The update, and the loss at the current parameters (for plain training). */
   const update = (state: readonly tf.Tensor[], wBatch: tf.Tensor1D, t: number, inputs: BatchInputs) => {
     const params = state.slice(0, numParams);
     const slots = state.slice(numParams);
-    const { value, grads } = tf.valueAndGrads((...p: tf.Tensor[]) => loss(p, inputs, wBatch))(params);
+    const { value, grads } = config.slices === 1
+      ? tf.valueAndGrads((...p: tf.Tensor[]) => loss(p, inputs, wBatch))(params)
+      : slicedValueAndGrads(params, inputs, wBatch);
     const next = optimizer.update(params, grads, slots, lr(t), t);
     return { state: [...next.params, ...next.slots], loss: value };
+  };
+
+  const sliceGradient = (state: readonly tf.Tensor[], t: number, s: number): SliceGradient | null => {
+    const idx = batches[t];
+    const [start, end] = sliceRange(idx.length, config.slices, s);
+    if (end <= start) return null;
+    const rows = idx.subarray(start, end);
+    return tf.tidy(() => {
+      const params = state.slice(0, numParams);
+      const { value, grads } = tf.valueAndGrads((...p: tf.Tensor[]) => lossOver(p, inputsOf(rows), weightsOf(rows, t), idx.length))(params);
+      const grad = new Float32Array(paramSize);
+      let offset = 0;
+      for (const g of grads) {
+        const v = g.dataSync() as Float32Array;
+        grad.set(v, offset);
+        offset += v.length;
+      }
+      return { loss: value.dataSync()[0], grad };
+    });
+  };
+
+  const applyGradient = (state: readonly tf.Tensor[], grad: Float32Array, t: number): tf.Tensor[] => {
+    if (grad.length !== paramSize) throw new UsageError(`a gradient of ${grad.length} values for ${paramSize} parameters`);
+    return tf.tidy(() => {
+      let offset = 0;
+      const grads = model.paramShapes.map(({ shape }, i) => {
+        const g = tf.tensor(grad.subarray(offset, offset + paramSizes[i]), shape);
+        offset += paramSizes[i];
+        return g;
+      });
+      const next = optimizer.update(state.slice(0, numParams), grads, state.slice(numParams), lr(t), t);
+      return [...next.params, ...next.slots];
+    });
   };
 
   const initState = (): tf.Tensor[] => {
@@ -211,6 +307,6 @@ export function createTrainer(cfg: TrainConfig, train: Examples, opts: TrainerOp
 
   return {
     config, model, optimizer, steps, numExamples: n, batches, lr, initState, numParams,
-    batchInputs, batchWeights, loss, step, run,
+    batchInputs, batchWeights, loss, step, run, sliceGradient, applyGradient,
   };
 }

@@ -11,6 +11,8 @@ import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { ExitCode, MetacurateError, exitCodeOf } from '../core/errors.js';
 import { loadExamples, subsetExamples, type Examples } from '../data/batch.js';
 import { decodeItem, type DecodableItem, type DecodedItem, type ItemDecoding } from '../data/items.js';
+import * as tf from '@tensorflow/tfjs';
+import { Replica, isReplicaRequest, trainDataParallel, type ReplicaReply, type ReplicaRequest } from './data-parallel.js';
 import { createDistiller, makeRealSet, type MethodSettings } from './distill/index.js';
 import { lastLossOf, runDistillLoop } from './distill/run.js';
 import { openDataset } from '../data/reader.js';
@@ -35,6 +37,8 @@ export interface EvaluateJob {
   test: DataRef;
   config: TrainConfig;
   evalBatchSize?: number;
+  /** Threads for the run's batch slices (ml/data-parallel.ts) when its config has slices; never changes the result. */
+  threads?: number;
 }
 
 /** Train and return the final parameters. */
@@ -42,6 +46,7 @@ export interface TrainJob {
   kind: 'train';
   train: DataRef;
   config: TrainConfig;
+  threads?: number;
 }
 
 /** Per-example scores of `train` for one seed (ml/scores). */
@@ -218,31 +223,39 @@ type JobOutput<J extends Job> = Omit<JobResult<J>, 'seconds' | 'backend'>;
 
 /** How the worker runs one kind of job, and which of its result's buffers it hands over instead of copying. */
 interface JobKind<J extends Job> {
-  run(job: J, ctx: { tf: BackendInfo['tf']; onProgress?: Progress }): Promise<JobOutput<J>>;
+  run(job: J, ctx: { tf: BackendInfo['tf']; request: BackendRequest; onProgress?: Progress }): Promise<JobOutput<J>>;
   transfer(result: JobResult<J>): ArrayBufferLike[];
 }
 
-/** Trains a fresh model on `train` as `job.config` says, reporting progress at most every 500 ms. */
-async function trainFresh(job: EvaluateJob | TrainJob, train: Examples, onProgress?: Progress) {
+/**
+ * Trains a fresh model on `train` as `job.config` says, reporting progress at most
+ * every 500 ms; on `job.threads` threads when the config cuts batches into slices
+ * (the same parameters either way).
+ */
+async function trainFresh(job: EvaluateJob | TrainJob, train: Examples, request: BackendRequest, onProgress?: Progress) {
   const trainer = createTrainer(job.config, train);
   let last = 0;
-  const { params, losses } = await trainer.run({
-    onStep: (t) => {
-      const now = performance.now();
-      if (now - last > 500 || t === trainer.steps - 1) {
-        last = now;
-        onProgress?.(t + 1, trainer.steps);
-      }
-    },
-  });
+  const onStep = (t: number) => {
+    const now = performance.now();
+    if (now - last > 500 || t === trainer.steps - 1) {
+      last = now;
+      onProgress?.(t + 1, trainer.steps);
+    }
+  };
+  if ((job.threads ?? 1) > 1 && trainer.config.slices > 1) {
+    const r = await trainDataParallel(job.config, job.train, { threads: job.threads!, backend: request, onStep });
+    const params = r.params.map((p, i) => tf.tensor(p, r.shapes[i]));
+    return { trainer, params, losses: r.losses };
+  }
+  const { params, losses } = await trainer.run({ onStep });
   return { trainer, params, losses };
 }
 
 const JOB_KINDS: { [K in Job['kind']]: JobKind<JobOfKind<K>> } = {
   evaluate: {
-    async run(job, { tf, onProgress }) {
+    async run(job, { tf, request, onProgress }) {
       const train = await loadRef(job.train);
-      const { trainer, params, losses } = await trainFresh(job, train, onProgress);
+      const { trainer, params, losses } = await trainFresh(job, train, request, onProgress);
       try {
         const test = await loadRef(job.test);
         const r = evaluateModel(trainer.model, params, test, job.evalBatchSize ?? EVAL_BATCH_SIZE);
@@ -265,9 +278,9 @@ const JOB_KINDS: { [K in Job['kind']]: JobKind<JobOfKind<K>> } = {
     transfer: (r) => [r.confusion.buffer],
   },
   train: {
-    async run(job, { tf, onProgress }) {
+    async run(job, { tf, request, onProgress }) {
       const train = await loadRef(job.train);
-      const { trainer, params, losses } = await trainFresh(job, train, onProgress);
+      const { trainer, params, losses } = await trainFresh(job, train, request, onProgress);
       try {
         return {
           // Copies: some backends hand out their own buffers, and these get transferred.
@@ -345,7 +358,7 @@ export async function runJob(job: Job, request: BackendRequest, onProgress?: Pro
   backend ??= initBackend(request);
   const { label, tf } = await backend;
   const t0 = performance.now();
-  const out = await kindOf(job).run(job, { tf, onProgress });
+  const out = await kindOf(job).run(job, { tf, request, onProgress });
   return { ...out, seconds: (performance.now() - t0) / 1000, backend: label } as AnyJobResult;
 }
 
@@ -353,7 +366,26 @@ if (!isMainThread && parentPort && (workerData as { metacurateWorker?: WorkerIni
   const port = parentPort;
   const init = (workerData as { metacurateWorker: WorkerInit }).metacurateWorker;
   const plugins = Promise.all((init.plugins ?? []).map(loadScorerPlugin));
-  port.on('message', async (msg: { type: 'job'; id: number; job: Job }) => {
+  let replica: Replica | undefined;
+  port.on('message', async (msg: { type: 'job'; id: number; job: Job } | ReplicaRequest) => {
+    if (isReplicaRequest(msg)) {
+      // A replica of a data-parallel run (ml/data-parallel.ts): requests come one at a time.
+      try {
+        if (msg.type === 'dp-init') {
+          backend ??= initBackend(init.backend);
+          await backend;
+          const made = Replica.create(msg, await loadRef(msg.train));
+          replica = made.replica;
+          port.postMessage(made.reply);
+        } else {
+          const { reply, transfer } = replica!.handle(msg);
+          port.postMessage(reply, transfer);
+        }
+      } catch (err) {
+        port.postMessage({ type: 'dp-error', error: serializeError(err) } satisfies ReplicaReply);
+      }
+      return;
+    }
     if (msg?.type !== 'job') return;
     const { id, job } = msg;
     try {

@@ -91,6 +91,8 @@ export const evaluateOptions = z.object({
   fullEpochs: positiveInt.optional().describe('epochs on the full pool (default: by size)'),
   steps: positiveInt.optional().describe('train every arm for exactly this many steps, whatever its size (equal compute across budgets; overrides the epochs)'),
   batchSize: positiveInt.optional().describe('batch size (default: the preset\'s)'),
+  slices: positiveInt.optional().describe('cut each batch into this many slices, whose gradients are summed in order; '
+    + 'threads left over by the seeds and arms then share one model\'s training. Results depend on the slice count, never on the threads (default 1)'),
   seeds: positiveInt.default(3).describe('models trained per arm, each from its own seed'),
   seed: z.number().int().min(0).default(0).describe('seed of the first model; model i uses seed + i'),
   baselines: z.boolean().default(true).describe('also train on a random subset of the full pool of the same size, and on the full pool'),
@@ -155,6 +157,8 @@ export interface EvaluateReport extends ClassBreakdown {
     optimizer: OptimizerSpec;
     schedule: ScheduleSpec;
     batchSize: number;
+    /** Gradient slices per batch, when set. */
+    slices?: number;
     seeds: number[];
     evalBatchSize: number;
     backend: string;
@@ -364,7 +368,9 @@ async function runEvaluation(ctx: StageContext, d: Described, o: Parsed, fingerp
         kind: 'evaluate',
         train: ref(seed),
         test: dataRef(test),
-        config: { model, optimizer, schedule, epochs, batchSize, seed, ...(maxSteps !== undefined ? { maxSteps } : {}) } satisfies TrainConfig,
+        config: {
+          model, optimizer, schedule, epochs, batchSize, seed, ...(maxSteps !== undefined ? { maxSteps } : {}), ...(o.slices !== undefined ? { slices: o.slices } : {}),
+        } satisfies TrainConfig,
         evalBatchSize: o.evalBatchSize,
       })),
     };
@@ -460,6 +466,7 @@ async function runEvaluation(ctx: StageContext, d: Described, o: Parsed, fingerp
       optimizer,
       schedule,
       batchSize,
+      ...(o.slices !== undefined ? { slices: o.slices } : {}),
       seeds,
       evalBatchSize: o.evalBatchSize,
       backend: results[0]?.backend ?? o.backend,

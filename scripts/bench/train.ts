@@ -3,7 +3,7 @@
  * PyTorch CPU on the same model and batch size (issue 3).
  *
  *   npm run build && node dist/scripts/bench/train.js [--quick] [--out FILE]
- *       [--models mlp,convnet-w32,convnet-w128] [--no-stock] [--no-webgpu] [--no-torch] [--python /usr/bin/python3]
+ *       [--models mlp,convnet-w32,convnet-w128] [--no-stock] [--no-webgpu] [--no-torch] [--no-parallel] [--python /usr/bin/python3]
  *
  * Models, all at batch 128 on synthetic Fashion-MNIST-shaped data (28×28×1,
  * 10 classes, seeded, generated in memory: no download), SGD lr 0.01 momentum 0.9:
@@ -29,9 +29,15 @@
  * machine load (1-minute load average) is recorded beside every number:
  * measure on an idle machine when you can.
  *
+ * "parallel" is one run on every core (ml/data-parallel.ts): each batch cut into
+ * one slice per core, one worker thread per slice, from a dataset written to a
+ * temporary folder. It is compared with PyTorch at the same thread count and
+ * with the one-thread run ("parallel ×").
+ *
  * Prints a table and writes JSON (default .bench/train.json).
  */
 import { execFileSync } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -83,7 +89,7 @@ const CASES: Case[] = [
   },
 ];
 
-type Variant = 'patched' | 'stock' | 'webgpu';
+type Variant = 'patched' | 'stock' | 'webgpu' | 'parallel';
 
 interface OursResult {
   variant: Variant;
@@ -148,6 +154,7 @@ function firstLine(e: unknown): string {
 
 /** Child process: one training run of `c` on wasm (stock or patched) or webgpu; prints an OursResult as JSON. */
 async function child(c: Case, variant: Variant, steps: number): Promise<void> {
+  if (variant === 'parallel') return childParallel(c, steps);
   const tf = await import('@tensorflow/tfjs');
   const { createTrainer } = await import('../../ml/train.js');
   let backend: string;
@@ -210,6 +217,58 @@ async function child(c: Case, variant: Variant, steps: number): Promise<void> {
   process.stdout.write(JSON.stringify(out) + '\n');
 }
 
+/** Child process: the same run with each batch's slices spread over one worker thread per core. */
+async function childParallel(c: Case, steps: number): Promise<void> {
+  const { trainDataParallel } = await import('../../ml/data-parallel.js');
+  const { writeDataset } = await import('../../data/writer.js');
+  const threads = os.availableParallelism();
+  const total = c.warmup + steps;
+  const ex = syntheticExamples(BATCH * total, SEED);
+  const len = 28 * 28;
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'metacurate-bench-train-'));
+  const out: OursResult = {
+    variant: 'parallel', backend: `wasm, ${threads} worker threads`, steps, seconds: null, msPerStep: null, examplesPerSec: null,
+    examplesPerCpuSec: null, lastLoss: null, load1m: os.loadavg()[0],
+  };
+  try {
+    await writeDataset(path.join(dir, 'data'), ex.ids.map((id, i) => ({ id, label: ex.labels![i], pixels: (ex.pixels as Uint8Array).subarray(i * len, (i + 1) * len) })), {
+      columns: [
+        { name: 'id', kind: 'string' },
+        { name: 'label', kind: 'classLabel', names: ex.classNames },
+        { name: 'pixels', kind: 'uint8Vector', length: len },
+      ],
+      pixelShape: [28, 28, 1],
+      meta: { stage: 'bench', stageVersion: '1', options: {}, parents: [] },
+    });
+    let wall0 = 0;
+    let cpu0 = process.cpuUsage();
+    await trainDataParallel({
+      model: c.model, optimizer: { kind: 'sgd', lr: 0.01, momentum: 0.9 }, epochs: 1, batchSize: BATCH, seed: SEED, dropLast: true, slices: threads,
+    }, { dir: path.join(dir, 'data') }, {
+      threads,
+      backend: 'wasm',
+      onStep: (t, loss) => {
+        if (t === c.warmup - 1) {
+          wall0 = performance.now();
+          cpu0 = process.cpuUsage();
+        } else if (t === total - 1) {
+          const wall = (performance.now() - wall0) / 1000;
+          const d = process.cpuUsage(cpu0);
+          Object.assign(out, {
+            seconds: wall, msPerStep: (1000 * wall) / steps, examplesPerSec: (BATCH * steps) / wall,
+            examplesPerCpuSec: (BATCH * steps) / ((d.user + d.system) / 1e6), lastLoss: loss,
+          });
+        }
+      },
+    });
+  } catch (e) {
+    out.error = firstLine(e);
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+  process.stdout.write(JSON.stringify(out) + '\n');
+}
+
 /** The last line of a child's stdout, parsed. */
 function runJson<T>(file: string, args: string[]): T {
   const stdout = execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 });
@@ -239,6 +298,7 @@ const OPTIONS = {
   'no-stock': { type: 'boolean', default: false },
   'no-webgpu': { type: 'boolean', default: false },
   'no-torch': { type: 'boolean', default: false },
+  'no-parallel': { type: 'boolean', default: false },
   python: { type: 'string', default: '/usr/bin/python3' },
   // Internal: the child-process mode.
   child: { type: 'string' },
@@ -250,7 +310,7 @@ async function main(): Promise<void> {
   try {
     ({ values } = parseArgs({ options: OPTIONS }));
   } catch (e) {
-    throw new UsageError(firstLine(e), { hint: 'Options: --quick, --out FILE, --models LIST, --no-stock, --no-webgpu, --no-torch, --python PATH' });
+    throw new UsageError(firstLine(e), { hint: 'Options: --quick, --out FILE, --models LIST, --no-stock, --no-webgpu, --no-torch, --no-parallel, --python PATH' });
   }
   const names = values.models!.split(',').map((s) => s.trim()).filter((s) => s !== '');
   const cases = names.map((n) => {
@@ -283,9 +343,10 @@ async function main(): Promise<void> {
   const cpuRows: Record<string, unknown>[] = [];
   for (const c of cases) {
     const steps = values.quick ? c.quickSteps : c.steps;
-    const variants: Variant[] = ['patched', ...(values['no-stock'] ? [] : ['stock'] as const), ...(webgpu ? ['webgpu'] as const : [])];
+    const variants: Variant[] = ['patched', ...(values['no-stock'] ? [] : ['stock'] as const), ...(webgpu ? ['webgpu'] as const : []),
+      ...(values['no-parallel'] || os.availableParallelism() < 2 ? [] : ['parallel'] as const)];
     const ours = variants.map((v) => {
-      process.stderr.write(`${c.name}: ${v === 'webgpu' ? 'webgpu' : `wasm ${v}`}, ${c.warmup} + ${steps} steps ...\n`);
+      process.stderr.write(`${c.name}: ${v === 'webgpu' || v === 'parallel' ? v : `wasm ${v}`}, ${c.warmup} + ${steps} steps ...\n`);
       return runJson<OursResult>(process.execPath, [self, '--child', `${c.name}:${v}`, '--models', c.name, '--steps', String(steps)]);
     });
     const torch: TorchResult[] = [];
@@ -309,6 +370,7 @@ async function main(): Promise<void> {
     const patched = ours.find((o) => o.variant === 'patched');
     const stock = ours.find((o) => o.variant === 'stock');
     const gpu = ours.find((o) => o.variant === 'webgpu');
+    const parallel = ours.find((o) => o.variant === 'parallel');
     const tOne = torch.find((t) => t.threads === 1);
     const tAll = torch.find((t) => t.threads > 1);
     const tAllName = `torch ${os.cpus().length}t`;
@@ -324,6 +386,11 @@ async function main(): Promise<void> {
       'torch 1t ex/s': round(tOne?.examplesPerSec),
       [`ours/${tAllName}`]: ratio(patched?.examplesPerSec, tAll?.examplesPerSec),
       'ours/torch 1t': ratio(patched?.examplesPerSec, tOne?.examplesPerSec),
+      ...(parallel ? {
+        [`wasm ${os.availableParallelism()}t ex/s`]: parallel.error != null ? 'fails' : round(parallel.examplesPerSec),
+        'parallel ×': ratio(parallel.examplesPerSec, patched?.examplesPerSec),
+        [`parallel/${tAllName}`]: ratio(parallel.examplesPerSec, tAll?.examplesPerSec),
+      } : {}),
       'load 1m': round(patched?.load1m, 1),
     });
     cpuRows.push({

@@ -245,9 +245,11 @@ describe('trainer', () => {
 
   it('a step is differentiable with respect to the example weights (nested tf.grads)', () => {
     // SGD with momentum: the step is linear in w, so central differences are exact up to rounding.
-    for (const model of [{ kind: 'mlp', hidden: [8] }, { kind: 'convnet', width: 3, depth: 1, norm: 'instance' }] as ModelSpec[]) {
+    // The last case sums the gradient over 4 slices of the batch (data-parallel training's form of a step).
+    const cases: [ModelSpec, number][] = [[{ kind: 'mlp', hidden: [8] }, 1], [{ kind: 'convnet', width: 3, depth: 1, norm: 'instance' }, 1], [{ kind: 'mlp', hidden: [8] }, 4]];
+    for (const [model, slices] of cases) {
       const ex = toy(6, 8);
-      const tr = createTrainer(mlpConfig({ model, batchSize: 6, epochs: 1 }), ex);
+      const tr = createTrainer(mlpConfig({ model, batchSize: 6, epochs: 1, slices }), ex);
       const s0 = tr.initState();
       const inputs = tr.batchInputs(0);
       const probe = s0.map((t, i) => tf.randomNormal(t.shape, 0, 1, 'float32', 100 + i));

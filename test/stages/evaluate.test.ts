@@ -128,6 +128,17 @@ describe('evaluate: other inputs and errors', () => {
     expect(r.config.protocol).toMatch(/7 steps \(every arm\)/);
   });
 
+  it('with slices, trains one model on the spare threads and gets what one thread gets', async () => {
+    // One job on 2 threads: its 2 slices run in 2 worker threads; with parallelism 1, in one.
+    const opts: EvaluateOptions = { ...quick, test, seeds: 1, baselines: false, slices: 2 };
+    const [one, two] = [await evaluate(train, { ...opts, parallelism: 1 }), await evaluate(train, { ...opts, parallelism: 2 })];
+    expect(two.accuracy).toEqual(one.accuracy);
+    expect(two.loss).toEqual(one.loss);
+    expect(two.fingerprint).toBe(one.fingerprint);
+    expect(one.config.slices).toBe(2);
+    expect((await evaluateStage.prepare([train], { ...opts, slices: undefined })).fingerprint).not.toBe(one.fingerprint);
+  });
+
   it('refuses a test set with another class count or pixel shape, naming both', async () => {
     const four = await writeToySet(tmp, 'four-classes', 8, 5, { classes: 4 });
     const err = await evaluate(train, { ...quick, test: four, baselines: false }).catch((e) => e);

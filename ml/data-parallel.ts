@@ -1,0 +1,205 @@
+/**
+ * One training run on several cores. wasm runs on one thread in Node, so a run
+ * whose config cuts each batch into slices (`slices` in ml/train.ts) can spread
+ * the slices over worker threads: every worker keeps a replica of the training
+ * state, computes the gradients of the slices it owns, and this thread adds the
+ * slices' gradients in slice order and sends the sum back to every replica, which
+ * applies the same optimizer update. The additions are the float32 operations
+ * the trainer does in one thread, in the same order, so the parameters are
+ * bit-identical for any number of threads (tested); they do depend on `slices`.
+ *
+ * Each replica loads the training set itself (from the shards, like any worker
+ * job), so nothing but gradients crosses threads: two copies of the parameters'
+ * size per slice and step.
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import * as tf from '@tensorflow/tfjs';
+import { InternalError } from '../core/errors.js';
+import type { Examples } from '../data/batch.js';
+import type { BackendRequest } from './backend.js';
+import { rebuildError, workerScript } from './pool.js';
+import { TrainingDivergedError, createTrainer, trainConfigSchema, type TrainConfig, type Trainer } from './train.js';
+import type { DataRef, SerializedError, WorkerInit } from './worker.js';
+
+/** Coordinator → replica. */
+export type ReplicaRequest =
+  | { type: 'dp-init'; config: TrainConfig; train: DataRef; owned: number[]; weights?: Float32Array; weightsFrom?: number }
+  /** Apply the summed gradient of step t − 1 (absent at t = 0), then compute the owned slices of step t. */
+  | { type: 'dp-step'; t: number; grad?: Float32Array }
+  /** Apply the last step's summed gradient and send the parameters. */
+  | { type: 'dp-finish'; grad: Float32Array };
+
+/** Replica → coordinator. */
+export type ReplicaReply =
+  | { type: 'dp-ready'; steps: number; lrs: Float64Array }
+  | { type: 'dp-grads'; t: number; parts: { slice: number; loss: number; grad: Float32Array }[] }
+  | { type: 'dp-params'; params: Float32Array[]; shapes: number[][] }
+  | { type: 'dp-error'; error: SerializedError };
+
+export function isReplicaRequest(msg: unknown): msg is ReplicaRequest {
+  const type = (msg as { type?: unknown } | null)?.type;
+  return type === 'dp-init' || type === 'dp-step' || type === 'dp-finish';
+}
+
+/** A worker thread's side: one replica of the training state. */
+export class Replica {
+  private state: tf.Tensor[] | undefined;
+  private constructor(private readonly trainer: Trainer, private readonly owned: number[]) {
+    this.state = trainer.initState();
+  }
+
+  static create(req: Extract<ReplicaRequest, { type: 'dp-init' }>, train: Examples): { replica: Replica; reply: ReplicaReply } {
+    const trainer = createTrainer(req.config, train, { weights: req.weights, weightsFrom: req.weightsFrom });
+    const replica = new Replica(trainer, req.owned);
+    const lrs = Float64Array.from({ length: trainer.steps }, (_, t) => trainer.lr(t));
+    return { replica, reply: { type: 'dp-ready', steps: trainer.steps, lrs } };
+  }
+
+  /** The reply to a step or finish request, and the buffers to transfer with it. */
+  handle(req: Exclude<ReplicaRequest, { type: 'dp-init' }>): { reply: ReplicaReply; transfer: ArrayBuffer[] } {
+    if (!this.state) throw new InternalError('a data-parallel replica got a request after it finished');
+    if (req.type === 'dp-finish') {
+      this.apply(req.grad, this.trainer.steps - 1);
+      const params = this.state.slice(0, this.trainer.numParams);
+      const out = params.map((p) => (p.dataSync() as Float32Array).slice());
+      const shapes = params.map((p) => p.shape);
+      tf.dispose(this.state);
+      this.state = undefined;
+      return { reply: { type: 'dp-params', params: out, shapes }, transfer: out.map((p) => p.buffer as ArrayBuffer) };
+    }
+    if (req.grad) this.apply(req.grad, req.t - 1);
+    const parts: { slice: number; loss: number; grad: Float32Array }[] = [];
+    for (const slice of this.owned) {
+      const g = this.trainer.sliceGradient(this.state, req.t, slice);
+      if (g) parts.push({ slice, ...g });
+    }
+    return { reply: { type: 'dp-grads', t: req.t, parts }, transfer: parts.map((p) => p.grad.buffer as ArrayBuffer) };
+  }
+
+  private apply(grad: Float32Array, t: number): void {
+    const next = this.trainer.applyGradient(this.state!, grad, t);
+    tf.dispose(this.state!);
+    this.state = next;
+  }
+}
+
+export interface DataParallelOptions {
+  /** Worker threads (at most the config's slices are used). */
+  threads: number;
+  backend?: BackendRequest;
+  /** Per-example loss weights and the step they apply from (as createTrainer's options). */
+  weights?: Float32Array;
+  weightsFrom?: number;
+  onStep?: (t: number, loss: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface DataParallelResult {
+  params: Float32Array[];
+  shapes: number[][];
+  losses: Float32Array;
+  steps: number;
+  threads: number;
+}
+
+/** A worker running one replica: one request in flight at a time. */
+class ReplicaThread {
+  private readonly worker: Worker;
+  private pending: { resolve: (r: ReplicaReply) => void; reject: (e: unknown) => void } | undefined;
+  private failure: Error | undefined;
+
+  constructor(backend: BackendRequest) {
+    const script = workerScript();
+    if (!existsSync(fileURLToPath(script))) {
+      throw new InternalError(`the worker script ${fileURLToPath(script)} is missing`, { hint: 'Build the package first: npm run build' });
+    }
+    const init: WorkerInit = { backend, plugins: [] };
+    this.worker = new Worker(script, { workerData: { metacurateWorker: init } });
+    this.worker.on('message', (reply: ReplicaReply) => {
+      const p = this.pending;
+      this.pending = undefined;
+      if (!p) return;
+      if (reply.type === 'dp-error') p.reject(rebuildError(reply.error));
+      else p.resolve(reply);
+    });
+    const lost = (why: string, cause?: unknown) => {
+      this.failure ??= new InternalError(`a data-parallel worker thread ${why}`, { cause });
+      this.pending?.reject(this.failure);
+      this.pending = undefined;
+    };
+    this.worker.on('error', (err) => lost(`failed: ${err.message}`, err));
+    this.worker.on('exit', (code) => lost(`exited with code ${code}`));
+  }
+
+  call(req: ReplicaRequest, transfer: ArrayBuffer[] = []): Promise<ReplicaReply> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      this.pending = { resolve, reject };
+      this.worker.postMessage(req, transfer);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.failure ??= new InternalError('the data-parallel run was closed');
+    await this.worker.terminate();
+  }
+}
+
+function expect<T extends ReplicaReply['type']>(reply: ReplicaReply, type: T): Extract<ReplicaReply, { type: T }> {
+  if (reply.type !== type) throw new InternalError(`a data-parallel worker answered ${reply.type}, expected ${type}`);
+  return reply as Extract<ReplicaReply, { type: T }>;
+}
+
+/**
+ * Trains `config` on `train` from its seed with the batch slices spread over
+ * `opts.threads` worker threads; the same parameters and losses as
+ * `createTrainer(config, train).run()` in one thread.
+ */
+export async function trainDataParallel(config: TrainConfig, train: DataRef, opts: DataParallelOptions): Promise<DataParallelResult> {
+  const { slices } = trainConfigSchema.parse(config);
+  const threads = Math.max(1, Math.min(Math.floor(opts.threads), slices));
+  const replicas = Array.from({ length: threads }, () => new ReplicaThread(opts.backend ?? 'auto'));
+  const onAbort = () => void Promise.all(replicas.map((r) => r.close()));
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    opts.signal?.throwIfAborted();
+    // Slice s belongs to thread s mod threads.
+    const ready = await Promise.all(replicas.map((r, w) => r.call({
+      type: 'dp-init', config, train, weights: opts.weights, weightsFrom: opts.weightsFrom,
+      owned: Array.from({ length: slices }, (_, s) => s).filter((s) => s % threads === w),
+    }).then((reply) => expect(reply, 'dp-ready'))));
+    const { steps, lrs } = ready[0];
+    const losses = new Float32Array(steps);
+    let summed: Float32Array | undefined;
+    for (let t = 0; t < steps; t++) {
+      opts.signal?.throwIfAborted();
+      const grad = summed;
+      const replies = await Promise.all(replicas.map((r) => r.call({ type: 'dp-step', t, grad }).then((reply) => expect(reply, 'dp-grads'))));
+      const parts = replies.flatMap((r) => r.parts).sort((a, b) => a.slice - b.slice);
+      // Left to right in slice order, rounding to float32 after each addition: the trainer's own order.
+      const acc = parts[0].grad;
+      let loss = parts[0].loss;
+      for (const p of parts.slice(1)) {
+        for (let i = 0; i < acc.length; i++) acc[i] += p.grad[i];
+        loss = Math.fround(loss + p.loss);
+      }
+      losses[t] = loss;
+      if (!Number.isFinite(loss)) throw new TrainingDivergedError(t, lrs[t], `the loss is ${loss}`);
+      opts.onStep?.(t, loss);
+      summed = acc;
+    }
+    const done = expect(await replicas[0].call({ type: 'dp-finish', grad: summed! }), 'dp-params');
+    if (!done.params.every((p) => p.every(Number.isFinite))) {
+      throw new TrainingDivergedError(steps - 1, lrs[steps - 1], 'the final parameters are not finite');
+    }
+    return { params: done.params, shapes: done.shapes, losses, steps, threads };
+  } catch (err) {
+    if (opts.signal?.aborted) throw opts.signal.reason;
+    throw err;
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+    await Promise.all(replicas.map((r) => r.close()));
+  }
+}
