@@ -2,15 +2,15 @@
  * One training run on several cores. wasm runs on one thread in Node, so a run
  * whose config cuts each batch into slices (`slices` in ml/train.ts) can spread
  * the slices over worker threads: every worker keeps a replica of the training
- * state, computes the gradients of the slices it owns, and this thread adds the
- * slices' gradients in slice order and sends the sum back to every replica, which
- * applies the same optimizer update. The additions are the float32 operations
- * the trainer does in one thread, in the same order, so the parameters are
+ * state and writes the gradients of the slices it owns into shared memory; this
+ * thread adds them in slice order into a shared sum, which every replica applies
+ * with the same optimizer update. The additions are the float32 operations the
+ * trainer does in one thread, in the same order, so the parameters are
  * bit-identical for any number of threads (tested); they do depend on `slices`.
  *
  * Each replica loads the training set itself (from the shards, like any worker
- * job), so nothing but gradients crosses threads: two copies of the parameters'
- * size per slice and step.
+ * job). Per step only small messages cross threads; the gradients stay in one
+ * SharedArrayBuffer of (slices + 1) × the parameter count floats.
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -26,17 +26,26 @@ import type { DataRef, SerializedError, WorkerInit } from './worker.js';
 /** Coordinator → replica. */
 export type ReplicaRequest =
   | { type: 'dp-init'; config: TrainConfig; train: DataRef; owned: number[]; weights?: Float32Array; weightsFrom?: number }
-  /** Apply the summed gradient of step t − 1 (absent at t = 0), then compute the owned slices of step t. */
-  | { type: 'dp-step'; t: number; grad?: Float32Array }
+  /**
+   * Apply the summed gradient of step t − 1 (not at t = 0), then write the owned slices'
+   * gradients of step t. `shared` comes with the first step.
+   */
+  | { type: 'dp-step'; t: number; shared?: SharedArrayBuffer }
   /** Apply the last step's summed gradient and send the parameters. */
-  | { type: 'dp-finish'; grad: Float32Array };
+  | { type: 'dp-finish' };
 
 /** Replica → coordinator. */
 export type ReplicaReply =
-  | { type: 'dp-ready'; steps: number; lrs: Float64Array }
-  | { type: 'dp-grads'; t: number; parts: { slice: number; loss: number; grad: Float32Array }[] }
+  | { type: 'dp-ready'; steps: number; lrs: Float64Array; paramSize: number }
+  /** The losses of the owned, non-empty slices of step t, whose gradients are in shared memory. */
+  | { type: 'dp-grads'; t: number; parts: { slice: number; loss: number }[] }
   | { type: 'dp-params'; params: Float32Array[]; shapes: number[][] }
   | { type: 'dp-error'; error: SerializedError };
+
+/** Region r of the shared gradients: slice r's gradient, or the sum at r = slices. */
+function region(shared: SharedArrayBuffer, size: number, r: number): Float32Array {
+  return new Float32Array(shared, 4 * size * r, size);
+}
 
 export function isReplicaRequest(msg: unknown): msg is ReplicaRequest {
   const type = (msg as { type?: unknown } | null)?.type;
@@ -46,22 +55,26 @@ export function isReplicaRequest(msg: unknown): msg is ReplicaRequest {
 /** A worker thread's side: one replica of the training state. */
 export class Replica {
   private state: tf.Tensor[] | undefined;
-  private constructor(private readonly trainer: Trainer, private readonly owned: number[]) {
+  private shared: SharedArrayBuffer | undefined;
+  private constructor(private readonly trainer: Trainer, private readonly owned: number[], private readonly slices: number) {
     this.state = trainer.initState();
   }
 
   static create(req: Extract<ReplicaRequest, { type: 'dp-init' }>, train: Examples): { replica: Replica; reply: ReplicaReply } {
     const trainer = createTrainer(req.config, train, { weights: req.weights, weightsFrom: req.weightsFrom });
-    const replica = new Replica(trainer, req.owned);
+    const replica = new Replica(trainer, req.owned, trainer.config.slices);
     const lrs = Float64Array.from({ length: trainer.steps }, (_, t) => trainer.lr(t));
-    return { replica, reply: { type: 'dp-ready', steps: trainer.steps, lrs } };
+    return { replica, reply: { type: 'dp-ready', steps: trainer.steps, lrs, paramSize: trainer.paramSize } };
   }
 
   /** The reply to a step or finish request, and the buffers to transfer with it. */
   handle(req: Exclude<ReplicaRequest, { type: 'dp-init' }>): { reply: ReplicaReply; transfer: ArrayBuffer[] } {
     if (!this.state) throw new InternalError('a data-parallel replica got a request after it finished');
+    if (req.type === 'dp-step' && req.shared) this.shared = req.shared;
+    if (!this.shared) throw new InternalError('a data-parallel replica got no shared gradient memory');
+    const size = this.trainer.paramSize;
     if (req.type === 'dp-finish') {
-      this.apply(req.grad, this.trainer.steps - 1);
+      this.apply(region(this.shared, size, this.slices), this.trainer.steps - 1);
       const params = this.state.slice(0, this.trainer.numParams);
       const out = params.map((p) => (p.dataSync() as Float32Array).slice());
       const shapes = params.map((p) => p.shape);
@@ -69,13 +82,13 @@ export class Replica {
       this.state = undefined;
       return { reply: { type: 'dp-params', params: out, shapes }, transfer: out.map((p) => p.buffer as ArrayBuffer) };
     }
-    if (req.grad) this.apply(req.grad, req.t - 1);
-    const parts: { slice: number; loss: number; grad: Float32Array }[] = [];
+    if (req.t > 0) this.apply(region(this.shared, size, this.slices), req.t - 1);
+    const parts: { slice: number; loss: number }[] = [];
     for (const slice of this.owned) {
-      const g = this.trainer.sliceGradient(this.state, req.t, slice);
-      if (g) parts.push({ slice, ...g });
+      const loss = this.trainer.sliceGradient(this.state, req.t, slice, region(this.shared, size, slice));
+      if (loss !== null) parts.push({ slice, loss });
     }
-    return { reply: { type: 'dp-grads', t: req.t, parts }, transfer: parts.map((p) => p.grad.buffer as ArrayBuffer) };
+    return { reply: { type: 'dp-grads', t: req.t, parts }, transfer: [] };
   }
 
   private apply(grad: Float32Array, t: number): void {
@@ -170,27 +183,28 @@ export async function trainDataParallel(config: TrainConfig, train: DataRef, opt
       type: 'dp-init', config, train, weights: opts.weights, weightsFrom: opts.weightsFrom,
       owned: Array.from({ length: slices }, (_, s) => s).filter((s) => s % threads === w),
     }).then((reply) => expect(reply, 'dp-ready'))));
-    const { steps, lrs } = ready[0];
+    const { steps, lrs, paramSize } = ready[0];
+    const shared = new SharedArrayBuffer(4 * paramSize * (slices + 1));
+    const sum = region(shared, paramSize, slices);
     const losses = new Float32Array(steps);
-    let summed: Float32Array | undefined;
     for (let t = 0; t < steps; t++) {
       opts.signal?.throwIfAborted();
-      const grad = summed;
-      const replies = await Promise.all(replicas.map((r) => r.call({ type: 'dp-step', t, grad }).then((reply) => expect(reply, 'dp-grads'))));
+      const replies = await Promise.all(replicas.map((r) => r.call({ type: 'dp-step', t, ...(t === 0 ? { shared } : {}) })
+        .then((reply) => expect(reply, 'dp-grads'))));
       const parts = replies.flatMap((r) => r.parts).sort((a, b) => a.slice - b.slice);
       // Left to right in slice order, rounding to float32 after each addition: the trainer's own order.
-      const acc = parts[0].grad;
+      sum.set(region(shared, paramSize, parts[0].slice));
       let loss = parts[0].loss;
       for (const p of parts.slice(1)) {
-        for (let i = 0; i < acc.length; i++) acc[i] += p.grad[i];
+        const g = region(shared, paramSize, p.slice);
+        for (let i = 0; i < paramSize; i++) sum[i] += g[i];
         loss = Math.fround(loss + p.loss);
       }
       losses[t] = loss;
       if (!Number.isFinite(loss)) throw new TrainingDivergedError(t, lrs[t], `the loss is ${loss}`);
       opts.onStep?.(t, loss);
-      summed = acc;
     }
-    const done = expect(await replicas[0].call({ type: 'dp-finish', grad: summed! }), 'dp-params');
+    const done = expect(await replicas[0].call({ type: 'dp-finish' }), 'dp-params');
     if (!done.params.every((p) => p.every(Number.isFinite))) {
       throw new TrainingDivergedError(steps - 1, lrs[steps - 1], 'the final parameters are not finite');
     }

@@ -91,8 +91,14 @@ export interface Trainer {
   step(state: readonly tf.Tensor[], wBatch: tf.Tensor1D, t: number, inputs?: BatchInputs): tf.Tensor[];
   /** Plain training from initState: memory stays flat; throws TrainingDivergedError on NaN/Inf. */
   run(opts?: RunOptions): Promise<{ params: tf.Tensor[]; losses: Float32Array }>;
-  /** Slice s's loss and gradient at step t, from the state's parameters (null for an empty slice): a data-parallel replica's work. */
-  sliceGradient(state: readonly tf.Tensor[], t: number, s: number): SliceGradient | null;
+  /** The number of parameter values (the length of a flattened gradient). */
+  paramSize: number;
+  /**
+   * Writes slice s's gradient at step t, flattened over the parameters in order, into `out`
+   * and returns the slice's part of the batch loss (Σ over its rows of w·ℓ / B); null for
+   * an empty slice. A data-parallel replica's work.
+   */
+  sliceGradient(state: readonly tf.Tensor[], t: number, s: number, out: Float32Array): number | null;
   /** The state after step t given the step's summed, flattened gradient (a data-parallel replica's update). */
   applyGradient(state: readonly tf.Tensor[], grad: Float32Array, t: number): tf.Tensor[];
 }
@@ -113,13 +119,6 @@ export function sliceBounds(b: number, slices: number): Array<[number, number]> 
 /** The rows [start, end) of slice s of a batch of `b` rows (empty when b < slices). */
 function sliceRange(b: number, slices: number, s: number): [number, number] {
   return [Math.floor((s * b) / slices), Math.floor(((s + 1) * b) / slices)];
-}
-
-/** One slice's part of a step's gradient, flattened over the parameters in order. */
-export interface SliceGradient {
-  /** The slice's part of the batch loss (Σ over its rows of w·ℓ / B). */
-  loss: number;
-  grad: Float32Array;
 }
 
 export interface TrainerOptions {
@@ -225,23 +224,26 @@ export function createTrainer(cfg: TrainConfig, train: Examples, opts: TrainerOp
     return { state: [...next.params, ...next.slots], loss: value };
   };
 
-  const sliceGradient = (state: readonly tf.Tensor[], t: number, s: number): SliceGradient | null => {
+  const sliceGradient = (state: readonly tf.Tensor[], t: number, s: number, out: Float32Array): number | null => {
     const idx = batches[t];
     const [start, end] = sliceRange(idx.length, config.slices, s);
     if (end <= start) return null;
     const rows = idx.subarray(start, end);
-    return tf.tidy(() => {
-      const params = state.slice(0, numParams);
-      const { value, grads } = tf.valueAndGrads((...p: tf.Tensor[]) => lossOver(p, inputsOf(rows), weightsOf(rows, t), idx.length))(params);
-      const grad = new Float32Array(paramSize);
+    // Only tensors leave the tidy: it would walk every element of a returned typed array.
+    const { value, grads } = tf.tidy(() =>
+      tf.valueAndGrads((...p: tf.Tensor[]) => lossOver(p, inputsOf(rows), weightsOf(rows, t), idx.length))(state.slice(0, numParams)));
+    try {
+      if (out.length !== paramSize) throw new UsageError(`a gradient buffer of ${out.length} values for ${paramSize} parameters`);
       let offset = 0;
       for (const g of grads) {
         const v = g.dataSync() as Float32Array;
-        grad.set(v, offset);
+        out.set(v, offset);
         offset += v.length;
       }
-      return { loss: value.dataSync()[0], grad };
-    });
+      return value.dataSync()[0];
+    } finally {
+      tf.dispose([value, ...grads]);
+    }
   };
 
   const applyGradient = (state: readonly tf.Tensor[], grad: Float32Array, t: number): tf.Tensor[] => {
@@ -249,7 +251,8 @@ export function createTrainer(cfg: TrainConfig, train: Examples, opts: TrainerOp
     return tf.tidy(() => {
       let offset = 0;
       const grads = model.paramShapes.map(({ shape }, i) => {
-        const g = tf.tensor(grad.subarray(offset, offset + paramSizes[i]), shape);
+        // A copy: `grad` may be shared memory that other threads write next.
+        const g = tf.tensor(grad.slice(offset, offset + paramSizes[i]), shape);
         offset += paramSizes[i];
         return g;
       });
@@ -307,6 +310,6 @@ export function createTrainer(cfg: TrainConfig, train: Examples, opts: TrainerOp
 
   return {
     config, model, optimizer, steps, numExamples: n, batches, lr, initState, numParams,
-    batchInputs, batchWeights, loss, step, run, sliceGradient, applyGradient,
+    batchInputs, batchWeights, loss, step, run, paramSize, sliceGradient, applyGradient,
   };
 }
