@@ -31,8 +31,8 @@ export type ReplicaRequest =
    * gradients of step t. `shared` comes with the first step.
    */
   | { type: 'dp-step'; t: number; shared?: SharedArrayBuffer }
-  /** Apply the last step's summed gradient and send the parameters. */
-  | { type: 'dp-finish' };
+  /** Apply step t's summed gradient (the last one run) and send the parameters. */
+  | { type: 'dp-finish'; t: number };
 
 /** Replica → coordinator. */
 export type ReplicaReply =
@@ -74,7 +74,7 @@ export class Replica {
     if (!this.shared) throw new InternalError('a data-parallel replica got no shared gradient memory');
     const size = this.trainer.paramSize;
     if (req.type === 'dp-finish') {
-      this.apply(region(this.shared, size, this.slices), this.trainer.steps - 1);
+      this.apply(region(this.shared, size, this.slices), req.t);
       const params = this.state.slice(0, this.trainer.numParams);
       const out = params.map((p) => (p.dataSync() as Float32Array).slice());
       const shapes = params.map((p) => p.shape);
@@ -105,6 +105,8 @@ export interface DataParallelOptions {
   /** Per-example loss weights and the step they apply from (as createTrainer's options). */
   weights?: Float32Array;
   weightsFrom?: number;
+  /** Run the first `stop` steps only (default: all), with the full run's learning-rate schedule. */
+  stop?: number;
   onStep?: (t: number, loss: number) => void;
   signal?: AbortSignal;
 }
@@ -183,7 +185,9 @@ export async function trainDataParallel(config: TrainConfig, train: DataRef, opt
       type: 'dp-init', config, train, weights: opts.weights, weightsFrom: opts.weightsFrom,
       owned: Array.from({ length: slices }, (_, s) => s).filter((s) => s % threads === w),
     }).then((reply) => expect(reply, 'dp-ready'))));
-    const { steps, lrs, paramSize } = ready[0];
+    const { lrs, paramSize } = ready[0];
+    const steps = Math.min(ready[0].steps, opts.stop ?? Infinity);
+    if (!(steps >= 1)) throw new InternalError(`a data-parallel run of ${steps} steps`);
     const shared = new SharedArrayBuffer(4 * paramSize * (slices + 1));
     const sum = region(shared, paramSize, slices);
     const losses = new Float32Array(steps);
@@ -204,7 +208,7 @@ export async function trainDataParallel(config: TrainConfig, train: DataRef, opt
       if (!Number.isFinite(loss)) throw new TrainingDivergedError(t, lrs[t], `the loss is ${loss}`);
       opts.onStep?.(t, loss);
     }
-    const done = expect(await replicas[0].call({ type: 'dp-finish' }), 'dp-params');
+    const done = expect(await replicas[0].call({ type: 'dp-finish', t: steps - 1 }), 'dp-params');
     if (!done.params.every((p) => p.every(Number.isFinite))) {
       throw new TrainingDivergedError(steps - 1, lrs[steps - 1], 'the final parameters are not finite');
     }

@@ -192,7 +192,9 @@ export interface JobRunner {
 export function withSpareThreads<J extends Job>(jobs: readonly J[], size: number): readonly J[] {
   const spare = Math.floor(size / jobs.length);
   if (spare < 2) return jobs;
-  return jobs.map((job) => ((job.kind === 'train' || job.kind === 'evaluate') && (job.config.slices ?? 1) > 1 ? { ...job, threads: spare } : job));
+  const sliced = (job: Job) => ((job.kind === 'train' || job.kind === 'evaluate') && (job.config.slices ?? 1) > 1)
+    || (job.kind === 'score' && (job.settings.train.slices ?? 1) > 1);
+  return jobs.map((job) => (sliced(job) ? { ...job, threads: spare } : job));
 }
 
 /** Runs jobs on min(jobs, size) worker threads of this process. */

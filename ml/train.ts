@@ -16,6 +16,8 @@ import { makeModel, modelSpecSchema, type Model } from './models.js';
 import { makeOptimizer, optimizerSpecSchema, type Optimizer } from './optim.js';
 import { makeSchedule, scheduleSpecSchema } from './schedule.js';
 import { perExampleCrossEntropy } from './ops.js';
+import type { BackendRequest } from './backend.js';
+import type { DataRef } from './worker.js';
 
 export const trainConfigSchema = z.object({
   model: modelSpecSchema,
@@ -91,6 +93,8 @@ export interface Trainer {
   step(state: readonly tf.Tensor[], wBatch: tf.Tensor1D, t: number, inputs?: BatchInputs): tf.Tensor[];
   /** Plain training from initState: memory stays flat; throws TrainingDivergedError on NaN/Inf. */
   run(opts?: RunOptions): Promise<{ params: tf.Tensor[]; losses: Float32Array }>;
+  /** Threads its plain runs may spread batch slices over, when there are slices. */
+  spread?: SpreadOptions;
   /** The number of parameter values (the length of a flattened gradient). */
   paramSize: number;
   /**
@@ -121,7 +125,17 @@ function sliceRange(b: number, slices: number, s: number): [number, number] {
   return [Math.floor((s * b) / slices), Math.floor(((s + 1) * b) / slices)];
 }
 
+/** Where a trainer's plain runs may spread their batch slices over threads (ml/data-parallel.ts). */
+export interface SpreadOptions {
+  /** The training set, for the threads to load themselves. */
+  train: DataRef;
+  threads: number;
+  backend: BackendRequest;
+}
+
 export interface TrainerOptions {
+  /** Plain runs of this trainer may use threads for its batch slices (only with config.slices > 1). */
+  spread?: SpreadOptions;
   /** Per-example loss weights (length n, default all 1). */
   weights?: Float32Array;
   /** The step from which `weights` apply; every row weighs 1 before it (default 0: from the start). */
@@ -310,6 +324,6 @@ export function createTrainer(cfg: TrainConfig, train: Examples, opts: TrainerOp
 
   return {
     config, model, optimizer, steps, numExamples: n, batches, lr, initState, numParams,
-    batchInputs, batchWeights, loss, step, run, paramSize, sliceGradient, applyGradient,
+    batchInputs, batchWeights, loss, step, run, spread: opts.spread, paramSize, sliceGradient, applyGradient,
   };
 }

@@ -55,6 +55,8 @@ export interface ScoreJob {
   train: DataRef;
   target?: DataRef;
   settings: ScoreSettings;
+  /** Threads for the scored run's batch slices, when its config has slices and the method trains without per-step hooks. */
+  threads?: number;
 }
 
 /** Rate rows of one shard with a saved rater (ml/rater): streams the shard, returns ids and ratings. */
@@ -296,10 +298,11 @@ const JOB_KINDS: { [K in Job['kind']]: JobKind<JobOfKind<K>> } = {
     transfer: (r) => [...r.params.map((p) => p.buffer), r.losses.buffer],
   },
   score: {
-    async run(job, { onProgress }) {
+    async run(job, { request, onProgress }) {
       const train = await loadRef(job.train);
       const target = job.target ? await loadRef(job.target) : undefined;
-      const { scores, details, columns } = await computeScores(train, target, job.settings, onProgress);
+      const spread = (job.threads ?? 1) > 1 ? { train: job.train, threads: job.threads!, backend: request } : undefined;
+      const { scores, details, columns } = await computeScores(train, target, job.settings, onProgress, undefined, spread);
       return { scores, details, columns };
     },
     transfer: (r) => [r.scores.buffer, ...Object.values(r.columns ?? {}).map((c) => c.values.buffer)],

@@ -32,7 +32,7 @@ import type { TrainConfig } from '../ml/train.js';
 import type { StageContext } from './context.js';
 import { defineStage, one } from './define.js';
 import { checkCompatible, checkLabelled, describeDataset, type DataInfo, backendOption } from './inputs.js';
-import { modelChoice, optimizerChoice } from './training.js';
+import { modelChoice, optimizerChoice, slicesOption } from './training.js';
 
 export const EVALUATE_VERSION = '1';
 /** The report written into `out`. */
@@ -91,8 +91,7 @@ export const evaluateOptions = z.object({
   fullEpochs: positiveInt.optional().describe('epochs on the full pool (default: by size)'),
   steps: positiveInt.optional().describe('train every arm for exactly this many steps, whatever its size (equal compute across budgets; overrides the epochs)'),
   batchSize: positiveInt.optional().describe('batch size (default: the preset\'s)'),
-  slices: positiveInt.optional().describe('cut each batch into this many slices, whose gradients are summed in order; '
-    + 'threads left over by the seeds and arms then share one model\'s training. Results depend on the slice count, never on the threads (default 1)'),
+  slices: slicesOption,
   seeds: positiveInt.default(3).describe('models trained per arm, each from its own seed'),
   seed: z.number().int().min(0).default(0).describe('seed of the first model; model i uses seed + i'),
   baselines: z.boolean().default(true).describe('also train on a random subset of the full pool of the same size, and on the full pool'),

@@ -20,7 +20,7 @@ import { defineStage, one, parentOf } from './define.js';
 import { detection, plantedKinds } from './planted.js';
 import type { StageContext, StageResult } from './context.js';
 import { backendOption, checkCompatible, checkLabelled, describeDataset, type DataInfo } from './inputs.js';
-import { REPLAY_DEFAULTS, replayOptions, trainChoicesFor, trainConfigOf, trainingOptions } from './training.js';
+import { REPLAY_DEFAULTS, replayOptions, slicesOption, trainChoicesFor, trainConfigOf, trainingOptions } from './training.js';
 
 export const SCORE_VERSION = '2';
 /** Below this split-half Spearman an ensemble's ranking is mostly seed noise: the stage warns. */
@@ -73,6 +73,7 @@ export const scoreOptions = z.object({
   method: z.string().refine((m) => scorerNames().includes(m), { error: () => `unknown score method; the methods are ${scorerNames().join(', ')}` }).default('metagrad')
     .describe('scoring method (see "Methods" below)'),
   ...trainingOptions('the scored run'),
+  slices: slicesOption,
   schedule: scheduleSpecSchema.optional().describe('learning-rate schedule, a JSON spec (default: the method\'s; constant for all but metagrad)'),
   seeds: positiveInt.optional().describe('independent runs to combine (default: the method\'s: 6 for metagrad, 4 for el2n and grand, else 1); adds a <method>_std column'),
   seed: z.number().int().min(0).default(0).describe('first seed'),

@@ -43,6 +43,10 @@ export function trainingOptions(what: string) {
   };
 }
 
+/** `--slices`: the one place it is described (evaluate, score). */
+export const slicesOption = positiveInt.optional().describe('cut each batch into this many slices whose gradients add up in order; '
+  + 'threads left over by the seeds then share one model\'s training. Results depend on the slice count, never on the thread count (default 1: whole batches)');
+
 /** REPLAY's options (metagradients): they change memory and time, `k` also the float rounding. */
 export function replayOptions(what: string) {
   return {
@@ -59,6 +63,7 @@ export interface TrainChoices {
   schedule: ScheduleSpec;
   epochs: number;
   batchSize: number;
+  slices?: number;
 }
 
 /** Fills the training choices a user left unset with the method's defaults. */
@@ -70,6 +75,7 @@ export function trainChoicesFor(d: TrainDefaults, o: Partial<TrainChoices> & { s
     schedule: o.schedule ?? d.schedule ?? { kind: 'constant' },
     epochs: o.epochs ?? d.epochs,
     batchSize: o.batchSize ?? d.batchSize,
+    slices: o.slices,
   };
 }
 
@@ -78,7 +84,7 @@ export function trainConfigOf(o: TrainChoices, seed: number): TrainConfig {
   const model = typeof o.model === 'string' ? MODEL_DEFAULTS[o.model] : o.model;
   const base = typeof o.optimizer === 'string' ? OPTIMIZER_DEFAULTS[o.optimizer] : o.optimizer;
   const optimizer = o.lr !== undefined ? { ...base, lr: o.lr } : base;
-  return { model, optimizer, schedule: o.schedule, epochs: o.epochs, batchSize: o.batchSize, seed };
+  return { model, optimizer, schedule: o.schedule, epochs: o.epochs, batchSize: o.batchSize, seed, ...(o.slices !== undefined ? { slices: o.slices } : {}) };
 }
 
 export { scheduleSpecSchema };

@@ -8,6 +8,7 @@ import { DataError, UsageError } from '../../core/errors.js';
 import { gatherPixels, gatherTargets, type Examples } from '../../data/batch.js';
 import type { Model } from '../models.js';
 import { perExampleCrossEntropy } from '../ops.js';
+import { trainDataParallel } from '../data-parallel.js';
 import { TrainingDivergedError, type BatchInputs, type Trainer } from '../train.js';
 import type { TrainDefaults } from './types.js';
 
@@ -143,8 +144,17 @@ export interface TrainHooks {
   reached?: (t: number, params: readonly tf.Tensor[]) => Promise<void>;
 }
 
-/** Runs the first `stop` steps of `trainer`; returns θ_stop (the caller disposes it). */
+/**
+ * Runs the first `stop` steps of `trainer`; returns θ_stop (the caller disposes it).
+ * A run without hooks spreads its batch slices over threads when the trainer may
+ * (the same θ either way).
+ */
 export async function trainTo(trainer: Trainer, stop: number, work: Work, hooks: TrainHooks = {}): Promise<tf.Tensor[]> {
+  if (trainer.spread && trainer.config.slices > 1 && stop > 0 && !hooks.beforeStep && !hooks.at) {
+    const { train, threads, backend } = trainer.spread;
+    const r = await trainDataParallel(trainer.config, train, { threads, backend, stop, onStep: () => void work.advanceTo(work.done + 1) });
+    return r.params.map((p, i) => tf.tensor(p, r.shapes[i]));
+  }
   const P = trainer.numParams;
   let state = trainer.initState();
   try {

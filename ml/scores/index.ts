@@ -8,7 +8,7 @@
  */
 import { DataError, UsageError } from '../../core/errors.js';
 import type { Examples } from '../../data/batch.js';
-import { createTrainer, type TrainConfig } from '../train.js';
+import { createTrainer, type SpreadOptions, type TrainConfig } from '../train.js';
 import { Work } from './common.js';
 import { aumScorer } from './aum.js';
 import { confidentScorer } from './confident.js';
@@ -106,13 +106,14 @@ export async function computeScores(
   s: ScoreSettings,
   onProgress?: (done: number, total: number) => void,
   signal?: AbortSignal,
+  spread?: SpreadOptions,
 ): Promise<ScoreOutput> {
   const scorer = getScorer(s.method);
   if (scorer.needsTarget && !target) {
     throw new UsageError(`${scorer.name} scores need a target set`, { hint: 'Pass --target <dataset> (a clean held-out set)' });
   }
   const started = performance.now();
-  const trainer = createTrainer(s.train, train);
+  const trainer = createTrainer(s.train, train, { spread });
   const input = { train, target, trainer, settings: s };
   const work = new Work(scorer.work(input), onProgress, signal);
   const { raw, details, columns } = await scorer.score({ ...input, work });

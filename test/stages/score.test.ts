@@ -101,6 +101,18 @@ describe('score stage', () => {
     expect(await read(a.dir)).toEqual(await read(b.dir));
   });
 
+  it('with slices, one seed\'s run shares the spare threads and scores as in one thread (loss; el2n stops early)', async () => {
+    const read = async (d: string, col: string) => { const out: number[] = []; for await (const bl of (await openDataset(d)).blocks()) out.push(...numericValues(bl.column(col))); return out; };
+    for (const method of ['loss', 'el2n']) {
+      const opts = { ...quick, target, method, seeds: 1, slices: 3, epochs: 4 };
+      const one = await score(train, { ...opts, out: path.join(tmp, `${method}-sliced-1`), parallelism: 1 });
+      const two = await score(train, { ...opts, out: path.join(tmp, `${method}-sliced-2`), parallelism: 2 });
+      expect(two.fingerprint).toBe(one.fingerprint);
+      expect(await read(two.dir, method)).toEqual(await read(one.dir, method));
+      expect(one.summary.protocol.slices).toBe(3);
+    }
+  });
+
   it('runs a baseline without a target', async () => {
     const res = await score(train, { ...quick, out: path.join(tmp, 'loss'), method: 'loss' });
     expect(res.summary.columns).toEqual(['loss']);
