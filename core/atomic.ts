@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { OutputError, restateOutputError } from './errors.js';
 import { isWithin } from './paths.js';
 
@@ -209,9 +209,45 @@ export async function writeDirAtomic<T>(
 
 /** Writes one file atomically (temp file + rename). */
 export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
-  const tmp = path.join(path.dirname(file), `${TEMP_PREFIX}${path.basename(file)}-${randomBytes(4).toString('hex')}`);
-  await fsp.writeFile(tmp, data);
-  await fsp.rename(tmp, file);
+  const dir = path.dirname(file);
+  const prefix = `${TEMP_PREFIX}${path.basename(file)}-`;
+  await removeAbandonedFileTemps(dir, prefix);
+  const tmp = fileTempName(file);
+  try {
+    await fsp.writeFile(tmp, data);
+    await fsp.rename(tmp, file);
+  } catch (err) {
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** This host in the names of single-file temporaries: a short hash, so names stay short. */
+const HOST_TAG = createHash('sha256').update(os.hostname()).digest('hex').slice(0, 6);
+
+/** A temporary sibling of `file` for writer `pid` on this host: `.tmp-<name>-<host>-<pid>-<random>`. */
+export function fileTempName(file: string, pid = process.pid): string {
+  return path.join(path.dirname(file), `${TEMP_PREFIX}${path.basename(file)}-${HOST_TAG}-${pid}-${randomBytes(4).toString('hex')}`);
+}
+
+/**
+ * Removes the temporaries of one file (`<prefix><host>-<pid>-<random>`) whose writer
+ * was killed before its rename: written on this host by a process that is gone.
+ * Those of live writers and of other hosts stay.
+ */
+async function removeAbandonedFileTemps(dir: string, prefix: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await fsp.readdir(dir);
+  } catch {
+    return; // the write itself reports a missing folder
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const m = /^([0-9a-f]{6})-(\d+)-[0-9a-f]{8}$/.exec(name.slice(prefix.length));
+    if (!m || m[1] !== HOST_TAG || pidAlive(Number(m[2]))) continue;
+    await fsp.rm(path.join(dir, name), { force: true }).catch(() => undefined);
+  }
 }
 
 async function fsyncDir(dir: string): Promise<void> {
