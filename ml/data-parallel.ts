@@ -19,9 +19,9 @@ import * as tf from '@tensorflow/tfjs';
 import { InternalError } from '../core/errors.js';
 import type { Examples } from '../data/batch.js';
 import type { BackendRequest } from './backend.js';
-import { rebuildError, workerScript } from './pool.js';
+import { rebuildError, workerScript, type DataRef, type SerializedError } from './threads.js';
 import { TrainingDivergedError, createTrainer, trainConfigSchema, type TrainConfig, type Trainer } from './train.js';
-import type { DataRef, SerializedError, WorkerInit } from './worker.js';
+import type { WorkerInit } from './worker.js';
 
 /** Coordinator → replica. */
 export type ReplicaRequest =
@@ -175,11 +175,13 @@ function expect<T extends ReplicaReply['type']>(reply: ReplicaReply, type: T): E
 export async function trainDataParallel(config: TrainConfig, train: DataRef, opts: DataParallelOptions): Promise<DataParallelResult> {
   const { slices } = trainConfigSchema.parse(config);
   const threads = Math.max(1, Math.min(Math.floor(opts.threads), slices));
-  const replicas = Array.from({ length: threads }, () => new ReplicaThread(opts.backend ?? 'auto'));
+  const replicas: ReplicaThread[] = [];
   const onAbort = () => void Promise.all(replicas.map((r) => r.close()));
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     opts.signal?.throwIfAborted();
+    // One by one inside the try: a thread that fails to start leaves none running.
+    for (let w = 0; w < threads; w++) replicas.push(new ReplicaThread(opts.backend ?? 'auto'));
     // Slice s belongs to thread s mod threads.
     const ready = await Promise.all(replicas.map((r, w) => r.call({
       type: 'dp-init', config, train, weights: opts.weights, weightsFrom: opts.weightsFrom,

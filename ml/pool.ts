@@ -14,45 +14,14 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import {
-  ConfigError, DataError, ExitCode, InternalError, IoError, MetacurateError, MissingInputError, OutputError, UsageError,
-} from '../core/errors.js';
+import { InternalError } from '../core/errors.js';
 import type { BackendRequest } from './backend.js';
 import { pluginModuleUrls } from './scores/index.js';
-import { TrainingDivergedError } from './train.js';
-import type { Job, JobResult, SerializedError, WorkerInit, WorkerMessage } from './worker.js';
+import { rebuildError, workerScript } from './threads.js';
+import type { Job, JobResult, WorkerInit, WorkerMessage } from './worker.js';
 
-export type { DataRef, DecodeJob, DecodeJobResult, DistillJob, DistillJobResult, EvaluateJob, EvaluateJobResult, Job, JobResult, ScoreJob, ScoreJobResult, TrainJob, TrainJobResult } from './worker.js';
-
-/**
- * The compiled worker script. Under vitest this module is the .ts source, and
- * worker threads cannot run TypeScript: use the build output in the package's dist/.
- */
-export function workerScript(): URL {
-  const here = import.meta.url;
-  return here.endsWith('.ts') ? new URL('../dist/ml/worker.js', here) : new URL('./worker.js', here);
-}
-
-/** Rebuilds a worker's error on this thread: same message, same class (hence exit code). */
-export function rebuildError(e: SerializedError): Error {
-  let err: Error;
-  if (e.diverged) err = new TrainingDivergedError(e.diverged.step, e.diverged.lr, e.diverged.detail);
-  else {
-    const byCode: Record<number, new (m: string) => MetacurateError> = {
-      [ExitCode.usage]: UsageError,
-      [ExitCode.dataError]: DataError,
-      [ExitCode.noInput]: MissingInputError,
-      [ExitCode.cannotCreate]: OutputError,
-      [ExitCode.io]: IoError,
-      [ExitCode.config]: ConfigError,
-    };
-    const Cls = byCode[e.exitCode];
-    err = Cls ? new Cls(e.message) : new InternalError(`in a worker thread: ${e.message}`);
-    if (Cls) err.name = e.name;
-  }
-  if (e.stack) err.stack = `${err.name}: ${err.message}\n    --- in a worker thread ---\n${e.stack.split('\n').slice(1).join('\n')}`;
-  return err;
-}
+export type { DataRef } from './threads.js';
+export type { DecodeJob, DecodeJobResult, DistillJob, DistillJobResult, EvaluateJob, EvaluateJobResult, Job, JobResult, ScoreJob, ScoreJobResult, TrainJob, TrainJobResult } from './worker.js';
 
 export interface PoolOptions {
   /** Worker threads at most (default: os.availableParallelism()). */

@@ -15,9 +15,10 @@ import { InternalError, IoError, UsageError } from '../core/errors.js';
 import { sha256Hex } from '../core/hash.js';
 import { CODE_VERSION } from '../core/version.js';
 import type { BackendRequest } from './backend.js';
-import { WorkerPool, rebuildError, type JobRunner, type RunJobsOptions } from './pool.js';
+import { WorkerPool, type JobRunner, type RunJobsOptions } from './pool.js';
 import { pluginModuleUrls } from './scores/index.js';
-import { serializeError, type Job, type JobResult, type SerializedError } from './worker.js';
+import { rebuildError, serializeError, type SerializedError } from './threads.js';
+import type { Job, JobResult } from './worker.js';
 
 /** The queue's default name: coordinators and workers must use the same one. */
 export const QUEUE_NAME = 'metacurate';

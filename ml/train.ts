@@ -17,7 +17,7 @@ import { makeOptimizer, optimizerSpecSchema, type Optimizer } from './optim.js';
 import { makeSchedule, scheduleSpecSchema } from './schedule.js';
 import { perExampleCrossEntropy } from './ops.js';
 import type { BackendRequest } from './backend.js';
-import type { DataRef } from './worker.js';
+import type { DataRef } from './threads.js';
 
 export const trainConfigSchema = z.object({
   model: modelSpecSchema,
@@ -164,6 +164,12 @@ function checkTrainable(train: Examples, weights: Float32Array | undefined): voi
 export function createTrainer(cfg: TrainConfig, train: Examples, opts: TrainerOptions = {}): Trainer {
   const config = trainConfigSchema.parse(cfg);
   checkTrainable(train, opts.weights);
+  if (config.slices > 1 && config.model.kind === 'convnet' && config.model.norm === 'batch') {
+    throw new UsageError(`slices (${config.slices}) with batch norm would normalise each slice with its own rows' statistics: another model, not the same one on more threads`, {
+      hint: 'Use instance norm (the default) or no slices',
+    });
+  }
+  if (opts.spread && opts.weights) throw new UsageError('a trainer with example weights cannot spread its runs over threads');
   const n = train.ids.length;
   const [H, W, C] = train.shape;
   const K = train.numClasses;

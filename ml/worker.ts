@@ -8,7 +8,6 @@
  * or { type: 'error', id, error: SerializedError }.
  */
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { ExitCode, MetacurateError, exitCodeOf } from '../core/errors.js';
 import { loadExamples, subsetExamples, type Examples } from '../data/batch.js';
 import { decodeItem, type DecodableItem, type DecodedItem, type ItemDecoding } from '../data/items.js';
 import * as tf from '@tensorflow/tfjs';
@@ -20,15 +19,8 @@ import { initBackend, type BackendInfo, type BackendRequest } from './backend.js
 import { EVAL_BATCH_SIZE, evaluateModel } from './evaluate.js';
 import { computeScores, loadScorerPlugin, type ExtraColumn, type ScoreSettings } from './scores/index.js';
 import { rateRange, trainRater, type NamedWeights, type RateRange, type RaterArch, type RaterTrainSettings } from './rater/index.js';
-import { TrainingDivergedError, createTrainer, type TrainConfig } from './train.js';
-
-/** A dataset by reference: its directory, optional sidecars, optional row subset. */
-export interface DataRef {
-  dir: string;
-  sidecars?: string[];
-  /** Rows to keep (in this order); all rows when absent. */
-  indices?: Int32Array;
-}
+import { serializeError, type DataRef, type SerializedError } from './threads.js';
+import { createTrainer, type TrainConfig } from './train.js';
 
 /** Train a fresh model on `train`, report accuracy and loss on `test`. */
 export interface EvaluateJob {
@@ -128,6 +120,8 @@ export interface EvaluateJobResult {
   numTrain: number;
   numTest: number;
   steps: number;
+  /** Threads the training used: more than 1 when its batch slices were spread (ml/data-parallel.ts). */
+  threads: number;
   seconds: number;
   backend: string;
 }
@@ -168,15 +162,6 @@ export type JobResult<J extends Job> = J extends EvaluateJob ? EvaluateJobResult
   : J extends RateJob ? RateJobResult : J extends TrainRaterJob ? TrainRaterJobResult : J extends DecodeJob ? DecodeJobResult
   : J extends DistillJob ? DistillJobResult : TrainJobResult;
 
-export interface SerializedError {
-  name: string;
-  message: string;
-  exitCode: number;
-  stack?: string;
-  /** TrainingDivergedError's fields, to rebuild it on the main thread. */
-  diverged?: { step: number; lr: number; detail: string };
-}
-
 export type WorkerMessage =
   | { type: 'progress'; id: number; done: number; total: number }
   | { type: 'result'; id: number; result: unknown }
@@ -186,19 +171,6 @@ export interface WorkerInit {
   backend: BackendRequest;
   /** Plug-in modules (file URLs) to import before the first job, so their score methods exist here too. */
   plugins?: string[];
-}
-
-export function serializeError(err: unknown): SerializedError {
-  const e = err instanceof Error ? err : new Error(String(err));
-  const own = (err as { exitCode?: unknown })?.exitCode;
-  const exitCode = err instanceof MetacurateError ? err.exitCode : typeof own === 'number' ? own : exitCodeOf(err);
-  return {
-    name: e.name,
-    message: e.message,
-    exitCode: exitCode ?? ExitCode.internal,
-    stack: e.stack,
-    diverged: err instanceof TrainingDivergedError ? { step: err.step, lr: err.lr, detail: err.detail } : undefined,
-  };
 }
 
 const cache = new Map<string, Promise<Examples>>();
@@ -247,17 +219,17 @@ async function trainFresh(job: EvaluateJob | TrainJob, train: Examples, request:
   if ((job.threads ?? 1) > 1 && trainer.config.slices > 1) {
     const r = await trainDataParallel(job.config, job.train, { threads: job.threads!, backend: request, onStep });
     const params = r.params.map((p, i) => tf.tensor(p, r.shapes[i]));
-    return { trainer, params, losses: r.losses };
+    return { trainer, params, losses: r.losses, threads: r.threads };
   }
   const { params, losses } = await trainer.run({ onStep });
-  return { trainer, params, losses };
+  return { trainer, params, losses, threads: 1 };
 }
 
 const JOB_KINDS: { [K in Job['kind']]: JobKind<JobOfKind<K>> } = {
   evaluate: {
     async run(job, { tf, request, onProgress }) {
       const train = await loadRef(job.train);
-      const { trainer, params, losses } = await trainFresh(job, train, request, onProgress);
+      const { trainer, params, losses, threads } = await trainFresh(job, train, request, onProgress);
       try {
         const test = await loadRef(job.test);
         const r = evaluateModel(trainer.model, params, test, job.evalBatchSize ?? EVAL_BATCH_SIZE);
@@ -272,6 +244,7 @@ const JOB_KINDS: { [K in Job['kind']]: JobKind<JobOfKind<K>> } = {
           numTrain: train.ids.length,
           numTest: test.ids.length,
           steps: trainer.steps,
+          threads,
         };
       } finally {
         tf.dispose(params);

@@ -32,7 +32,7 @@ import type { TrainConfig } from '../ml/train.js';
 import type { StageContext } from './context.js';
 import { defineStage, one } from './define.js';
 import { checkCompatible, checkLabelled, describeDataset, type DataInfo, backendOption } from './inputs.js';
-import { modelChoice, optimizerChoice, slicesOption } from './training.js';
+import { modelChoice, optimizerChoice, slicesField, slicesOption } from './training.js';
 
 export const EVALUATE_VERSION = '1';
 /** The report written into `out`. */
@@ -131,6 +131,8 @@ export interface ArmReport extends ClassBreakdown {
   loss: SeedStats;
   /** Training loss over the last epoch, per seed. */
   trainLoss: number[];
+  /** Threads one run used, when its batch slices were spread over more than one (--slices). */
+  threads?: number;
   seconds: number;
 }
 
@@ -138,6 +140,8 @@ export interface EvaluateReport extends ClassBreakdown {
   /** Test accuracy of models trained on the evaluated set. */
   accuracy: SeedStats;
   loss: SeedStats;
+  /** Threads one model's training used, when its batch slices were spread (--slices). */
+  threads?: number;
   /** Class names (the test set's), in label order: the rows and columns of perClass and confusion. */
   classes: string[];
   numTrain: number;
@@ -299,9 +303,9 @@ export function presetOf(o: Pick<Parsed, 'preset' | 'backend'>): PresetName {
 
 /** Options that change the result: not where it is written, nor how many threads. */
 function canonicalOptions(o: Parsed): Record<string, unknown> {
-  const { out: _out, overwrite: _ow, parallelism: _p, test: _t, fullTrain: _f, fullBaseline, ...rest } = o;
+  const { out: _out, overwrite: _ow, parallelism: _p, test: _t, fullTrain: _f, fullBaseline, slices, ...rest } = o;
   // The preset as resolved (keys are sorted when hashed: the same fingerprint as when 'fast' was the default).
-  const resolved = { ...rest, preset: presetOf(o) };
+  const resolved = { ...rest, ...slicesField(slices), preset: presetOf(o) };
   // Joins the fingerprint only when off, so evaluations made before the option existed stay current.
   return fullBaseline ? resolved : { ...resolved, fullBaseline };
 }
@@ -368,7 +372,7 @@ async function runEvaluation(ctx: StageContext, d: Described, o: Parsed, fingerp
         train: ref(seed),
         test: dataRef(test),
         config: {
-          model, optimizer, schedule, epochs, batchSize, seed, ...(maxSteps !== undefined ? { maxSteps } : {}), ...(o.slices !== undefined ? { slices: o.slices } : {}),
+          model, optimizer, schedule, epochs, batchSize, seed, ...(maxSteps !== undefined ? { maxSteps } : {}), ...slicesField(o.slices),
         } satisfies TrainConfig,
         evalBatchSize: o.evalBatchSize,
       })),
@@ -427,6 +431,7 @@ async function runEvaluation(ctx: StageContext, d: Described, o: Parsed, fingerp
   const armReports = arms.map((arm) => {
     const rs = results.slice(offset, offset + arm.jobs.length);
     offset += arm.jobs.length;
+    const threads = Math.max(...rs.map((r) => r.threads ?? 1));
     const report: ArmReport = {
       numTrain: arm.numTrain,
       epochs: arm.epochs,
@@ -434,6 +439,7 @@ async function runEvaluation(ctx: StageContext, d: Described, o: Parsed, fingerp
       accuracy: stats(rs.map((r) => r.accuracy)),
       loss: stats(rs.map((r) => r.loss)),
       trainLoss: rs.map((r) => r.trainLoss),
+      ...(threads > 1 ? { threads } : {}),
       seconds: rs.reduce((a, r) => a + r.seconds, 0),
       ...classBreakdown(rs.map((r) => r.confusion), test.numClasses),
     };
@@ -447,6 +453,7 @@ async function runEvaluation(ctx: StageContext, d: Described, o: Parsed, fingerp
   return {
     accuracy: main.accuracy,
     loss: main.loss,
+    ...(main.threads ? { threads: main.threads } : {}),
     classes: Array.from({ length: test.numClasses }, (_, c) => names[c] ?? String(c)),
     perClass: main.perClass,
     confusion: main.confusion,
@@ -465,7 +472,7 @@ async function runEvaluation(ctx: StageContext, d: Described, o: Parsed, fingerp
       optimizer,
       schedule,
       batchSize,
-      ...(o.slices !== undefined ? { slices: o.slices } : {}),
+      ...slicesField(o.slices),
       seeds,
       evalBatchSize: o.evalBatchSize,
       backend: results[0]?.backend ?? o.backend,

@@ -20,7 +20,7 @@ import { defineStage, one, parentOf } from './define.js';
 import { detection, plantedKinds } from './planted.js';
 import type { StageContext, StageResult } from './context.js';
 import { backendOption, checkCompatible, checkLabelled, describeDataset, type DataInfo } from './inputs.js';
-import { REPLAY_DEFAULTS, replayOptions, slicesOption, trainChoicesFor, trainConfigOf, trainingOptions } from './training.js';
+import { REPLAY_DEFAULTS, replayOptions, slicesField, slicesOption, trainChoicesFor, trainConfigOf, trainingOptions } from './training.js';
 
 export const SCORE_VERSION = '2';
 /** Below this split-half Spearman an ensemble's ranking is mostly seed noise: the stage warns. */
@@ -131,11 +131,12 @@ function combineOf(o: Parsed): 'mean' | 'rank' {
 
 /** Options that change the scores: not where they go, nor how many threads. */
 function canonicalOptions(o: Parsed): Record<string, unknown> {
-  const { out: _o, overwrite: _w, parallelism: _p, target: _t, backend: _b, combine: _c, ...rest } = o;
+  const { out: _o, overwrite: _w, parallelism: _p, target: _t, backend: _b, combine: _c, slices, ...rest } = o;
   const scorer = getScorer(o.method);
   const version = scorer.version;
   return {
     ...rest,
+    ...slicesField(slices),
     // Resolved, as the option's default used to be: outputs made before keep their fingerprints.
     schedule: o.schedule ?? scorer.trainDefaults.schedule ?? { kind: 'constant' },
     seeds: seedList(o.method, o.seed, o.seeds).length,

@@ -47,6 +47,11 @@ export function trainingOptions(what: string) {
 export const slicesOption = positiveInt.optional().describe('cut each batch into this many slices whose gradients add up in order; '
   + 'threads left over by the seeds then share one model\'s training. Results depend on the slice count, never on the thread count (default 1: whole batches)');
 
+/** The slices as a config or fingerprint field: absent when unset or 1 (whole batches either way). */
+export function slicesField(slices: number | undefined): { slices?: number } {
+  return slices !== undefined && slices > 1 ? { slices } : {};
+}
+
 /** REPLAY's options (metagradients): they change memory and time, `k` also the float rounding. */
 export function replayOptions(what: string) {
   return {
@@ -84,7 +89,7 @@ export function trainConfigOf(o: TrainChoices, seed: number): TrainConfig {
   const model = typeof o.model === 'string' ? MODEL_DEFAULTS[o.model] : o.model;
   const base = typeof o.optimizer === 'string' ? OPTIMIZER_DEFAULTS[o.optimizer] : o.optimizer;
   const optimizer = o.lr !== undefined ? { ...base, lr: o.lr } : base;
-  return { model, optimizer, schedule: o.schedule, epochs: o.epochs, batchSize: o.batchSize, seed, ...(o.slices !== undefined ? { slices: o.slices } : {}) };
+  return { model, optimizer, schedule: o.schedule, epochs: o.epochs, batchSize: o.batchSize, seed, ...slicesField(o.slices) };
 }
 
 export { scheduleSpecSchema };

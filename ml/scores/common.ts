@@ -31,6 +31,8 @@ export const BASELINE_TRAIN_DEFAULTS: TrainDefaults = {
 /** Progress, cancellation and yielding to the event loop during long loops. */
 export class Work {
   done = 0;
+  /** Threads the run's training used (more than 1 when its batch slices were spread, ml/data-parallel.ts). */
+  threads = 1;
   private lastYield = Date.now();
   constructor(
     public total: number,
@@ -152,8 +154,15 @@ export interface TrainHooks {
 export async function trainTo(trainer: Trainer, stop: number, work: Work, hooks: TrainHooks = {}): Promise<tf.Tensor[]> {
   if (trainer.spread && trainer.config.slices > 1 && stop > 0 && !hooks.beforeStep && !hooks.at) {
     const { train, threads, backend } = trainer.spread;
-    const r = await trainDataParallel(trainer.config, train, { threads, backend, stop, onStep: () => void work.advanceTo(work.done + 1) });
-    return r.params.map((p, i) => tf.tensor(p, r.shapes[i]));
+    try {
+      const r = await trainDataParallel(trainer.config, train, { threads, backend, stop, onStep: () => void work.advanceTo(work.done + 1) });
+      work.threads = r.threads;
+      return r.params.map((p, i) => tf.tensor(p, r.shapes[i]));
+    } catch (err) {
+      // Reported as the loop below reports it (which checks the parameters, not each loss), whatever the thread count.
+      if (err instanceof TrainingDivergedError) throw new TrainingDivergedError(stop - 1, trainer.lr(stop - 1), 'the parameters are not finite');
+      throw err;
+    }
   }
   const P = trainer.numParams;
   let state = trainer.initState();

@@ -126,7 +126,8 @@ export async function computeScores(
       hint: 'Training was unstable: lower the learning rate (--lr) or use fewer epochs',
     });
   }
-  return { scores: orient(scorer, raw), raw, columns, details: { ...details, seed: trainer.config.seed, seconds: (performance.now() - started) / 1000 } };
+  const threads = work.threads > 1 ? { threads: work.threads } : {};
+  return { scores: orient(scorer, raw), raw, columns, details: { ...details, seed: trainer.config.seed, ...threads, seconds: (performance.now() - started) / 1000 } };
 }
 
 /** The seeds a run averages: `seeds` of them (default the method's), from `first`. */

@@ -26,7 +26,10 @@ describe('writeFileAtomic', () => {
     const deadPid = spawnSync(process.execPath, ['-e', '']).pid!;
     const dead = fileTempName(file, deadPid);
     const live = fileTempName(file, process.pid);
-    const otherHost = path.join(dir, `.tmp-report.html-zzzzzz-${deadPid}-0123abcd`);
+    // The same name with another host's tag: that writer's process may be alive there.
+    const ours = path.basename(fileTempName(file, deadPid));
+    const tag = ours.slice('.tmp-report.html-'.length, '.tmp-report.html-'.length + 6);
+    const otherHost = path.join(dir, ours.replace(`-${tag}-`, `-${tag === 'aaaaaa' ? 'bbbbbb' : 'aaaaaa'}-`));
     const otherFile = fileTempName(path.join(dir, 'report.md'), deadPid);
     for (const f of [dead, live, otherHost, otherFile]) await fsp.writeFile(f, 'partial');
     await writeFileAtomic(file, '<html>');

@@ -91,6 +91,13 @@ describe('data-parallel training', () => {
     expect((dpErr as TrainingDivergedError).step).toBe((err as TrainingDivergedError).step);
   });
 
+  it('refuses slices with batch norm (each slice would normalise on its own rows) and a spread trainer with example weights', () => {
+    expect(() => createTrainer(config({ kind: 'convnet', width: 4, depth: 1, norm: 'batch' }, 2), train)).toThrow(/batch norm/);
+    expect(() => createTrainer(config({ kind: 'convnet', width: 4, depth: 1, norm: 'batch' }, 1), train)).not.toThrow();
+    const spread = { train: { dir }, threads: 2, backend: 'wasm' as const };
+    expect(() => createTrainer(config(mlp, 2), train, { spread, weights: new Float32Array(train.ids.length) })).toThrow(/example weights/);
+  });
+
   it('fails with the data error a replica meets, and stops when aborted', async () => {
     await expect(trainDataParallel(config(mlp, 2), { dir: `${dir}-missing` }, { threads: 2, backend: 'wasm' })).rejects.toMatchObject({ exitCode: ExitCode.noInput });
     const ctl = new AbortController();

@@ -136,7 +136,13 @@ describe('evaluate: other inputs and errors', () => {
     expect(two.loss).toEqual(one.loss);
     expect(two.fingerprint).toBe(one.fingerprint);
     expect(one.config.slices).toBe(2);
-    expect((await evaluateStage.prepare([train], { ...opts, slices: undefined })).fingerprint).not.toBe(one.fingerprint);
+    // The second run's training went through the two threads; the first ran its slices in one.
+    expect(two.threads).toBe(2);
+    expect(one.threads).toBeUndefined();
+    const unsliced = (await evaluateStage.prepare([train], { ...opts, slices: undefined })).fingerprint;
+    expect(unsliced).not.toBe(one.fingerprint);
+    // One slice is whole batches: the same run as no slices.
+    expect((await evaluateStage.prepare([train], { ...opts, slices: 1 })).fingerprint).toBe(unsliced);
   });
 
   it('refuses a test set with another class count or pixel shape, naming both', async () => {

@@ -110,7 +110,16 @@ describe('score stage', () => {
       expect(two.fingerprint).toBe(one.fingerprint);
       expect(await read(two.dir, method)).toEqual(await read(one.dir, method));
       expect(one.summary.protocol.slices).toBe(3);
+      // The two-thread run's training went through the threads.
+      expect(two.summary.details[0].threads).toBe(2);
+      expect(one.summary.details[0].threads).toBeUndefined();
     }
+    // A diverging run fails alike on one thread and on two.
+    const diverging = { ...quick, method: 'loss', seeds: 1, slices: 2, lr: 1e12, optimizer: { kind: 'sgd' as const, lr: 1e12, momentum: 0.9 } };
+    const errs = await Promise.all([1, 2].map((p) => score(train, { ...diverging, out: path.join(tmp, `diverging-${p}`), parallelism: p }).catch((e: unknown) => e)));
+    for (const e of errs) expect(e).toBeInstanceOf(TrainingDivergedError);
+    expect((errs[1] as TrainingDivergedError).step).toBe((errs[0] as TrainingDivergedError).step);
+    expect((errs[1] as Error).message).toBe((errs[0] as Error).message);
   });
 
   it('runs a baseline without a target', async () => {
