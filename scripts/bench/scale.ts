@@ -8,6 +8,9 @@
  *   loss     score --method loss, 1 epoch (trains on every row, then a scoring pass)
  *   select   topk by loss, half the pool (two streaming passes)
  *   rate     a saved rater (trained once on the sample) rates every row
+ *   evaluate one model (the fast preset's MLP, one seed, 1 epoch, no baselines)
+ *            trained on the whole pool and tested on the sample (not in the
+ *            default list)
  *   metagrad score --method metagrad, one run of 1 epoch against the sample as
  *            the target (not in the default list: it costs about 5 times the
  *            loss run); its REPLAY plan (steps, depth, stored states) is printed
@@ -30,7 +33,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../.
 const BUILTIN = path.join(root, 'data', 'builtin', 'fashion-mnist');
 const work = path.join(root, '.bench', 'scale');
 const STAGES = ['ingest', 'loss', 'select', 'rate'] as const;
-type StageName = (typeof STAGES)[number] | 'metagrad';
+type StageName = (typeof STAGES)[number] | 'metagrad' | 'evaluate';
 
 interface Measured {
   stage: StageName;
@@ -89,6 +92,9 @@ async function child(stage: StageName, rows: number): Promise<void> {
   } else if (stage === 'select') {
     const { select } = await import('../../stages/select/index.js');
     await select(pool, { scores: [outDir('loss', rows)], strategy: 'topk', by: 'loss', budget: 0.5, out: outDir(stage, rows), overwrite: true });
+  } else if (stage === 'evaluate') {
+    const { evaluate } = await import('../../stages/evaluate.js');
+    await evaluate(pool, { preset: 'fast', seeds: 1, epochs: 1, baselines: false, test: path.join(work, 'sample'), out: outDir(stage, rows), overwrite: true });
   } else if (stage === 'metagrad') {
     const { score } = await import('../../stages/score.js');
     const r = await score(pool, { method: 'metagrad', seeds: 1, epochs: 1, target: path.join(work, 'sample'), out: outDir(stage, rows), overwrite: true });
