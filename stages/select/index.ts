@@ -21,6 +21,7 @@ import { z } from 'zod';
 import { DataError, UsageError } from '../../core/errors.js';
 import { sha256Hex } from '../../core/hash.js';
 import { Rng } from '../../core/rng.js';
+import type { IdList } from '../../data/id-list.js';
 import type { ColumnSpec, ParentRef } from '../../data/format.js';
 import { checkScoreColumn, openDataset, readCuration, type Dataset } from '../../data/reader.js';
 import { BACKEND_REQUESTS } from '../../ml/backend.js';
@@ -341,11 +342,11 @@ function makeSelectStage(hooks: Record<string, unknown>) {
  * before it are the ones the existing selection holds (they must be: their
  * scores are unchanged); the output keeps those and gains these.
  */
-async function newRowsOnly(out: string, kept: Uint32Array, from: number, ids: string[]): Promise<Uint32Array> {
+async function newRowsOnly(out: string, kept: Uint32Array, from: number, ids: IdList): Promise<Uint32Array> {
   const before = tableFromIPC(await fsp.readFile(path.join(out, SELECTION_FILE))).getChild('id')!.toArray() as string[];
   const split = kept.findIndex((i) => i >= from);
   const old = split < 0 ? kept : kept.subarray(0, split);
-  if (old.length !== before.length || old.some((i, j) => ids[i] !== before[j])) {
+  if (old.length !== before.length || old.some((i, j) => ids.get(i) !== before[j])) {
     throw new DataError(`the rows selected among the first ${from} differ from those the existing selection kept`, {
       file: out,
       hint: 'Their scores changed although the inputs only grew; rerun select with --overwrite',

@@ -7,6 +7,7 @@ import { RecordBatch, Struct, Table, makeData, tableToIPC } from 'apache-arrow';
 import { DataError } from '../../core/errors.js';
 import { columnData, numericValues } from '../../data/columns.js';
 import { makeSchema, type ColumnSpec } from '../../data/format.js';
+import { IdList } from '../../data/id-list.js';
 import { openDataset, ownerOf, type Dataset } from '../../data/reader.js';
 import type { DatasetWriter } from '../../data/writer.js';
 import type { StageContext } from '../context.js';
@@ -16,7 +17,7 @@ import type { Selection } from './types.js';
 export const LABEL_KINDS: ReadonlySet<string> = new Set(['classLabel', 'int64', 'int32']);
 
 export interface Loaded {
-  ids: string[];
+  ids: IdList;
   /** Score columns by name. */
   columns: Record<string, Float64Array>;
   labels?: Int32Array;
@@ -24,7 +25,7 @@ export interface Loaded {
 
 /** Pass 1: ids, the named score columns and labels, block by block (sidecar ids are checked by the reader). */
 export async function loadColumns(ctx: StageContext, ds: Dataset, n: number, names: string[]): Promise<Loaded> {
-  const ids: string[] = new Array(n);
+  const ids = new IdList(n);
   const columns: Record<string, Float64Array> = Object.fromEntries(names.map((c) => [c, new Float64Array(n)]));
   const labelSpec = ds.column('label');
   const labels = labelSpec && LABEL_KINDS.has(labelSpec.kind) ? new Int32Array(n) : undefined;
@@ -34,8 +35,9 @@ export async function loadColumns(ctx: StageContext, ds: Dataset, n: number, nam
     for await (const b of ds.blocks()) {
       ctx.signal?.throwIfAborted();
       if (b.offset + b.length > n) throw new DataError(`the dataset has more rows than its metadata records (${n})`, { file: ds.dir, hint: 'Re-create the dataset' });
+      if (b.offset !== rows) throw new DataError(`block at row ${b.offset} after ${rows} rows`, { file: ds.dir, hint: 'Re-create the dataset' });
       const idv = b.column('id');
-      for (let i = 0; i < b.length; i++) ids[b.offset + i] = String(idv.get(i));
+      ids.push(Array.from({ length: b.length }, (_, i) => String(idv.get(i))));
       for (const name of names) {
         const v = b.column(name);
         const values = numericValues(v);
@@ -54,7 +56,7 @@ export async function loadColumns(ctx: StageContext, ds: Dataset, n: number, nam
   return { ids, columns, labels };
 }
 
-function checkFinite(ds: Dataset, by: string, scores: Float64Array, ids: string[]): void {
+function checkFinite(ds: Dataset, by: string, scores: Float64Array, ids: IdList): void {
   let first = -1;
   let count = 0;
   for (let i = 0; i < scores.length; i++) {
@@ -64,7 +66,7 @@ function checkFinite(ds: Dataset, by: string, scores: Float64Array, ids: string[
     }
   }
   if (first >= 0) {
-    throw new DataError(`score "${by}" is NaN or missing for id "${ids[first]}" and ${count - 1} more of ${scores.length} rows`, {
+    throw new DataError(`score "${by}" is NaN or missing for id "${ids.get(first)}" and ${count - 1} more of ${scores.length} rows`, {
       file: ownerOf(ds, by).dir,
       row: first,
       hint: 'Rerun the score stage (NaN scores usually mean its training diverged: lower the learning rate), or select --by another column',
@@ -72,10 +74,10 @@ function checkFinite(ds: Dataset, by: string, scores: Float64Array, ids: string[
   }
 }
 
-export function checkLabels(ds: Dataset, labels: Int32Array, ids: string[]): void {
+export function checkLabels(ds: Dataset, labels: Int32Array, ids: IdList): void {
   for (let i = 0; i < labels.length; i++) {
     if (labels[i] < 0) {
-      throw new DataError(`label ${labels[i]} of id "${ids[i]}" is negative`, { file: ds.dir, row: i, hint: 'Selection by class needs class indices 0…C−1; re-ingest the dataset' });
+      throw new DataError(`label ${labels[i]} of id "${ids.get(i)}" is negative`, { file: ds.dir, row: i, hint: 'Selection by class needs class indices 0…C−1; re-ingest the dataset' });
     }
   }
 }
@@ -105,10 +107,10 @@ export function reorder(selection: Selection, order: Uint32Array): Selection {
 }
 
 /** selection.arrow: one Arrow IPC stream, readable by pyarrow.ipc.open_stream / Polars read_ipc_stream. */
-export function selectionBytes(ids: string[], selection: Selection): Uint8Array {
+export function selectionBytes(ids: IdList, selection: Selection): Uint8Array {
   const { indices, weights } = selection;
   const values: Record<string, ArrayLike<unknown>> = {
-    id: Array.from(indices, (i) => ids[i]),
+    id: Array.from(indices, (i) => ids.get(i)),
     index: indices,
     weight: weights ?? new Float32Array(indices.length).fill(1),
   };
@@ -181,7 +183,7 @@ export async function writeKept(
   writer: DatasetWriter,
   columns: ColumnSpec[],
   order: Uint32Array,
-  ids: string[],
+  ids: IdList,
   extra?: { name: string; values: Float64Array },
   /** Rows per pass out of order (default: from ORDER_WINDOW_BYTES and the shards' bytes per row). */
   windowRows?: number,
@@ -216,7 +218,7 @@ async function readRows(
   parent: Dataset,
   columns: ColumnSpec[],
   wanted: Uint32Array,
-  ids: string[],
+  ids: IdList,
   extra: { name: string; values: Float64Array } | undefined,
   writer: DatasetWriter | undefined,
   progress: { tick(n: number): void },
@@ -233,8 +235,8 @@ async function readRows(
     const start = j;
     for (; j < wanted.length && wanted[j] < end; j++) {
       const row = read(wanted[j] - b.offset);
-      if (row.id !== ids[wanted[j]]) {
-        throw new DataError(`row ${wanted[j]} has id "${row.id}" now but had "${ids[wanted[j]]}" when the selection was made`, {
+      if (row.id !== ids.get(wanted[j])) {
+        throw new DataError(`row ${wanted[j]} has id "${row.id}" now but had "${ids.get(wanted[j])}" when the selection was made`, {
           file: parent.dir,
           hint: 'The dataset changed while select was reading it; rerun select',
         });

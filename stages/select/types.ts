@@ -7,6 +7,7 @@
  */
 import type { z } from 'zod';
 import type { Rng } from '../../core/rng.js';
+import type { IdList } from '../../data/id-list.js';
 import type { Dataset } from '../../data/reader.js';
 import type { ParentRef } from '../../data/format.js';
 import type { StageContext } from '../context.js';
@@ -33,7 +34,8 @@ export interface DecideInput {
   /** The pool: its directory, columns and class names. */
   dataset: Dataset;
   n: number;
-  ids: string[];
+  /** The pool's row ids (compact: `ids.get(i)`). */
+  ids: IdList;
   /** The `by` column, when the strategy takes one and it was given (higher = keep). */
   scores?: Float64Array;
   /** Integer labels, when the dataset has them. */

@@ -2,6 +2,7 @@
 // data/writer.ts: every strategy, budgets, the output rows and selection.arrow,
 // determinism, MGD against a synthetic metagradient with a known optimum, and the
 // errors for bad input.
+import { IdList } from '../../data/id-list.js';
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -153,7 +154,8 @@ describe('--order score', () => {
   it('stays right when the rows go out in several windows (one pass over the parent each)', async () => {
     const scores = Float64Array.from(metagradScores);
     const order = scoreOrder(Uint32Array.from({ length: N }, (_, i) => i).filter((i) => i % 3 !== 0), scores);
-    const ids = Array.from({ length: N }, (_, i) => idOf(i));
+    const ids = new IdList(N);
+    ids.push(Array.from({ length: N }, (_, i) => idOf(i)));
     const columns: ColumnSpec[] = (await openDataset(parent)).ownColumns;
     const dir = fresh('windows');
     const writer = await DatasetWriter.create(dir, { columns, pixelShape: SHAPE, meta: { stage: 'test', stageVersion: '1', options: {}, parents: [] } });
