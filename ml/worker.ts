@@ -13,6 +13,7 @@ import { decodeItem, type DecodableItem, type DecodedItem, type ItemDecoding } f
 import * as tf from '@tensorflow/tfjs';
 import { Replica, isReplicaRequest, trainDataParallel, type ReplicaReply, type ReplicaRequest } from './data-parallel.js';
 import { createDistiller, makeRealSet, type MethodSettings } from './distill/index.js';
+import { isFeedRequest, serveFeatureFeed, type FeedRequest } from './distill/feature-feed.js';
 import { lastLossOf, runDistillLoop } from './distill/run.js';
 import { openDataset } from '../data/reader.js';
 import { initBackend, type BackendInfo, type BackendRequest } from './backend.js';
@@ -343,7 +344,17 @@ if (!isMainThread && parentPort && (workerData as { metacurateWorker?: WorkerIni
   const init = (workerData as { metacurateWorker: WorkerInit }).metacurateWorker;
   const plugins = Promise.all((init.plugins ?? []).map(loadScorerPlugin));
   let replica: Replica | undefined;
-  port.on('message', async (msg: { type: 'job'; id: number; job: Job } | ReplicaRequest) => {
+  port.on('message', async (msg: { type: 'job'; id: number; job: Job } | ReplicaRequest | FeedRequest) => {
+    if (isFeedRequest(msg)) {
+      // krr's feature thread (ml/distill/feature-feed.ts): it reports through the shared buffer.
+      await serveFeatureFeed(msg, async () => {
+        backend ??= initBackend(init.backend);
+        await backend;
+        const ex = await loadRef(msg.train);
+        return makeRealSet(ex.pixels, ex.shape, ex.labels!, msg.numClasses);
+      });
+      return;
+    }
     if (isReplicaRequest(msg)) {
       // A replica of a data-parallel run (ml/data-parallel.ts): requests come one at a time.
       try {

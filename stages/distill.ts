@@ -20,6 +20,7 @@
  * removed.
  */
 import { promises as fsp } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { stagingDir, writeDirAtomic } from '../core/atomic.js';
@@ -33,6 +34,7 @@ import { initBackend } from '../ml/backend.js';
 import { runJobs, type DistillJob, type DistillJobResult } from '../ml/pool.js';
 import { DistillDivergedError, makeRealSet, rowLength, toUint8, type RealSet, type SavedState } from '../ml/distill/common.js';
 import { createDistiller, DISTILL_METHODS, type DistillMethod, type MethodSettings } from '../ml/distill/index.js';
+import { startFeatureFeed } from '../ml/distill/feature-feed.js';
 import { lastLossOf, runDistillLoop } from '../ml/distill/run.js';
 import type { ModelSpec } from '../ml/models.js';
 import type { StageContext, StageResult } from './context.js';
@@ -70,6 +72,8 @@ export const distillOptions = z.object({
   hinvSteps: positiveInt.optional().describe('rcig: Adam steps of the H⁻¹ solve'),
   ridge: z.number().positive().optional().describe('ridge factor (krr: λ·mean diag K; rcig: λ·n·mean diag K)'),
   backend: backendOption,
+  parallelism: positiveInt.optional()
+    .describe('worker threads at most (default: all cores): restarts run side by side, and one krr run computes its real batches\' features on a second thread; does not change the results'),
   overwrite: z.boolean().default(false).describe('replace the output if it exists (a kept checkpoint is continued)'),
 }).strict();
 
@@ -152,6 +156,8 @@ export interface DistillSummary {
   skippedSteps: number;
   seconds: number;
   backend: string;
+  /** krr: the real batches' features came from a second thread (--parallelism ≥ 2); the same result either way. */
+  featureThread?: boolean;
   settings: MethodSettings;
   details: Record<string, number>;
   /** With --restarts: each restart's seed, final objective (on one fixed real batch; the lowest is kept), last loss and steps. */
@@ -258,8 +264,18 @@ async function runDistill(ctx: StageContext, plan: Planned<DistillPlan>, o: Pars
   const ckptDir = checkpointDirOf(o.out);
   const resumed = await readCheckpoint(ckptDir, train.ds.fingerprint, settings);
   if (resumed) ctx.log.info({ checkpoint: ckptDir, step: resumed.step }, `distill: resuming from step ${resumed.step}`);
-  const distiller = createDistiller(real, settings, resumed?.state);
   const startStep = resumed?.step ?? 0;
+  // krr's real-batch features do not depend on the synthetic set: a second thread computes them ahead.
+  const feed = settings.method === 'krr' && (o.parallelism ?? os.availableParallelism()) >= 2 && startStep < steps
+    ? startFeatureFeed(real, settings, { dir: train.dir }, startStep, steps, o.backend)
+    : undefined;
+  let distiller: ReturnType<typeof createDistiller>;
+  try {
+    distiller = createDistiller(real, settings, resumed?.state, feed);
+  } catch (err) {
+    await feed?.close();
+    throw err;
+  }
   const deadline = o.timeBudget !== undefined ? performance.now() + o.timeBudget * 1000 : Infinity;
   const progress = ctx.progress(`distill ${o.method}`, steps);
   progress.tick(startStep);
@@ -298,6 +314,7 @@ async function runDistill(ctx: StageContext, plan: Planned<DistillPlan>, o: Pars
       skippedSteps: skipped,
       seconds: (performance.now() - t0) / 1000,
       backend: backend.label,
+      ...(feed ? { featureThread: true } : {}),
       settings,
       details,
     };
@@ -308,6 +325,7 @@ async function runDistill(ctx: StageContext, plan: Planned<DistillPlan>, o: Pars
   } finally {
     progress.done();
     distiller.dispose();
+    await feed?.close();
   }
 }
 
@@ -330,7 +348,7 @@ async function runRestarts(ctx: StageContext, plan: Planned<DistillPlan>, o: Par
   let results: DistillJobResult[];
   try {
     results = await runJobs(jobs, {
-      runner: ctx.jobRunner, backend: o.backend, signal: ctx.signal,
+      runner: ctx.jobRunner, backend: o.backend, signal: ctx.signal, size: o.parallelism,
       onProgress: (i, d) => {
         progress.tick(d - done[i]);
         done[i] = d;

@@ -212,6 +212,8 @@ export interface StepReport {
 
 /** A running distillation: one step at a time, savable at any step boundary. */
 export interface Distiller {
+  /** Waits for what step t needs from other threads (krr's feature feed); absent when nothing does. */
+  prepare?(t: number): Promise<void>;
   step(t: number): StepReport;
   save(): SavedState;
   /**

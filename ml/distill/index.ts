@@ -5,6 +5,7 @@
  */
 import type { RealSet, SavedState, Distiller } from './common.js';
 import { createDmDistiller, type DmSettings } from './dm.js';
+import type { FeatureFeed } from './feature-feed.js';
 import { createKrrDistiller, type KrrSettings } from './krr.js';
 import { createRcigDistiller, type RcigSettings } from './rcig.js';
 
@@ -16,10 +17,10 @@ export type MethodSettings =
   | ({ method: 'dm' } & DmSettings)
   | ({ method: 'rcig' } & RcigSettings);
 
-/** A distiller for `settings.method`, fresh or continuing from a saved state. */
-export function createDistiller(real: RealSet, settings: MethodSettings, saved?: SavedState): Distiller {
+/** A distiller for `settings.method`, fresh or continuing from a saved state; krr may take its real-batch features from a feed. */
+export function createDistiller(real: RealSet, settings: MethodSettings, saved?: SavedState, feed?: FeatureFeed): Distiller {
   switch (settings.method) {
-    case 'krr': return createKrrDistiller(real, settings, saved);
+    case 'krr': return createKrrDistiller(real, settings, saved, feed);
     case 'dm': return createDmDistiller(real, settings, saved);
     case 'rcig': return createRcigDistiller(real, settings, saved);
   }

@@ -23,6 +23,7 @@ import {
   allFinite, clampPixels, DistillDivergedError, initialRows, loadTensor, oneHotRows, oneHotTargets,
   realBatch, sampleRows, saveTensor, softmaxRows, type Distiller, type RealSet, type SavedState, type StepReport,
 } from './common.js';
+import type { FeatureFeed } from './feature-feed.js';
 
 export interface KrrSettings {
   ipc: number;
@@ -45,7 +46,27 @@ export interface KrrSettings {
 
 const TEMP_LR = 0.03;
 
-export function createKrrDistiller(real: RealSet, s: KrrSettings, saved?: SavedState): Distiller {
+/** The nets of step t (new ones every `renewEvery` steps, from the seed): one home for krr and the feed. */
+export function krrNetsSeed(s: KrrSettings, t: number): { epoch: number; seed: number } {
+  const epoch = Math.floor(t / s.renewEvery);
+  return { epoch, seed: hashString(`${s.seed}/krr/nets/${epoch}`) };
+}
+
+/** The real rows of step t's batch. */
+export function krrBatchRows(real: RealSet, s: KrrSettings, t: number): Int32Array {
+  return sampleRows(real, Rng.derive(s.seed, `krr/batch/${t}`), s.batchSize);
+}
+
+/** Step t's real-batch features Φ(X_t) with `nets` (the caller disposes them). */
+export function krrRealFeatures(real: RealSet, s: KrrSettings, t: number, nets: readonly FeatureNet[]): tf.Tensor2D {
+  return tf.tidy(() => randomFeatures(nets, realBatch(real, krrBatchRows(real, s, t))));
+}
+
+/**
+ * A krr distiller; with `feed`, step t's real-batch features come from a worker
+ * thread (ml/distill/feature-feed.ts), the same values as computed here.
+ */
+export function createKrrDistiller(real: RealSet, s: KrrSettings, saved?: SavedState, feed?: FeatureFeed): Distiller {
   const k = real.numClasses;
   const { rows, classes } = initialRows(real, s.ipc, s.seed);
   const n = rows.length;
@@ -65,10 +86,10 @@ export function createKrrDistiller(real: RealSet, s: KrrSettings, saved?: SavedS
   let netsEpoch = -1;
 
   const netsFor = (t: number): FeatureNet[] => {
-    const epoch = Math.floor(t / s.renewEvery);
+    const { epoch, seed } = krrNetsSeed(s, t);
     if (epoch !== netsEpoch) {
       disposeNets(nets);
-      nets = randomFeatureNets(s.net, { inputShape: real.shape, numClasses: k }, s.nets, hashString(`${s.seed}/krr/nets/${epoch}`));
+      nets = randomFeatureNets(s.net, { inputShape: real.shape, numClasses: k }, s.nets, seed);
       netsEpoch = epoch;
     }
     return nets;
@@ -90,9 +111,13 @@ export function createKrrDistiller(real: RealSet, s: KrrSettings, saved?: SavedS
   };
 
   return {
+    ...(feed ? { prepare: (t: number) => feed.ready(t) } : {}),
+
     step(t: number): StepReport {
       const fnets = netsFor(t);
-      const { phiT, targets } = batchFor(Rng.derive(s.seed, `krr/batch/${t}`), fnets);
+      const rows = krrBatchRows(real, s, t);
+      const phiT = feed ? feed.take(t) : krrRealFeatures(real, s, t, fnets);
+      const targets = oneHotTargets(real, rows);
       try {
         const learned = trainable();
         // The temperature is a parameter of the cross-entropy only (tfjs refuses gradients for unused inputs).

@@ -46,6 +46,7 @@ export async function runDistillLoop(distiller: Distiller, o: DistillLoopOptions
       stoppedBy = 'time-budget';
       break;
     }
+    await distiller.prepare?.(t);
     const r = distiller.step(t);
     t++;
     if (r.skipped) {

@@ -8,10 +8,13 @@ import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { DataError, UsageError } from '../../core/errors.js';
+import { DataError, ExitCode, UsageError } from '../../core/errors.js';
 import { fixedListValues, numericValues } from '../../data/columns.js';
 import { openDataset } from '../../data/reader.js';
-import { checkpointDirOf, CONTACT_SHEET_FILE, distill, distillStage, type DistillOptions } from '../../stages/distill.js';
+import { checkpointDirOf, CONTACT_SHEET_FILE, distill, distillStage, resolveSettings, type DistillOptions } from '../../stages/distill.js';
+import { makeRealSet } from '../../ml/distill/common.js';
+import { startFeatureFeed } from '../../ml/distill/feature-feed.js';
+import type { MethodSettings } from '../../ml/distill/index.js';
 import { localJobs } from '../../ml/pool.js';
 import { quietContext, type StageContext } from '../../stages/context.js';
 import { writeToySet } from '../helpers/toy.js';
@@ -103,6 +106,29 @@ describe('distill stage', () => {
       expect(b.pixels).toEqual(a.pixels);
       expect(b.soft).toEqual(a.soft);
       expect(existsSync(checkpointDirOf(parts))).toBe(false);
+    }
+  });
+
+  it('krr with its real-batch features from a second thread writes what one thread writes, and reports the thread\'s failure', async () => {
+    assertBuilt();
+    const train = await writeToySet(tmp(), 'train-feed', 30, 5);
+    const base: DistillOptions = { ...FAST, method: 'krr', ipc: 2, steps: 5, backend: 'wasm', out: '' };
+    const one = await distill(train, { ...base, out: path.join(tmp(), 'feed-1'), parallelism: 1 });
+    const two = await distill(train, { ...base, out: path.join(tmp(), 'feed-2'), parallelism: 2 });
+    expect(two.fingerprint).toBe(one.fingerprint);
+    expect(two.summary.featureThread).toBe(true);
+    expect(one.summary.featureThread).toBeUndefined();
+    const [a, b] = [await readOutput(one.dir), await readOutput(two.dir)];
+    expect(b.pixels).toEqual(a.pixels);
+    expect(b.soft).toEqual(a.soft);
+    // A feed whose thread cannot load the data: the distilling thread gets that error, not a hang.
+    const real = makeRealSet(new Uint8Array(30 * 36).fill(7), [6, 6, 1], Int32Array.from({ length: 30 }, (_, i) => i % 3), 3);
+    const settings = resolveSettings(distillStage.options.parse({ ...base, out: 'x' })) as Extract<MethodSettings, { method: 'krr' }>;
+    const feed = startFeatureFeed(real, settings, { dir: path.join(tmp(), 'no-such-dataset') }, 0, 5, 'wasm');
+    try {
+      await expect(feed.ready(0)).rejects.toMatchObject({ exitCode: ExitCode.noInput });
+    } finally {
+      await feed.close();
     }
   });
 
