@@ -5,6 +5,8 @@
  * string of its ids back to back plus a 4-byte offset per row, so an 8-character
  * id takes about 12 bytes. Reading an id back makes a short string.
  */
+import { lastAtMost } from '../core/search.js';
+
 export class IdList {
   /** The ids of each block, concatenated. */
   private readonly blocks: string[] = [];
@@ -40,14 +42,7 @@ export class IdList {
   /** The id of row i. */
   get(i: number): string {
     if (!(i >= 0 && i < this.filled)) throw new RangeError(`row ${i} is outside the ${this.filled} ids read`);
-    // The last block starting at or before row i.
-    let lo = 0;
-    let hi = this.blocks.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (this.blockStarts[mid] <= i) lo = mid;
-      else hi = mid - 1;
-    }
+    const lo = lastAtMost(this.blockStarts, this.blocks.length, i);
     const text = this.blocks[lo];
     const blockEnd = lo + 1 < this.blocks.length ? this.blockStarts[lo + 1] : this.filled;
     const end = i + 1 < blockEnd ? this.starts[i + 1] : text.length;

@@ -14,6 +14,7 @@
 import fs from 'node:fs';
 import { Message, MessageHeader, Type, type DataType, type Field } from 'apache-arrow';
 import { DataError, UsageError } from '../core/errors.js';
+import { lastAtMost } from '../core/search.js';
 import { bytesFromText } from '../core/units.js';
 
 /** Where a dataset's pixels are read from. */
@@ -157,16 +158,9 @@ export class ShardPixels {
     return this.index ? this.index[i] : i;
   }
 
-  /** The record batch holding dataset row `r` (binary search). */
+  /** The record batch holding dataset row `r` (batchStart ends with the row count, hence length − 1). */
   private batchOf(r: number): number {
-    let lo = 0;
-    let hi = this.batchStart.length - 2;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (this.batchStart[mid] <= r) lo = mid;
-      else hi = mid - 1;
-    }
-    return lo;
+    return lastAtMost(this.batchStart, this.batchStart.length - 1, r);
   }
 
   /** Copies rows `idx` into `out` (idx.length × rowLength), one read per run of adjacent rows. */
