@@ -37,6 +37,7 @@ export { initBackend, type BackendName, type BackendRequest } from './ml/backend
 export { makeModel, type Model, type ModelSpec } from './ml/models.js';
 export { createTrainer, TrainingDivergedError, type Trainer, type TrainConfig } from './ml/train.js';
 export { metagradient, metasmoothness, meanCrossEntropyTarget, replayPlan, type MetagradResult, type TargetLoss } from './ml/metagrad.js';
+export { trainDataParallel, type DataParallelOptions, type DataParallelResult } from './ml/data-parallel.js';
 export { runJobs, localJobs, type JobRunner, type RunJobsOptions } from './ml/pool.js';
 export { queueJobs, serveQueue, type QueueRunnerOptions, type QueueWorkerOptions } from './ml/queue.js';
 export {

@@ -49,11 +49,12 @@ describe('data-parallel training', () => {
   const mlp: ModelSpec = { kind: 'mlp', hidden: [12] };
   const convnet: ModelSpec = { kind: 'convnet', width: 4, depth: 1, norm: 'instance' };
 
-  it('gives the one-thread parameters and losses bit for bit, for 1, 2 and 3 threads (MLP, with example weights)', async () => {
+  it('gives the one-thread parameters and losses bit for bit, for 1 and 2 threads (MLP, with example weights)', async () => {
     const weights = Float32Array.from({ length: train.ids.length }, (_, i) => (i % 5) / 2);
     const cfg = config(mlp, 3);
     const ref = await inProcess(cfg, weights);
-    for (const threads of [1, 2, 3]) {
+    // 3 slices on 2 threads: one thread owns two of them.
+    for (const threads of [1, 2]) {
       const dp = await trainDataParallel(cfg, { dir }, { threads, backend: 'wasm', weights, weightsFrom: 3 });
       expect(dp.threads).toBe(threads);
       expect(dp.losses).toEqual(ref.losses);
