@@ -32,6 +32,7 @@ import { initBackend, type BackendRequest } from '../../ml/backend.js';
 import { meanCrossEntropyTarget, metagradient } from '../../ml/metagrad.js';
 import { createTrainer, trainConfigSchema, type TrainConfig } from '../../ml/train.js';
 import { quietContext, type StageContext } from '../context.js';
+import { slicesField } from '../training.js';
 import type { MetagradFn } from './mgd.js';
 
 /** Bumped when the engine's definition of dφ/dc changes (it is part of the key). */
@@ -56,7 +57,8 @@ export function mgdEngineKey(targetFingerprint: string, s: Pick<MgdEngineSetting
   return computeFingerprint({
     stage: 'mgd-engine',
     stageVersion: MGD_ENGINE_VERSION,
-    options: { train: trainConfigSchema.parse(s.train), k: s.k },
+    // slices 1 is whole batches, as when unset: keep the keys made before slices existed.
+    options: { train: { ...trainConfigSchema.parse(s.train), slices: undefined, ...slicesField(s.train.slices) }, k: s.k },
     parents: [targetFingerprint],
   });
 }
