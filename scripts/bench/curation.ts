@@ -4,11 +4,12 @@
  * labels, and a shifted pool (half of it off-domain with correct labels, the
  * in-domain half with 30% flipped labels)?
  *
- *   npm run build && node dist/scripts/bench/curation.js --protocol dev|final [--src DIR] [--arms clean,noisy,shifted] [--report-only]
+ *   npm run build && node dist/scripts/bench/curation.js --protocol dev|final [--src DIR] [--arms clean,noisy,shifted] [--methods curate,...] [--report-only]
  *
  * Everything runs as pipelines built in code, so a step is skipped when its
  * output is current: a stopped run resumes, and --report-only rebuilds the
- * tables from what has finished.
+ * tables from what has finished. --methods limits the selections run to those
+ * named (random always runs): a changed recipe reruns only its own cells.
  *
  * Protocol, fixed before any result of this version was seen:
  * 1. Data (scripts/bench/common.ts, curationData): full Fashion-MNIST. `dev`:
@@ -30,8 +31,13 @@
  *      agnostic        curate without the target: label issues dropped (level issues)
  *      metagrad-ccs    CCS by the metagrad ensemble
  *      curate          the default recipe (select --strategy curate --target: level auto)
+ *      curate-flags    the same with the flagged rows themselves as the label issues
+ *                      (--issue-rank none): the recipe before issues were ranked by AUM
  *      rater-prune     prune by the rater's ratings, the drop chosen on the target (--drop auto)
  *      mgd             MGD at 50% (noisy and shifted arms), 10 rounds, from a random start
+ *    Ranking label issues by AUM (curate's --issue-rank) was adopted by a rule
+ *    fixed before its dev run: keep it as the default if curate's mean over the
+ *    12 dev cells is not below curate-flags'; then run final once.
  * 4. Evaluation: evaluate stage, preset fast (MLP 256, Adam, ~500 steps, epochs by
  *    size), 3 seeds, each selection and each arm's whole pool.
  * 5. Output: accuracy tables (mean ± std, Δ vs random), detection AUROC per score
@@ -43,7 +49,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { exitCodeOf, MissingInputError } from '../../core/errors.js';
+import { exitCodeOf, MissingInputError, UsageError } from '../../core/errors.js';
 import { spearman } from '../../core/metrics.js';
 import { openDataset, readCuration, readStrings } from '../../data/reader.js';
 import { writeDataset } from '../../data/writer.js';
@@ -62,9 +68,9 @@ const SEEDS = 3;
 const MGD = { budget: 0.5, rounds: 10 };
 const SECOND_ENSEMBLE_SEED = 1000;
 
-const METHODS = ['random', 'oracle', 'loss-prune', 'aum-ccs', 'agnostic', 'metagrad-ccs', 'curate', 'rater-prune', 'mgd'] as const;
+const METHODS = ['random', 'oracle', 'loss-prune', 'aum-ccs', 'agnostic', 'metagrad-ccs', 'curate', 'curate-flags', 'rater-prune', 'mgd'] as const;
 type Method = (typeof METHODS)[number];
-const TARGET_AWARE: ReadonlySet<Method> = new Set(['metagrad-ccs', 'curate', 'rater-prune', 'mgd']);
+const TARGET_AWARE: ReadonlySet<Method> = new Set(['metagrad-ccs', 'curate', 'curate-flags', 'rater-prune', 'mgd']);
 
 const pct = (b: number) => String(Math.round(b * 100));
 const ref = (id: string) => `\${${id}}`;
@@ -83,6 +89,7 @@ function selection(arm: CurationArm, m: Method, b: number, target: string): Pipe
     case 'agnostic': return { id, stage: 'select', inputs: [pool, ...sc('aum', 'confident')], options: { strategy: 'curate', level: 'issues', rank: 'aum', helpful: 'none', budget: b } };
     case 'metagrad-ccs': return { id, stage: 'select', inputs: [pool, ...sc('metagrad')], options: { strategy: 'ccs', by: 'metagrad', budget: b } };
     case 'curate': return { id, stage: 'select', inputs: { dataset: pool, scores: sc('metagrad', 'confident', 'aum'), target }, options: { strategy: 'curate', budget: b } };
+    case 'curate-flags': return { id, stage: 'select', inputs: { dataset: pool, scores: sc('metagrad', 'confident', 'aum'), target }, options: { strategy: 'curate', issueRank: 'none', budget: b } };
     case 'rater-prune': return { id, stage: 'select', inputs: { dataset: pool, scores: sc('rater'), target }, options: { strategy: 'prune', by: 'rating', drop: 'auto', budget: b } };
     case 'mgd':
       return arm === 'clean' || b !== MGD.budget ? undefined : { id, stage: 'select', inputs: { dataset: pool, target }, options: { strategy: 'mgd', budget: b, rounds: MGD.rounds } };
@@ -93,7 +100,7 @@ function selection(arm: CurationArm, m: Method, b: number, target: string): Pipe
 const POOLS = {} as Record<CurationArm, string>;
 const ORACLES = {} as Record<CurationArm, string>;
 
-function steps(arms: CurationArm[], target: string, test: string): PipelineStep[] {
+function steps(arms: CurationArm[], methods: ReadonlySet<Method>, target: string, test: string): PipelineStep[] {
   const out: PipelineStep[] = [];
   const evals: PipelineStep[] = [];
   const late: PipelineStep[] = [];
@@ -106,6 +113,7 @@ function steps(arms: CurationArm[], target: string, test: string): PipelineStep[
     evals.push(evalOf(`${arm}.full`, pool));
     for (const b of BUDGETS) {
       for (const m of METHODS) {
+        if (m !== 'random' && !methods.has(m)) continue;
         const sel = selection(arm, m, b, target);
         if (!sel) continue;
         (m === 'mgd' ? late : out).push(sel);
@@ -148,7 +156,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       protocol: { type: 'string', default: 'dev' }, src: { type: 'string' }, arms: { type: 'string', default: 'clean,noisy,shifted' },
-      'report-only': { type: 'boolean', default: false }, out: { type: 'string' },
+      methods: { type: 'string', default: METHODS.join(',') }, 'report-only': { type: 'boolean', default: false }, out: { type: 'string' },
     },
   });
   const protocol = values.protocol as CurationProtocol;
@@ -156,6 +164,9 @@ async function main(): Promise<void> {
   const src = findFashionMnist(fashionMnistCandidates(root, values.src), ['train', 'test']);
   if (!src) throw new MissingInputError('the full Fashion-MNIST is not here', { hint: 'Run scripts/fetch-fashion-mnist first' });
   const arms = values.arms!.split(',') as CurationArm[];
+  const methods = new Set(values.methods!.split(',') as Method[]);
+  const unknown = [...methods].filter((m) => !METHODS.includes(m));
+  if (unknown.length) throw new UsageError(`--methods: unknown ${unknown.join(', ')}; the methods are ${METHODS.join(', ')}`);
   const work = path.resolve(root, '.bench', `curation-${protocol}`);
   const runDir = path.join(work, 'run');
   const ctx = benchContext();
@@ -165,7 +176,7 @@ async function main(): Promise<void> {
     ORACLES[arm] = path.join(work, `oracle-${arm}`);
     if (arm !== 'clean') await writeOracle(data.arms[arm], ORACLES[arm]);
   }
-  const plan = steps(arms, data.target, data.evalTest);
+  const plan = steps(arms, methods, data.target, data.evalTest);
   if (!values['report-only']) {
     await runPipeline(parsePipelineConfig({ version: 1, name: `curation-${protocol}`, workdir: runDir, seed: 0, stages: plan }, { baseDir: root }), { ctx });
   }

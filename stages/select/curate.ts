@@ -1,7 +1,10 @@
 /**
  * curate, the recommended strategy: the recipe of docs/curation.md in one
  * selection. Signals against a row, from scores the pool already has:
- * - a label issue (--issues, confident learning's `confident_issue` ≥ 0.5);
+ * - a label issue: confident learning's flags (--issues, `confident_issue`)
+ *   say how many rows of each class carry a wrong label, and the rows dropped
+ *   are that many of the class's lowest by a label-quality score (--issue-rank,
+ *   `aum` when the pool has it; else the flagged rows themselves);
  * - harm to the target (--helpful, `metagrad_helpful`: the share of the
  *   metagradient ensemble's runs in which upweighting the row lowered the target
  *   loss) — in no run ('strict'), or in fewer than half ('harmful').
@@ -31,7 +34,7 @@ import { bestOf, needTarget, scoreOnTarget, targetPlan } from './validate.js';
 export const CURATE_LEVELS = ['none', 'issues', 'strict', 'harmful'] as const;
 export type CurateLevel = (typeof CURATE_LEVELS)[number];
 export const CURATE_DEFAULTS = {
-  by: 'aum', rank: 'metagrad', issues: 'confident_issue', helpful: 'metagrad_helpful', bins: 10, spread: 'uniform',
+  by: 'aum', rank: 'metagrad', issues: 'confident_issue', issueRank: 'aum', helpful: 'metagrad_helpful', bins: 10, spread: 'uniform',
 } as const;
 
 const NONE = 'none';
@@ -43,6 +46,33 @@ function spreadOf(o: SelectOptions): string {
 function columnOption(o: SelectOptions, key: 'issues' | 'helpful' | 'rank'): string | undefined {
   const v = (o[key] as string | undefined) ?? CURATE_DEFAULTS[key];
   return v === NONE ? undefined : v;
+}
+
+/** The column that ranks label-issue candidates: the one asked for, else aum when the pool has it (`has`). */
+function issueRankOf(o: SelectOptions, has: (column: string) => boolean): string | undefined {
+  if (columnOption(o, 'issues') === undefined) return undefined;
+  const v = o.issueRank as string | undefined;
+  if (v !== undefined) return v === NONE ? undefined : v;
+  return has(CURATE_DEFAULTS.issueRank) ? CURATE_DEFAULTS.issueRank : undefined;
+}
+
+/**
+ * Confident learning's prune by noise rate: the flags say how many rows of each
+ * class carry a wrong label; the rows marked are that many of the class's
+ * lowest by `quality`. A margin score ranks label errors better than the flags'
+ * per-class thresholds pick them, so the same count catches more of them.
+ */
+export function rankedIssues(flagged: Float64Array, quality: Float64Array, labels: Int32Array): Float64Array {
+  const count = classSizes(labels).map(() => 0);
+  for (let i = 0; i < flagged.length; i++) if (flagged[i] >= 0.5) count[labels[i]]++;
+  const out = new Float64Array(flagged.length);
+  for (const i of rankByScore(quality, false)) {
+    if (count[labels[i]] > 0) {
+      out[i] = 1;
+      count[labels[i]]--;
+    }
+  }
+  return out;
 }
 
 /** Class quotas ∝ the pool's class sizes, capped by the rows each class has left, leftovers to classes with room. */
@@ -79,8 +109,18 @@ interface Drawn {
   counts: { label_issues: number; harmful: number; passed: number; filled_from_dropped: number };
 }
 
+interface CurateColumns {
+  by: Float64Array;
+  /** Orders dropped rows harmful to the target when the budget needs some back. */
+  order: Float64Array;
+  /** Orders dropped label issues the same way (label quality when ranked, else `order`). */
+  issueOrder: Float64Array;
+  flagged?: Float64Array;
+  helps?: Float64Array;
+}
+
 /** The selection of one level (see the top of the file). */
-function draw(input: DecideInput, level: CurateLevel, cols: { by: Float64Array; order: Float64Array; flagged?: Float64Array; helps?: Float64Array }): Drawn {
+function draw(input: DecideInput, level: CurateLevel, cols: CurateColumns): Drawn {
   const { n, labels, options: o } = input;
   const k = input.budget!;
   const tier = tiers(n, level, cols.flagged, cols.helps);
@@ -97,9 +137,9 @@ function draw(input: DecideInput, level: CurateLevel, cols: { by: Float64Array; 
       ? Array.from(rankByScore(Float64Array.from(rows, (i) => cols.by[i]), true).subarray(0, quotas[c]), (j) => rows[j])
       : coverageSample(rows, cols.by, quotas[c], bins, rng)));
   } else {
-    // Everything that passed, then the least bad of the rest: harmful before flagged, best by rank first.
-    const rest = Array.from(rankByScore(cols.order, true)).filter((i) => tier[i] !== 0).sort((a, b) => tier[a] - tier[b]);
-    kept = [...ok.flat(), ...rest.slice(0, k - passed)];
+    // Everything that passed, then the least bad of the rest: harmful before label issues, best first.
+    const dropped = (t: number, by: Float64Array) => Array.from(rankByScore(by, true)).filter((i) => tier[i] === t);
+    kept = [...ok.flat(), ...dropped(1, cols.order), ...dropped(2, cols.issueOrder)].slice(0, k);
   }
   const count = (t: number) => tier.reduce((a, v) => a + (v === t ? 1 : 0), 0);
   return { indices: ascending(kept), counts: { label_issues: count(2), harmful: count(1), passed, filled_from_dropped: Math.max(0, k - passed) } };
@@ -113,6 +153,8 @@ export const curateStrategy: Strategy = {
       .describe('curate: which rows are dropped — auto (chosen on the target set; the default with --target), none, issues, strict or harmful (the default without a target)'),
     issues: z.string().min(1).optional()
       .describe(`curate: the label-issue flag column, 1 = flagged (default ${CURATE_DEFAULTS.issues}; "${NONE}" to skip)`),
+    issueRank: z.string().min(1).optional()
+      .describe(`curate: a label-quality score (higher = cleaner); each class drops as many of its lowest rows by it as --issues flags there (default ${CURATE_DEFAULTS.issueRank} when the pool has it; "${NONE}": the flagged rows themselves)`),
     helpful: z.string().min(1).optional()
       .describe(`curate: the column of how often a row helped the target, in [0, 1] (default ${CURATE_DEFAULTS.helpful}; "${NONE}" to skip)`),
     rank: z.string().min(1).optional()
@@ -126,11 +168,16 @@ export const curateStrategy: Strategy = {
   seeded: true,
   needsLabels: true,
   needsTarget: true,
-  columns: (o) => [...(spreadOf(o) !== 'uniform' ? [o.by ?? CURATE_DEFAULTS.by] : []), ...[columnOption(o, 'rank'), columnOption(o, 'issues'), columnOption(o, 'helpful')].filter((c): c is string => c !== undefined)],
+  columns: (o, ds) => [
+    ...(spreadOf(o) !== 'uniform' ? [o.by ?? CURATE_DEFAULTS.by] : []),
+    ...[columnOption(o, 'rank'), columnOption(o, 'issues'), columnOption(o, 'helpful'), issueRankOf(o, (c) => ds.column(c) !== undefined)].filter((c): c is string => c !== undefined),
+  ],
   canonical: (o) => ({
     level: o.level ?? (o.target === undefined ? 'harmful' : 'auto'),
     rank: columnOption(o, 'rank') ?? NONE,
     issues: columnOption(o, 'issues') ?? NONE,
+    // 'auto': aum when the pool has it (the pool's columns are in the fingerprint through its sidecars).
+    ...(columnOption(o, 'issues') !== undefined ? { issueRank: (o.issueRank as string | undefined) ?? 'auto' } : {}),
     helpful: columnOption(o, 'helpful') ?? NONE,
     spread: spreadOf(o),
     ...(spreadOf(o) !== 'uniform' ? { by: o.by ?? CURATE_DEFAULTS.by } : {}),
@@ -151,17 +198,28 @@ export const curateStrategy: Strategy = {
     const rankName = columnOption(o, 'rank');
     const order = rankName ? columns[rankName] : undefined;
     const by = columns[o.by ?? CURATE_DEFAULTS.by] ?? order ?? new Float64Array(input.n);
-    const cols = { by, order: order ?? by, flagged: issues ? columns[issues] : undefined, helps: helpful ? columns[helpful] : undefined };
-    for (const [name, v] of [[issues, cols.flagged], [helpful, cols.helps]] as const) {
+    const flagged = issues ? columns[issues] : undefined;
+    const helps = helpful ? columns[helpful] : undefined;
+    for (const [name, v] of [[issues, flagged], [helpful, helps]] as const) {
       if (name && v && v.some((x) => x < 0 || x > 1)) {
         throw new DataError(`column "${name}" holds values outside [0, 1]; curate reads it as a share`, { file: dataset.dir, hint: 'Pick the flag column a score method wrote (e.g. confident_issue, metagrad_helpful)' });
       }
     }
+    const issueRank = issueRankOf(o, (c) => columns[c] !== undefined);
+    const quality = issueRank ? columns[issueRank] : undefined;
+    const cols: CurateColumns = {
+      by,
+      order: order ?? by,
+      issueOrder: quality ?? order ?? by,
+      flagged: flagged && quality ? rankedIssues(flagged, quality, input.labels!) : flagged,
+      helps,
+    };
+    const ranked = { issues_ranked_by: issues ? issueRank ?? 'flags' : NONE };
     const target = input.plan as DataInfo | undefined;
     if (!target) {
       const level = ((o.level as CurateLevel | undefined) ?? 'harmful');
       const d = draw(input, level, cols);
-      return { selection: { indices: d.indices }, budget: input.budget!, summary: { curate: { level, ...d.counts } } };
+      return { selection: { indices: d.indices }, budget: input.budget!, summary: { curate: { level, ...ranked, ...d.counts } } };
     }
     const candidates = CURATE_LEVELS.map((level) => draw(input, level, cols));
     const scores = await scoreOnTarget(input, target, candidates.map((c) => c.indices));
@@ -174,6 +232,7 @@ export const curateStrategy: Strategy = {
       summary: {
         curate: {
           level: CURATE_LEVELS[best],
+          ...ranked,
           target_accuracy: Object.fromEntries(CURATE_LEVELS.map((l, j) => [l, scores[j]])),
           ...candidates[best].counts,
         },

@@ -15,7 +15,7 @@ import { openDataset } from '../../data/reader.js';
 import { writeDataset } from '../../data/writer.js';
 import { select } from '../../stages/select/index.js';
 import { betaFor, coverageSample, evenSplit } from '../../stages/select/ccs.js';
-import { classQuotas } from '../../stages/select/curate.js';
+import { classQuotas, rankedIssues } from '../../stages/select/curate.js';
 import { cli } from '../pipeline/helpers.js';
 
 const N = 200;
@@ -27,6 +27,8 @@ const labelOf = (i: number) => i % K;
 /** Rows 0..29 flagged as label issues, rows 30..69 harmful to the target, the rest fine. */
 const issue = (i: number) => (i < 30 ? 1 : 0);
 const helpful = (i: number) => (i >= 30 && i < 70 ? 0.2 : 0.9);
+/** A label-quality score whose lowest rows are 100..129, not the flagged ones (same count per class). */
+const margin = (i: number) => (i >= 100 && i < 130 ? -1 : i / N);
 /** A score crowded at the top (most rows near 1), a few spread below. */
 const score = (i: number) => (i % 10 === 0 ? i / N : 0.95 + (i % 7) / 200);
 
@@ -40,8 +42,8 @@ beforeAll(async () => {
     meta: { stage: 'ingest', stageVersion: '1', options: {}, parents: [] },
   })).fingerprint;
   scores = path.join(tmp, 'scores');
-  const cols: ColumnSpec[] = ['id', 'metagrad', 'metagrad_helpful', 'confident_issue'].map((name) => ({ name, kind: name === 'id' ? 'string' : 'float32' }) as ColumnSpec);
-  await writeDataset(scores, Array.from({ length: N }, (_, i) => ({ id: `r${i}`, metagrad: score(i), metagrad_helpful: helpful(i), confident_issue: issue(i) })), {
+  const cols: ColumnSpec[] = ['id', 'metagrad', 'metagrad_helpful', 'confident_issue', 'margin'].map((name) => ({ name, kind: name === 'id' ? 'string' : 'float32' }) as ColumnSpec);
+  await writeDataset(scores, Array.from({ length: N }, (_, i) => ({ id: `r${i}`, metagrad: score(i), metagrad_helpful: helpful(i), confident_issue: issue(i), margin: margin(i) })), {
     columns: cols, meta: { stage: 'score', stageVersion: '1', options: {}, parents: [{ fingerprint: fp }], sidecarOf: fp },
   });
 });
@@ -104,7 +106,22 @@ describe('curate', () => {
     expect(rows.length).toBe(80);
     expect(rows.every((i) => i >= 70)).toBe(true);
     expect([0, 1, 2, 3].map((c) => rows.filter((i) => labelOf(i) === c).length)).toEqual([20, 20, 20, 20]);
-    expect(r.summary.curate).toEqual({ level: 'harmful', label_issues: 30, harmful: 40, passed: 130, filled_from_dropped: 0 });
+    expect(r.summary.curate).toEqual({ level: 'harmful', issues_ranked_by: 'flags', label_issues: 30, harmful: 40, passed: 130, filled_from_dropped: 0 });
+  });
+
+  it('with --issue-rank drops, per class, as many of the lowest rows by it as are flagged there', async () => {
+    const labels = Int32Array.from({ length: N }, (_, i) => labelOf(i));
+    const flags = Float64Array.from({ length: N }, (_, i) => issue(i));
+    const marked = rankedIssues(flags, Float64Array.from({ length: N }, (_, i) => margin(i)), labels);
+    expect(Array.from(marked.keys()).filter((i) => marked[i] === 1)).toEqual(Array.from({ length: 30 }, (_, j) => 100 + j));
+    // Counts are per class: row 4, second lowest overall, is class 1's and its one flag went to row 5.
+    const skewed = rankedIssues(Float64Array.from([1, 1, 0, 0, 0, 1]), Float64Array.from([5, 4, 3, 2, 1, 0]), Int32Array.from([0, 0, 0, 0, 1, 1]));
+    expect(Array.from(skewed)).toEqual([0, 0, 1, 1, 0, 1]);
+    const r = await run({ budget: 0.4, level: 'issues', issueRank: 'margin' });
+    expect(r.summary.curate).toMatchObject({ issues_ranked_by: 'margin', label_issues: 30, passed: 170 });
+    const rows = await keptRows(r.dir);
+    expect(rows.filter((i) => i >= 100 && i < 130)).toEqual([]);
+    expect(rows.some((i) => i < 30)).toBe(true);
   });
 
   it('drops less at lower levels: issues keeps the harmful rows, none keeps every row eligible', async () => {
@@ -186,6 +203,8 @@ describe('choosing on the target (curate --level auto, prune --drop auto)', () =
     const c = r.summary.curate as { level: string; target_accuracy: Record<string, number> };
     expect(Object.keys(c.target_accuracy)).toEqual(['none', 'issues', 'strict', 'harmful']);
     expect(c.level).not.toBe('none');
+    // The pool has aum, so it ranks the label-issue candidates (all tied here: row order).
+    expect(r.summary.curate).toMatchObject({ issues_ranked_by: 'aum' });
     expect(c.target_accuracy[c.level]).toBeGreaterThan(c.target_accuracy.none);
     expect((await keptRows(r.dir)).every((i) => i >= 90)).toBe(true);
     const p = await select(toy, { out: out(), scores: [side], target, strategy: 'prune', by: 'metagrad', drop: 'auto', budget: 0.5 });
