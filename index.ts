@@ -14,6 +14,7 @@ export { openDataset, readCuration, Dataset, type Block, type OpenOptions, type 
 export { writeDataset, DatasetWriter, OutputDir, type WriterOptions, type WriteResult, type DatasetMeta } from './data/writer.js';
 export { fixedListValues, numericValues, type ImageValue } from './data/columns.js';
 export type { ColumnKind, ColumnSpec, CurationInfo, PixelShape, ShardRecord } from './data/format.js';
+export type { IdList } from './data/id-list.js';
 export {
   loadExamples, batchSchedule, gatherPixels, gatherTargets, gatherLabels, subsetExamples, type Examples,
 } from './data/batch.js';

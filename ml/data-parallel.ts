@@ -108,6 +108,8 @@ export interface DataParallelOptions {
   /** Run the first `stop` steps only (default: all), with the full run's learning-rate schedule. */
   stop?: number;
   onStep?: (t: number, loss: number) => void;
+  /** Stop at the first loss that is not finite (default true); false checks the final parameters only, as scoring's own loop does. */
+  checkLoss?: boolean;
   signal?: AbortSignal;
 }
 
@@ -207,7 +209,7 @@ export async function trainDataParallel(config: TrainConfig, train: DataRef, opt
         loss = Math.fround(loss + p.loss);
       }
       losses[t] = loss;
-      if (!Number.isFinite(loss)) throw new TrainingDivergedError(t, lrs[t], `the loss is ${loss}`);
+      if (opts.checkLoss !== false && !Number.isFinite(loss)) throw new TrainingDivergedError(t, lrs[t], `the loss is ${loss}`);
       opts.onStep?.(t, loss);
     }
     const done = expect(await replicas[0].call({ type: 'dp-finish', t: steps - 1 }), 'dp-params');

@@ -156,7 +156,7 @@ export interface JobRunner {
 /**
  * With fewer jobs than threads, training jobs whose config cuts batches into
  * slices get the spare threads for their slices (ml/data-parallel.ts): the same
- * results, sooner.
+ * results, sooner. The job's own thread then only coordinates its replicas.
  */
 export function withSpareThreads<J extends Job>(jobs: readonly J[], size: number): readonly J[] {
   const spare = Math.floor(size / jobs.length);

@@ -9,7 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { DataError, UsageError } from '../core/errors.js';
+import { DataError, InternalError, UsageError } from '../core/errors.js';
 import { batchSchedule, featureLength, gatherPixels, gatherTargets, type Examples } from '../data/batch.js';
 import { pixelRowCount } from '../data/pixel-rows.js';
 import { makeModel, modelSpecSchema, type Model } from './models.js';
@@ -169,7 +169,7 @@ export function createTrainer(cfg: TrainConfig, train: Examples, opts: TrainerOp
       hint: 'Use instance norm (the default) or no slices',
     });
   }
-  if (opts.spread && opts.weights) throw new UsageError('a trainer with example weights cannot spread its runs over threads');
+  if (opts.spread && opts.weights) throw new InternalError('a trainer with example weights cannot spread its runs over threads');
   const n = train.ids.length;
   const [H, W, C] = train.shape;
   const K = train.numClasses;
@@ -245,6 +245,7 @@ export function createTrainer(cfg: TrainConfig, train: Examples, opts: TrainerOp
   };
 
   const sliceGradient = (state: readonly tf.Tensor[], t: number, s: number, out: Float32Array): number | null => {
+    if (out.length !== paramSize) throw new InternalError(`a gradient buffer of ${out.length} values for ${paramSize} parameters`);
     const idx = batches[t];
     const [start, end] = sliceRange(idx.length, config.slices, s);
     if (end <= start) return null;
@@ -253,7 +254,6 @@ export function createTrainer(cfg: TrainConfig, train: Examples, opts: TrainerOp
     const { value, grads } = tf.tidy(() =>
       tf.valueAndGrads((...p: tf.Tensor[]) => lossOver(p, inputsOf(rows), weightsOf(rows, t), idx.length))(state.slice(0, numParams)));
     try {
-      if (out.length !== paramSize) throw new UsageError(`a gradient buffer of ${out.length} values for ${paramSize} parameters`);
       let offset = 0;
       for (const g of grads) {
         const v = g.dataSync() as Float32Array;
@@ -267,7 +267,7 @@ export function createTrainer(cfg: TrainConfig, train: Examples, opts: TrainerOp
   };
 
   const applyGradient = (state: readonly tf.Tensor[], grad: Float32Array, t: number): tf.Tensor[] => {
-    if (grad.length !== paramSize) throw new UsageError(`a gradient of ${grad.length} values for ${paramSize} parameters`);
+    if (grad.length !== paramSize) throw new InternalError(`a gradient of ${grad.length} values for ${paramSize} parameters`);
     return tf.tidy(() => {
       let offset = 0;
       const grads = model.paramShapes.map(({ shape }, i) => {

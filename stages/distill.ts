@@ -269,62 +269,60 @@ async function runDistill(ctx: StageContext, plan: Planned<DistillPlan>, o: Pars
   const feed = settings.method === 'krr' && (o.parallelism ?? os.availableParallelism()) >= 2 && startStep < steps
     ? startFeatureFeed(real, settings, { dir: train.dir }, startStep, steps, o.backend)
     : undefined;
-  let distiller: ReturnType<typeof createDistiller>;
+  // Whatever fails from here on, the feature thread is closed (an open thread keeps the process alive).
   try {
-    distiller = createDistiller(real, settings, resumed?.state, feed);
-  } catch (err) {
-    await feed?.close();
-    throw err;
-  }
-  const deadline = o.timeBudget !== undefined ? performance.now() + o.timeBudget * 1000 : Infinity;
-  const progress = ctx.progress(`distill ${o.method}`, steps);
-  progress.tick(startStep);
-  const logEvery = Math.max(1, Math.round(steps / 20));
-  ctx.log.info({ method: o.method, ipc: o.ipc, rows: real.labels.length, steps, backend: backend.label, settings }, `distill: ${o.method}, ${o.ipc} images per class`);
-  const checkpoint = (t: number) => writeCheckpoint(ckptDir, train.ds.fingerprint, settings, t, distiller.save());
-  try {
-    const run = await runDistillLoop(distiller, {
-      startStep, steps, deadline, signal: ctx.signal, checkpoint, checkpointEvery: o.checkpointEvery,
-      onSkipped: (t, why) => ctx.log.warn({ step: t }, `distill: step ${t} skipped: ${why}`),
-      onStep: (t, loss, details) => {
-        progress.tick();
-        if (t % logEvery === 0) ctx.log.info({ step: t, loss, ...details }, 'distill: step');
-      },
-    });
-    const t = run.stepsDone;
-    const { stoppedBy, losses, skipped, details } = run;
-    if (stoppedBy === 'time-budget') {
-      ctx.log.warn({ stepsDone: t, steps }, `distill: time budget reached after ${t} of ${steps} steps; the checkpoint is kept (rerun with --overwrite to continue)`);
-      if (t > startStep) await checkpoint(t);
+    const distiller = createDistiller(real, settings, resumed?.state, feed);
+    const deadline = o.timeBudget !== undefined ? performance.now() + o.timeBudget * 1000 : Infinity;
+    const progress = ctx.progress(`distill ${o.method}`, steps);
+    const checkpoint = (t: number) => writeCheckpoint(ckptDir, train.ds.fingerprint, settings, t, distiller.save());
+    try {
+      progress.tick(startStep);
+      const logEvery = Math.max(1, Math.round(steps / 20));
+      ctx.log.info({ method: o.method, ipc: o.ipc, rows: real.labels.length, steps, backend: backend.label, settings }, `distill: ${o.method}, ${o.ipc} images per class`);
+      const run = await runDistillLoop(distiller, {
+        startStep, steps, deadline, signal: ctx.signal, checkpoint, checkpointEvery: o.checkpointEvery,
+        onSkipped: (t, why) => ctx.log.warn({ step: t }, `distill: step ${t} skipped: ${why}`),
+        onStep: (t, loss, details) => {
+          progress.tick();
+          if (t % logEvery === 0) ctx.log.info({ step: t, loss, ...details }, 'distill: step');
+        },
+      });
+      const t = run.stepsDone;
+      const { stoppedBy, losses, skipped, details } = run;
+      if (stoppedBy === 'time-budget') {
+        ctx.log.warn({ stepsDone: t, steps }, `distill: time budget reached after ${t} of ${steps} steps; the checkpoint is kept (rerun with --overwrite to continue)`);
+        if (t > startStep) await checkpoint(t);
+      }
+      const out = distiller.result();
+      if (!out.x.every(Number.isFinite) || !out.softLabels.every(Number.isFinite)) {
+        throw new DistillDivergedError(t, 'the synthetic set holds non-finite values');
+      }
+      const summary: DistillSummary = {
+        method: o.method,
+        ipc: o.ipc,
+        rows: out.classes.length,
+        stepsRequested: steps,
+        stepsDone: t,
+        stoppedBy,
+        resumedFrom: resumed ? startStep : null,
+        firstLoss: losses[0] ?? null,
+        lastLoss: lastLossOf(losses),
+        skippedSteps: skipped,
+        seconds: (performance.now() - t0) / 1000,
+        backend: backend.label,
+        ...(feed ? { featureThread: true } : {}),
+        settings,
+        details,
+      };
+      await writeSynthetic(o, plan, real, out, output);
+      if (stoppedBy === 'steps') await fsp.rm(ckptDir, { recursive: true, force: true });
+      ctx.log.info({ out: o.out, steps: t, lastLoss: summary.lastLoss }, 'distill: done');
+      return summary;
+    } finally {
+      progress.done();
+      distiller.dispose();
     }
-    const out = distiller.result();
-    if (!out.x.every(Number.isFinite) || !out.softLabels.every(Number.isFinite)) {
-      throw new DistillDivergedError(t, 'the synthetic set holds non-finite values');
-    }
-    const summary: DistillSummary = {
-      method: o.method,
-      ipc: o.ipc,
-      rows: out.classes.length,
-      stepsRequested: steps,
-      stepsDone: t,
-      stoppedBy,
-      resumedFrom: resumed ? startStep : null,
-      firstLoss: losses[0] ?? null,
-      lastLoss: lastLossOf(losses),
-      skippedSteps: skipped,
-      seconds: (performance.now() - t0) / 1000,
-      backend: backend.label,
-      ...(feed ? { featureThread: true } : {}),
-      settings,
-      details,
-    };
-    await writeSynthetic(o, plan, real, out, output);
-    if (stoppedBy === 'steps') await fsp.rm(ckptDir, { recursive: true, force: true });
-    ctx.log.info({ out: o.out, steps: t, lastLoss: summary.lastLoss }, 'distill: done');
-    return summary;
   } finally {
-    progress.done();
-    distiller.dispose();
     await feed?.close();
   }
 }

@@ -140,12 +140,14 @@ export function startFeatureFeed(real: RealSet, s: KrrSettings, train: DataRef, 
   const init: WorkerInit = { backend, plugins: [] };
   const worker = new Worker(script, { workerData: { metacurateWorker: init } });
   // A thread that dies outright (not through serveFeatureFeed's catch) is reported by the flag too.
-  const died = () => {
+  let crash: unknown;
+  const died = (err?: unknown) => {
+    crash ??= err;
     Atomics.store(control, FAILED, 1);
     Atomics.notify(control, SLOT_STEP[0]);
     Atomics.notify(control, SLOT_STEP[1]);
   };
-  worker.on('error', died);
+  worker.on('error', (err) => died(err));
   worker.on('exit', () => { if (Atomics.load(control, STOP) === 0) died(); });
   worker.postMessage({ type: 'feature-feed', settings: s, train, numClasses: real.numClasses, from, to, shared, rows, featureDim } satisfies FeedRequest);
 
@@ -158,7 +160,10 @@ export function startFeatureFeed(real: RealSet, s: KrrSettings, train: DataRef, 
         // A message cut at the room's end: the generic error below.
       }
     }
-    return new InternalError(`the feature thread of the krr distillation stopped before step ${t}`, { hint: 'Rerun with --parallelism 1 to compute the features on this thread' });
+    return new InternalError(`the feature thread of the krr distillation stopped before step ${t}${crash instanceof Error ? `: ${crash.message}` : ''}`, {
+      hint: 'Rerun with --parallelism 1 to compute the features on this thread',
+      cause: crash,
+    });
   };
 
   return {

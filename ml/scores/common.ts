@@ -155,11 +155,11 @@ export async function trainTo(trainer: Trainer, stop: number, work: Work, hooks:
   if (trainer.spread && trainer.config.slices > 1 && stop > 0 && !hooks.beforeStep && !hooks.at) {
     const { train, threads, backend } = trainer.spread;
     try {
-      const r = await trainDataParallel(trainer.config, train, { threads, backend, stop, onStep: () => void work.advanceTo(work.done + 1) });
+      const r = await trainDataParallel(trainer.config, train, { threads, backend, stop, checkLoss: false, onStep: () => work.advanceTo(work.done + 1) });
       work.threads = r.threads;
       return r.params.map((p, i) => tf.tensor(p, r.shapes[i]));
     } catch (err) {
-      // Reported as the loop below reports it (which checks the parameters, not each loss), whatever the thread count.
+      // Both check the final parameters only; reported as the loop below reports it, whatever the thread count.
       if (err instanceof TrainingDivergedError) throw new TrainingDivergedError(stop - 1, trainer.lr(stop - 1), 'the parameters are not finite');
       throw err;
     }
