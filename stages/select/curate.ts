@@ -1,10 +1,9 @@
 /**
  * curate, the recommended strategy: the recipe of docs/curation.md in one
  * selection. Signals against a row, from scores the pool already has:
- * - a label issue: confident learning's flags (--issues, `confident_issue`)
- *   say how many rows of each class carry a wrong label, and the rows dropped
- *   are that many of the class's lowest by a label-quality score (--issue-rank,
- *   `aum` when the pool has it; else the flagged rows themselves);
+ * - a label issue (--issues, confident learning's `confident_issue` ≥ 0.5; or,
+ *   with --issue-rank, as many of each class's lowest rows by that score as
+ *   the flags count in the class);
  * - harm to the target (--helpful, `metagrad_helpful`: the share of the
  *   metagradient ensemble's runs in which upweighting the row lowered the target
  *   loss) — in no run ('strict'), or in fewer than half ('harmful').
@@ -34,7 +33,7 @@ import { bestOf, needTarget, scoreOnTarget, targetPlan } from './validate.js';
 export const CURATE_LEVELS = ['none', 'issues', 'strict', 'harmful'] as const;
 export type CurateLevel = (typeof CURATE_LEVELS)[number];
 export const CURATE_DEFAULTS = {
-  by: 'aum', rank: 'metagrad', issues: 'confident_issue', issueRank: 'aum', helpful: 'metagrad_helpful', bins: 10, spread: 'uniform',
+  by: 'aum', rank: 'metagrad', issues: 'confident_issue', helpful: 'metagrad_helpful', bins: 10, spread: 'uniform',
 } as const;
 
 const NONE = 'none';
@@ -48,19 +47,18 @@ function columnOption(o: SelectOptions, key: 'issues' | 'helpful' | 'rank'): str
   return v === NONE ? undefined : v;
 }
 
-/** The column that ranks label-issue candidates: the one asked for, else aum when the pool has it (`has`). */
-function issueRankOf(o: SelectOptions, has: (column: string) => boolean): string | undefined {
-  if (columnOption(o, 'issues') === undefined) return undefined;
+/** The column that ranks label-issue candidates, if one was asked for (and there are flags to count). */
+function issueRankOf(o: SelectOptions): string | undefined {
   const v = o.issueRank as string | undefined;
-  if (v !== undefined) return v === NONE ? undefined : v;
-  return has(CURATE_DEFAULTS.issueRank) ? CURATE_DEFAULTS.issueRank : undefined;
+  return columnOption(o, 'issues') === undefined || v === undefined || v === NONE ? undefined : v;
 }
 
 /**
  * Confident learning's prune by noise rate: the flags say how many rows of each
  * class carry a wrong label; the rows marked are that many of the class's
- * lowest by `quality`. A margin score ranks label errors better than the flags'
- * per-class thresholds pick them, so the same count catches more of them.
+ * lowest by `quality`. With AUM this keeps fewer wrong labels than the flags
+ * do, but drops more hard correct rows; on the benchmark's dev pools models
+ * trained on the flags' selections did better, so it is not the default.
  */
 export function rankedIssues(flagged: Float64Array, quality: Float64Array, labels: Int32Array): Float64Array {
   const count = classSizes(labels).map(() => 0);
@@ -154,7 +152,7 @@ export const curateStrategy: Strategy = {
     issues: z.string().min(1).optional()
       .describe(`curate: the label-issue flag column, 1 = flagged (default ${CURATE_DEFAULTS.issues}; "${NONE}" to skip)`),
     issueRank: z.string().min(1).optional()
-      .describe(`curate: a label-quality score (higher = cleaner); each class drops as many of its lowest rows by it as --issues flags there (default ${CURATE_DEFAULTS.issueRank} when the pool has it; "${NONE}": the flagged rows themselves)`),
+      .describe('curate: a label-quality score (higher = cleaner, e.g. aum); each class then drops as many of its lowest rows by it as --issues flags there, instead of the flagged rows themselves (default: the flagged rows)'),
     helpful: z.string().min(1).optional()
       .describe(`curate: the column of how often a row helped the target, in [0, 1] (default ${CURATE_DEFAULTS.helpful}; "${NONE}" to skip)`),
     rank: z.string().min(1).optional()
@@ -168,16 +166,16 @@ export const curateStrategy: Strategy = {
   seeded: true,
   needsLabels: true,
   needsTarget: true,
-  columns: (o, ds) => [
+  columns: (o) => [
     ...(spreadOf(o) !== 'uniform' ? [o.by ?? CURATE_DEFAULTS.by] : []),
-    ...[columnOption(o, 'rank'), columnOption(o, 'issues'), columnOption(o, 'helpful'), issueRankOf(o, (c) => ds.column(c) !== undefined)].filter((c): c is string => c !== undefined),
+    ...[columnOption(o, 'rank'), columnOption(o, 'issues'), columnOption(o, 'helpful'), issueRankOf(o)].filter((c): c is string => c !== undefined),
   ],
   canonical: (o) => ({
     level: o.level ?? (o.target === undefined ? 'harmful' : 'auto'),
     rank: columnOption(o, 'rank') ?? NONE,
     issues: columnOption(o, 'issues') ?? NONE,
-    // 'auto': aum when the pool has it (the pool's columns are in the fingerprint through its sidecars).
-    ...(columnOption(o, 'issues') !== undefined ? { issueRank: (o.issueRank as string | undefined) ?? 'auto' } : {}),
+    // Only when set, so selections by the flags keep their fingerprints.
+    ...(issueRankOf(o) !== undefined ? { issueRank: issueRankOf(o) } : {}),
     helpful: columnOption(o, 'helpful') ?? NONE,
     spread: spreadOf(o),
     ...(spreadOf(o) !== 'uniform' ? { by: o.by ?? CURATE_DEFAULTS.by } : {}),
@@ -205,7 +203,7 @@ export const curateStrategy: Strategy = {
         throw new DataError(`column "${name}" holds values outside [0, 1]; curate reads it as a share`, { file: dataset.dir, hint: 'Pick the flag column a score method wrote (e.g. confident_issue, metagrad_helpful)' });
       }
     }
-    const issueRank = issueRankOf(o, (c) => columns[c] !== undefined);
+    const issueRank = issueRankOf(o);
     const quality = issueRank ? columns[issueRank] : undefined;
     const cols: CurateColumns = {
       by,

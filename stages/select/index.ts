@@ -186,7 +186,7 @@ function checkColumns(ds: Dataset, o: SelectOptions, s: Strategy): void {
       hint: 'Ingest it first (metacurate ingest <dir> --out <dir>): ingest gives every row a stable id',
     });
   }
-  for (const c of [...(o.by !== undefined ? [o.by] : []), ...(s.columns?.(o, ds) ?? [])]) checkScoreColumn(ds, c, { attach: '--scores <dir>', pick: '--by' });
+  for (const c of [...(o.by !== undefined ? [o.by] : []), ...(s.columns?.(o) ?? [])]) checkScoreColumn(ds, c, { attach: '--scores <dir>', pick: '--by' });
   if (s.needsLabels) {
     const label = ds.column('label');
     if (!label || !LABEL_KINDS.has(label.kind)) {
@@ -281,7 +281,7 @@ function makeSelectStage(hooks: Record<string, unknown>) {
       const o = raw as SelectOptions;
       const { ds, n, strategy: s } = plan;
       ctx.log.info({ dataset: ds.dir, rows: n, strategy: o.strategy, by: o.by, sidecars: ds.sidecars.map((sc) => sc.dir) }, 'select: reading');
-      const wanted = [...new Set([...(o.by !== undefined ? [o.by] : []), ...(s.columns?.(o, ds) ?? [])])];
+      const wanted = [...new Set([...(o.by !== undefined ? [o.by] : []), ...(s.columns?.(o) ?? [])])];
       const loaded = await loadColumns(ctx, ds, n, wanted);
       if (s.needsLabels && loaded.labels) checkLabels(ds, loaded.labels, loaded.ids);
       const scores = o.by !== undefined ? loaded.columns[o.by] : undefined;

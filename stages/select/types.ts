@@ -90,8 +90,8 @@ export interface Strategy {
   check?(o: SelectOptions): void;
   /** Whether, with these options, each row is kept or not by its own values alone (then rows appended to the pool can be selected on their own). */
   perRow?(o: SelectOptions): boolean;
-  /** Score columns it reads besides `by` (read in the stage's first pass); `dataset` for columns used when present. */
-  columns?(o: SelectOptions, dataset: Dataset): string[];
+  /** Score columns it reads besides `by` (read in the stage's first pass). */
+  columns?(o: SelectOptions): string[];
   /** Its options with defaults filled in: recorded in curation.json and hashed. */
   canonical(o: SelectOptions): Record<string, unknown>;
   /** Checks which inputs are given (the target, say) against its options, reading none: a pipeline runs it before any stage. */

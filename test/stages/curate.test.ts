@@ -203,8 +203,8 @@ describe('choosing on the target (curate --level auto, prune --drop auto)', () =
     const c = r.summary.curate as { level: string; target_accuracy: Record<string, number> };
     expect(Object.keys(c.target_accuracy)).toEqual(['none', 'issues', 'strict', 'harmful']);
     expect(c.level).not.toBe('none');
-    // The pool has aum, so it ranks the label-issue candidates (all tied here: row order).
-    expect(r.summary.curate).toMatchObject({ issues_ranked_by: 'aum' });
+    // Without --issue-rank the flagged rows themselves are the label issues, aum or not.
+    expect(r.summary.curate).toMatchObject({ issues_ranked_by: 'flags' });
     expect(c.target_accuracy[c.level]).toBeGreaterThan(c.target_accuracy.none);
     expect((await keptRows(r.dir)).every((i) => i >= 90)).toBe(true);
     const p = await select(toy, { out: out(), scores: [side], target, strategy: 'prune', by: 'metagrad', drop: 'auto', budget: 0.5 });
