@@ -28,7 +28,7 @@ import { binsOption, coverageSample } from './ccs.js';
 import { ascending, classSizes, largestRemainder, rankByScore } from './common.js';
 import type { DecideInput, SelectOptions, Strategy } from './types.js';
 import type { NamedInputs } from '../define.js';
-import { chooseCandidate, needTarget, scoreOnTarget, targetPlan } from './validate.js';
+import { bestOf, needTarget, scoreOnTarget, targetPlan } from './validate.js';
 
 export const CURATE_LEVELS = ['none', 'issues', 'strict', 'harmful'] as const;
 export type CurateLevel = (typeof CURATE_LEVELS)[number];
@@ -187,9 +187,7 @@ export const curateStrategy: Strategy = {
   },
   async plan(inputs, o) {
     const level = levelOf(inputs, o);
-    if (level !== 'auto') return { options: { level } };
-    const plan = await targetPlan(inputs, 'curate --level auto');
-    return { ...plan, options: { ...plan.options, level } };
+    return level === 'auto' ? { ...(await targetPlan(inputs, 'curate --level auto')), options: { level } } : { options: { level } };
   },
   async decide(input) {
     const { columns, options: o, dataset } = input;
@@ -222,9 +220,10 @@ export const curateStrategy: Strategy = {
       return { selection: { indices: d.indices }, budget: input.budget!, summary: { curate: { level, ...ranked, ...d.counts } } };
     }
     const candidates = CURATE_LEVELS.map((level) => draw(input, level, cols));
-    // Levels go from dropping nothing to dropping most: within the noise, the one that drops less.
-    const { best, means, tolerance } = chooseCandidate(await scoreOnTarget(input, target, candidates.map((c) => c.indices)), target.n);
-    input.ctx.log.info({ levels: Object.fromEntries(CURATE_LEVELS.map((l, j) => [l, means[j]])), tolerance, chosen: CURATE_LEVELS[best] }, 'select: curate level chosen on the target');
+    const scores = await scoreOnTarget(input, target, candidates.map((c) => c.indices));
+    // Levels go from dropping nothing to dropping most: a tie goes to the one that drops less.
+    const best = bestOf(scores, target.n);
+    input.ctx.log.info({ levels: Object.fromEntries(CURATE_LEVELS.map((l, j) => [l, scores[j]])), chosen: CURATE_LEVELS[best] }, 'select: curate level chosen on the target');
     return {
       selection: { indices: candidates[best].indices },
       budget: input.budget!,
@@ -232,8 +231,7 @@ export const curateStrategy: Strategy = {
         curate: {
           level: CURATE_LEVELS[best],
           ...ranked,
-          target_accuracy: Object.fromEntries(CURATE_LEVELS.map((l, j) => [l, means[j]])),
-          choice_tolerance: tolerance,
+          target_accuracy: Object.fromEntries(CURATE_LEVELS.map((l, j) => [l, scores[j]])),
           ...candidates[best].counts,
         },
       },

@@ -10,7 +10,7 @@ import type { Rng } from '../../core/rng.js';
 import { ascending, rankByScore } from './common.js';
 import type { DataInfo } from '../inputs.js';
 import type { Selection, Strategy } from './types.js';
-import { chooseCandidate, needTarget, scoreOnTarget, targetPlan } from './validate.js';
+import { scoreOnTarget, bestOf, needTarget, targetPlan } from './validate.js';
 
 export const PRUNE_DEFAULTS = { drop: 0.2 } as const;
 
@@ -55,13 +55,12 @@ export const pruneStrategy: Strategy = {
     const target = input.plan as DataInfo | undefined;
     const drops = target ? [...AUTO_DROPS].filter((d) => budget! <= scores!.length - Math.round(d * scores!.length)) : [(options.drop as number | undefined) ?? PRUNE_DEFAULTS.drop];
     const candidates = drops.map((d) => pruneThenRandom(scores!, budget!, d, rng('prune'), dataset.dir));
-    // Drops go from least to most: within the noise, the one that drops less.
-    const choice = target ? chooseCandidate(await scoreOnTarget(input, target, candidates.map((c) => c.indices)), target.n) : undefined;
-    const j = choice?.best ?? 0;
+    const accuracy = target ? await scoreOnTarget(input, target, candidates.map((c) => c.indices)) : undefined;
+    const j = accuracy ? bestOf(accuracy, target!.n) : 0;
     return {
       selection: { indices: candidates[j].indices },
       budget: budget!,
-      summary: { prune: { drop: drops[j], dropped_bottom: candidates[j].droppedBottom, ...(choice ? { target_accuracy: Object.fromEntries(drops.map((d, i) => [d, choice.means[i]])), choice_tolerance: choice.tolerance } : {}) } },
+      summary: { prune: { drop: drops[j], dropped_bottom: candidates[j].droppedBottom, ...(accuracy ? { target_accuracy: Object.fromEntries(drops.map((d, i) => [d, accuracy[i]])) } : {}) } },
     };
   },
 };
