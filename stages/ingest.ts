@@ -8,7 +8,7 @@
  * fixed-size sources (IDX 28×28×1, CIFAR 32×32×3, a dataset's pixels), else
  * 32×32×3 for decoded images (folders, manifests, image columns).
  */
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, promises as fsp, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -221,15 +221,26 @@ class RejectedLog {
   /** The first few, for an error message when nothing was accepted. */
   readonly first: RejectedLine[] = [];
 
-  constructor(file: string, append = false) {
+  /**
+   * `known`: the lines an earlier append logged already. Their items are counted
+   * again (they are in the source again) but not written twice.
+   */
+  private constructor(file: string, append: boolean, private readonly known: ReadonlySet<string>) {
     this.stream = createWriteStream(file, { flags: append ? 'a' : 'w' });
+  }
+
+  /** A new log, or with `append` one that goes on from the lines `file` holds. */
+  static async open(file: string, append: boolean): Promise<RejectedLog> {
+    const before = append ? await fsp.readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? '' : Promise.reject(err))) : '';
+    return new RejectedLog(file, append, new Set(before.split('\n').filter((l) => l !== '')));
   }
 
   async add(line: RejectedLine): Promise<void> {
     this.count++;
     if (this.first.length < 3) this.first.push(line);
-    const ordered = { id: line.id, path: line.path, row: line.row, reason: line.reason };
-    if (!this.stream.write(JSON.stringify(ordered) + '\n')) await once(this.stream, 'drain');
+    const text = JSON.stringify({ id: line.id, path: line.path, row: line.row, reason: line.reason });
+    if (this.known.has(text)) return;
+    if (!this.stream.write(text + '\n')) await once(this.stream, 'drain');
   }
 
   async close(): Promise<void> {
@@ -270,7 +281,7 @@ async function runIngest(ctx: StageContext, input: string, source: Source, o: In
     batchRows: o.keepOriginal ? 100 : undefined,
   });
   // An append adds to the dataset's log of rejected items (copied into the writer's directory).
-  const rejected = new RejectedLog(path.join(writer.tempDir, REJECTED_FILE), base !== undefined);
+  const rejected = await RejectedLog.open(path.join(writer.tempDir, REJECTED_FILE), base !== undefined);
   const limit = pLimit(o.concurrency);
 
   const decoding: ItemDecoding = {

@@ -92,6 +92,14 @@ test('appends only the new items as new shards; old shards, HF state and Polars 
   expect(third.summary).toMatchObject({ rows: 0, append: { rows_before: 14, already_present: 15 } });
   expect(await readCuration(out())).toEqual(after);
   expect(await fsp.readFile(path.join(out(), REJECTED_FILE), 'utf8')).toBe(rejected);
+
+  // A new image with the copy still there: the row is added, the copy counted again but logged once.
+  await image('cat', 'new-3.png', 102);
+  const fourth = await ingest(src(), opts);
+  expect(fourth.summary).toMatchObject({ rows: 1, append: { rows_before: 14, already_present: 15 } });
+  const log = await fsp.readFile(path.join(out(), REJECTED_FILE), 'utf8');
+  expect(log).toBe(rejected);
+  expect(log.split('\n').filter((l) => l.includes('copy-of-0.png'))).toHaveLength(1);
 });
 
 test('refuses rows that do not fit: another class list or size; from the CLI too', async () => {
