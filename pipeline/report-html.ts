@@ -56,6 +56,32 @@ export interface HtmlReportInput {
   planted: { detection?: NotedTable; kept?: NotedTable };
   /** Each select stage's method ("curate issues", "topk by metagrad"), by its id. */
   methods: Record<string, string>;
+  /** Score galleries built before, by `galleryKey`: read for this page, then left holding exactly this page's galleries. */
+  galleries?: Map<string, string>;
+}
+
+/**
+ * A score gallery streams the whole pool for its images, so a run whose score
+ * stages are all current would read the pool once per score just to draw the
+ * same page again. Galleries are kept by what decides them: the stage's id and
+ * fingerprint (which covers the pool's), the cap and this file's layout version.
+ */
+export const GALLERY_CACHE = '.report-galleries.json';
+const GALLERY_VERSION = 1;
+
+function galleryKey(s: StageReport, limits: HtmlLimits): string {
+  return JSON.stringify([GALLERY_VERSION, s.id, s.fingerprint, s.dir, s.inputs[0] ?? null, limits.galleryPerClass]);
+}
+
+async function readGalleryCache(file: string): Promise<Map<string, string>> {
+  try {
+    const entries: unknown = JSON.parse(await fsp.readFile(file, 'utf8'));
+    if (!Array.isArray(entries)) return new Map();
+    return new Map(entries.filter((e): e is [string, string] => Array.isArray(e) && typeof e[0] === 'string' && typeof e[1] === 'string'));
+  } catch {
+    // None yet, or unreadable: every gallery is built afresh (and the file rewritten).
+    return new Map();
+  }
 }
 
 const CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'";
@@ -280,7 +306,26 @@ export async function reportHtml(workdir: string, input: HtmlReportInput, limits
   add('evaluations', 'Per-class accuracy', evaluations.length
     ? note('Test accuracy on each class, mean over the seeds, beside the evaluate stage\'s baselines.') + evaluations.join('\n') : '');
   const galleries: string[] = [];
-  for (const s of of('score')) galleries.push(await guarded(s.id, () => scoreGallery(workdir, s, limits)));
+  const shown = new Map<string, string>();
+  for (const s of of('score')) {
+    const key = galleryKey(s, limits);
+    const known = input.galleries?.get(key);
+    if (known !== undefined) {
+      shown.set(key, known);
+      galleries.push(known);
+      continue;
+    }
+    // A gallery that fails is shown as a note and not kept: the next run tries again.
+    galleries.push(await guarded(s.id, async () => {
+      const built = await scoreGallery(workdir, s, limits);
+      shown.set(key, built);
+      return built;
+    }));
+  }
+  if (input.galleries) {
+    input.galleries.clear();
+    for (const [k, v] of shown) input.galleries.set(k, v);
+  }
   add('galleries', 'Most harmful and most helpful rows', galleries.length
     ? note(`For each score, the ${limits.galleryPerClass} rows of each class it ranks lowest and highest; under each image its score and id, ` +
       'and a tag where a problem was planted.') + galleries.join('\n') : '');
@@ -317,9 +362,17 @@ export async function reportHtml(workdir: string, input: HtmlReportInput, limits
   ].join('\n');
 }
 
-/** Writes report.html into the workdir (atomically) and returns its path. */
+/**
+ * Writes report.html into the workdir (atomically) and returns its path. Score
+ * galleries come from the workdir's gallery cache when their stage is unchanged;
+ * the cache keeps only the galleries of this page.
+ */
 export async function writeReportHtml(workdir: string, input: HtmlReportInput, limits: HtmlLimits = HTML_LIMITS): Promise<string> {
   const file = path.join(workdir, REPORT_HTML);
-  await writeFileAtomic(file, await reportHtml(workdir, input, limits));
+  const cacheFile = path.join(workdir, GALLERY_CACHE);
+  const galleries = await readGalleryCache(cacheFile);
+  const page = await reportHtml(workdir, { ...input, galleries }, limits);
+  await writeFileAtomic(cacheFile, JSON.stringify([...galleries]));
+  await writeFileAtomic(file, page);
   return file;
 }

@@ -11,7 +11,7 @@ import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parsePipelineConfig, type PipelineConfig } from '../../pipeline/config.js';
-import { HTML_LIMITS, REPORT_HTML, reportHtml } from '../../pipeline/report-html.js';
+import { GALLERY_CACHE, HTML_LIMITS, REPORT_HTML, reportHtml } from '../../pipeline/report-html.js';
 import { stageCounts, stageTable, writeReport, type PipelineReport } from '../../pipeline/report.js';
 import { runPipeline } from '../../pipeline/runner.js';
 import { REPO, assertBuilt, tempDir } from './helpers.js';
@@ -121,6 +121,18 @@ describe('report.html', () => {
     expect(again.stages.every((s) => s.status === 'skipped')).toBe(true);
     const second = await fsp.readFile(path.join(work, REPORT_HTML), 'utf8');
     for (const id of ['budget', 'evaluations', 'galleries', 'label-issues', 'selections', 'planted']) expect(section(second, id) === section(html, id), id).toBe(true);
+    // The score gallery of an unchanged stage comes from the workdir's cache, not from the pool: with the pool moved away it is the same.
+    expect(JSON.parse(await fsp.readFile(path.join(work, GALLERY_CACHE), 'utf8'))).toHaveLength(1);
+    const pool = path.join(work, again.stages.find((s) => s.id === 'pool')!.dir);
+    await fsp.rename(pool, `${pool}-away`);
+    try {
+      const third = await fsp.readFile((await writeReport(work, again)).html, 'utf8');
+      expect(section(third, 'galleries')).toBe(section(html, 'galleries'));
+    } finally {
+      await fsp.rename(`${pool}-away`, pool);
+    }
+    // The page the browser test opens: label issues draw their images from the pool, so write it again with the pool back.
+    expect(await fsp.readFile((await writeReport(work, again)).html, 'utf8')).toBe(second);
 
     const ingestOnly: PipelineReport = { ...first, budget: undefined, stages: first.stages.filter((s) => s.stage === 'ingest') };
     const page = await reportHtml(work, { report: ingestOnly, stages: stageTable(ingestOnly), counts: stageCounts(ingestOnly), planted: {}, methods: {} });
