@@ -92,7 +92,8 @@ export async function mgdSelect(n: number, initial: Uint32Array, metagrad: Metag
   for (let r = 0; r < n; r++) tieRank[perm[r]] = r;
   const firstStep = Math.max(1, Math.round(opts.swap * budget));
   const history: MgdRound[] = [];
-  const iterates: Int32Array[] = [];
+  // Only the best held-out iterate so far is kept (the earliest of equals): one copy of the counts, not one per round.
+  let best: { round: number; loss: number; counts: Int32Array } | undefined;
   for (let round = 0; round < opts.rounds; round++) {
     opts.signal?.throwIfAborted();
     const out = await metagrad(Float32Array.from(counts), { round });
@@ -111,7 +112,7 @@ export async function mgdSelect(n: number, initial: Uint32Array, metagrad: Metag
       }
       meanGrad += counts[i] * g[i];
     }
-    iterates.push(counts.slice());
+    if (validationLoss !== undefined && validationLoss < (best?.loss ?? Infinity)) best = { round, loss: validationLoss, counts: counts.slice() };
     const step = Math.max(1, Math.round((firstStep * (opts.rounds - round)) / opts.rounds));
     const byGrad = (dir: 1 | -1) => (a: number, b: number) => (g[a] < g[b] ? -dir : g[a] > g[b] ? dir : tieRank[a] - tieRank[b]);
     const grow: number[] = [];
@@ -144,17 +145,9 @@ export async function mgdSelect(n: number, initial: Uint32Array, metagrad: Metag
   // The last iterate, and which of all of them did best on held-out rows.
   const measured = history.every((h) => h.validationLoss !== undefined) && opts.validate !== undefined;
   const finalValidationLoss = measured ? await opts.validate!(Float32Array.from(counts)) : undefined;
-  let chosen = history.length;
-  if (measured) {
-    let best = finalValidationLoss!;
-    history.forEach((h, r) => {
-      if (h.validationLoss! < best) {
-        best = h.validationLoss!;
-        chosen = r;
-      }
-    });
-  }
-  const final = chosen < history.length ? iterates[chosen] : counts;
+  const earlier = measured && best && best.loss < finalValidationLoss! ? best : undefined;
+  const chosen = earlier ? earlier.round : history.length;
+  const final = earlier ? earlier.counts : counts;
   const indices: number[] = [];
   for (let i = 0; i < n; i++) if (final[i] > 0) indices.push(i);
   return {

@@ -529,6 +529,14 @@ describe('mgd', () => {
     expect(r.finalValidationLoss).toBe(0.7);
     // Round 1 started after one swap: four of the first five rows remain.
     expect(Array.from(r.indices).filter((i) => i < 5).length).toBe(4);
+    // A last iterate better than every round's, or as good, is kept; of equal rounds the earliest.
+    for (const [rounds, last, chosen] of [[[0.9, 0.5, 0.8], 0.4, 3], [[0.6, 0.5, 0.5], 0.55, 1], [[0.6, 0.5, 0.5], 0.5, 3]] as const) {
+      let at = 0;
+      const run3 = await mgdSelect(20, Uint32Array.of(0, 1, 2, 3, 4), async () => ({ grad: g, validationLoss: rounds[at++] }), {
+        rounds: 3, swap: 0.2, maxCount: 1, mask: 1, rng: new Rng(2), validate: async () => last,
+      });
+      expect(run3.chosen).toBe(chosen);
+    }
   });
 
   it('refuses to run without a metagradient engine, and refuses a bad metagradient', async () => {
