@@ -34,9 +34,10 @@ export const TOLERANCE_SCALE: Record<FdBackend, number> = { wasm: 1, cpu: 1, web
  */
 export function describeOn(backend: FdBackend, name: string, fn: () => void): void {
   if (backend === 'webgpu' && WEBGPU_SKIP) {
-    // Skipped, not failed: without the optional webgpu packages or a Vulkan driver there is no
-    // adapter to test on (scripts/install-vulkan.sh installs one; .ci/run does it in CI).
-    describe.skip(`${name} (skipped: ${WEBGPU_SKIP})`, fn); // why: no webgpu adapter on this machine (reason in the name)
+    // Skipped, not failed, because there is no adapter to test on: the optional webgpu packages or
+    // a Vulkan driver are missing (scripts/install-vulkan.sh installs one; .ci/run does it in CI).
+    // The reason found is in the suite's name and printed above.
+    describe.skip(`${name} (skipped: ${WEBGPU_SKIP})`, fn);
     return;
   }
   describe(backend === 'webgpu' ? `${name} (${WEBGPU_ADAPTER})` : name, () => {
