@@ -109,6 +109,16 @@ export function gelu<T extends Tensor>(x: T): T {
   return tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2)))) as T);
 }
 
+/**
+ * The sum of same-shape tensors, by chained adds. Not tf.addN: on webgpu it binds
+ * every input to one shader, and past 7 inputs (WebGPU's default limit is 8 storage
+ * buffers a stage) the pipeline fails validation and the result is silently stale.
+ */
+export function addAll(ts: readonly Tensor[]): Tensor {
+  if (ts.length === 0) throw new Error('metacurate: addAll of no tensors');
+  return tf.tidy(() => (ts.length === 1 ? tf.clone(ts[0]) : ts.slice(1).reduce((a, t) => tf.add(a, t), ts[0])));
+}
+
 /** x @ w (+ b). Plain matMul + add: tf.fused.matMul's customGrad is first-order only. */
 export function dense(x: Tensor, w: Tensor, b?: Tensor): tf.Tensor2D {
   return tf.tidy(() => {

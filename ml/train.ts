@@ -15,7 +15,7 @@ import { pixelRowCount } from '../data/pixel-rows.js';
 import { makeModel, modelSpecSchema, type Model } from './models.js';
 import { makeOptimizer, optimizerSpecSchema, type Optimizer } from './optim.js';
 import { makeSchedule, scheduleSpecSchema } from './schedule.js';
-import { perExampleCrossEntropy } from './ops.js';
+import { addAll, perExampleCrossEntropy } from './ops.js';
 import type { BackendRequest } from './backend.js';
 import type { DataRef } from './threads.js';
 
@@ -319,7 +319,7 @@ export function createTrainer(cfg: TrainConfig, train: Examples, opts: TrainerOp
       const params = state.slice(0, numParams);
       tf.dispose(state.slice(numParams));
       state = params;
-      const total = tf.tidy(() => tf.addN(params.map((p) => tf.sum(p))).dataSync()[0]);
+      const total = tf.tidy(() => addAll(params.map((p) => tf.sum(p))).dataSync()[0]);
       if (!Number.isFinite(total)) throw new TrainingDivergedError(steps - 1, lr(steps - 1), 'the final parameters are not finite');
       return { params, losses };
     } catch (err) {

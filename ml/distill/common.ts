@@ -9,6 +9,7 @@
  * exactly what gets written, up to rounding to 1/255.
  */
 import * as tf from '@tensorflow/tfjs';
+import { addAll } from '../ops.js';
 import { DataError } from '../../core/errors.js';
 import { Rng } from '../../core/rng.js';
 import type { PixelShape } from '../../data/format.js';
@@ -192,7 +193,7 @@ export function tidyObject<T>(fn: () => T): T {
 /** True when every value of every tensor is finite (one host read). */
 export function allFinite(ts: readonly tf.Tensor[]): boolean {
   if (ts.length === 0) return true;
-  const v = tf.tidy(() => tf.addN(ts.map((t) => tf.sum(tf.abs(t)))).dataSync()[0]);
+  const v = tf.tidy(() => addAll(ts.map((t) => tf.sum(tf.abs(t)))).dataSync()[0]);
   return Number.isFinite(v);
 }
 

@@ -22,7 +22,7 @@ import { Rng } from '../../core/rng.js';
 import { solveSpd, solveSpdHost } from '../linalg.js';
 import { makeModel, type Model, type ModelSpec } from '../models.js';
 import { makeOptimizer } from '../optim.js';
-import { softmaxCrossEntropy } from '../ops.js';
+import { addAll, softmaxCrossEntropy } from '../ops.js';
 import {
   allFinite, clampPixels, DistillDivergedError, initialRows, loadTensor, norm, oneHotRows, oneHotTargets,
   realBatch, sampleRows, saveTensor, softmaxRows, tidyObject, type Distiller, type RealSet, type SavedState, type StepReport,
@@ -75,11 +75,11 @@ export interface InnerProblem {
 }
 
 function sumSquares(ts: readonly tf.Tensor[]): tf.Scalar {
-  return tf.addN(ts.map((t) => tf.sum(tf.square(t)))) as tf.Scalar;
+  return addAll(ts.map((t) => tf.sum(tf.square(t)))) as tf.Scalar;
 }
 
 function dotAll(a: readonly tf.Tensor[], b: readonly tf.Tensor[]): tf.Scalar {
-  return tf.addN(a.map((t, i) => tf.sum(tf.mul(t, b[i])))) as tf.Scalar;
+  return addAll(a.map((t, i) => tf.sum(tf.mul(t, b[i])))) as tf.Scalar;
 }
 
 /** L_in(Δ) = scale/2 · (tr(Eᵀ M E) + ‖Δ‖²), E = Y − JΔ. */

@@ -4,6 +4,7 @@
  * small helpers for batches, weights, divergence checks and progress.
  */
 import * as tf from '@tensorflow/tfjs';
+import { addAll } from '../ops.js';
 import { z } from 'zod';
 import { DataError } from '../../core/errors.js';
 import { gatherPixels, gatherTargets, type Examples } from '../../data/batch.js';
@@ -109,7 +110,7 @@ export function toWeights(rater: Rater, params: readonly tf.Tensor[]): NamedWeig
 }
 
 export function checkFiniteParams(params: readonly tf.Tensor[], what: string, step: number): void {
-  const total = tf.tidy(() => tf.addN(params.map((p) => tf.sum(p))).dataSync()[0]);
+  const total = tf.tidy(() => addAll(params.map((p) => tf.sum(p))).dataSync()[0]);
   if (!Number.isFinite(total)) {
     throw new DataError(`${what} diverged at step ${step}: its parameters are not finite`, { hint: 'Lower the learning rate (--lr, or the proxy\'s)' });
   }

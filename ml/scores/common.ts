@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { DataError, UsageError } from '../../core/errors.js';
 import { gatherPixels, gatherTargets, type Examples } from '../../data/batch.js';
 import type { Model } from '../models.js';
-import { perExampleCrossEntropy } from '../ops.js';
+import { addAll, perExampleCrossEntropy } from '../ops.js';
 import { trainDataParallel } from '../data-parallel.js';
 import { TrainingDivergedError, type BatchInputs, type Trainer } from '../train.js';
 import type { TrainDefaults } from './types.js';
@@ -134,7 +134,7 @@ export async function meanLossGradient(model: Model, params: readonly tf.Tensor[
 }
 
 function checkFinite(trainer: Trainer, params: readonly tf.Tensor[], t: number): void {
-  const total = tf.tidy(() => tf.addN(params.map((p) => tf.sum(p))).dataSync()[0]);
+  const total = tf.tidy(() => addAll(params.map((p) => tf.sum(p))).dataSync()[0]);
   if (!Number.isFinite(total)) throw new TrainingDivergedError(t - 1, trainer.lr(Math.max(0, t - 1)), 'the parameters are not finite');
 }
 

@@ -24,7 +24,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { InternalError, UsageError } from '../../core/errors.js';
 import type { Model, TappedLayer } from '../models.js';
-import { perExampleCrossEntropy } from '../ops.js';
+import { addAll, perExampleCrossEntropy } from '../ops.js';
 
 /** Default floats per sub-batch for one tensor of a conv layer's per-example gradients (16 MiB). */
 export const CONV_BUDGET = 1 << 22;
@@ -149,7 +149,7 @@ export function perExampleGradNorms(
       return tf.sum(perExampleCrossEntropy(forwardWithTaps(model, params, x, t, layers), y)) as tf.Scalar;
     })(taps);
     if (layers.length !== deltas.length) throw new InternalError(`${layers.length} layers recorded for ${deltas.length} taps`);
-    return tf.tidy(() => tf.sqrt(tf.addN(layers.map((l, i) => layerSqNorms(l, deltas[i], convBudget)))) as tf.Tensor1D);
+    return tf.tidy(() => tf.sqrt(addAll(layers.map((l, i) => layerSqNorms(l, deltas[i], convBudget)))) as tf.Tensor1D);
   } finally {
     disposeLayers(layers, x);
     tf.dispose([...taps, ...deltas]);
@@ -177,7 +177,7 @@ export function perExampleGradDots(
       const grads = tf.grads((...p: tf.Tensor[]) =>
         tf.sum(tf.mul(perExampleCrossEntropy(model.apply(p, x, { training: true }), y), u)) as tf.Scalar,
       )(params as tf.Tensor[]);
-      return tf.addN(grads.map((gp, j) => tf.sum(tf.mul(gp, g[j])))) as tf.Scalar;
+      return addAll(grads.map((gp, j) => tf.sum(tf.mul(gp, g[j])))) as tf.Scalar;
     };
     // The value of u does not matter (linear); ones keep every row in the graph.
     return tf.grads(dots)([tf.ones([b])])[0] as tf.Tensor1D;

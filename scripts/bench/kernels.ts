@@ -100,7 +100,7 @@ function steps(variant: Row['variant']): void {
     const vs = params.map((q) => tf.onesLike(q));
     return tf.grads((...q: tf.Tensor[]) => {
       const gs = tf.grads((...r: tf.Tensor[]) => loss(r))(q);
-      return tf.addN(gs.map((g, i) => tf.sum(tf.mul(g, vs[i]!))));
+      return ops.addAll(gs.map((g, i) => tf.sum(tf.mul(g, vs[i]!))));
     })(params);
   };
   record('MLP 784-256-10 SGD step, batch 128', variant, sgd(mlp, mlpLoss), quick ? 3 : 10);

@@ -4,6 +4,7 @@
 // solve and finite differences; then each method's own objective falls over a
 // few steps, and a saved state continues exactly.
 import * as tf from '@tensorflow/tfjs';
+import { addAll } from '../../ml/ops.js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../core/rng.js';
 import { initBackend } from '../../ml/backend.js';
@@ -64,7 +65,7 @@ describe('linearised ConvNet', () => {
     const u0 = tf.zeros(primal.out.shape);
     const exact = tf.grad((u: tf.Tensor) => {
       const jtu = tf.grads((...p: tf.Tensor[]) => tf.sum(tf.mul(model.apply(p, x), u)) as tf.Scalar)(params);
-      return tf.addN(idx.map((i, k) => tf.sum(tf.mul(jtu[i], delta[k])))) as tf.Scalar;
+      return addAll(idx.map((i, k) => tf.sum(tf.mul(jtu[i], delta[k])))) as tf.Scalar;
     })(u0).dataSync();
     expect(compare(jvp, exact).relErr).toBeLessThan(1e-4);
     disposePrimal(primal);

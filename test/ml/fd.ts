@@ -1,6 +1,7 @@
 // Central finite differences for gradient and Hessian-vector-product checks.
 // Everything runs in float32: steps ~1e-3..1e-2, tolerances ~1e-2 relative.
 import * as tf from '@tensorflow/tfjs';
+import { addAll } from '../../ml/ops.js';
 
 export type Fn = (...xs: tf.Tensor[]) => tf.Scalar;
 
@@ -53,7 +54,7 @@ export function hvp(f: Fn, args: Arg[], dirs: Arg[]): Float32Array {
     const xs = toTensors(args);
     const gv = () => {
       const gs = tf.grads(f)(xs);
-      return tf.addN(gs.map((g, i) => tf.sum(tf.mul(g, vs[i]!)))) as tf.Scalar;
+      return addAll(gs.map((g, i) => tf.sum(tf.mul(g, vs[i]!)))) as tf.Scalar;
     };
     // allowNoGradients: a parameter whose gradient is constant (a bias) has no Hessian path.
     const { grads } = tf.engine().gradients(gv, xs, undefined, true);

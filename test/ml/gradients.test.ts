@@ -126,7 +126,7 @@ const ZERO_GRAD_CASE: Case = {
     const m2 = tf.logicalAnd(tf.notEqual(x!, 3), tf.lessEqual(x!, 0.5));
     const mask = tf.cast(tf.logicalNot(tf.logicalXor(m1, m2)), 'float32');
     const picked = tf.where(tf.greater(x!, 0.2), tf.square(x!), tf.mul(x!, 0.3));
-    return tf.addN([
+    return ops.addAll([
       project(tf.mul(mask, tf.square(x!)), 1),
       project(picked, 2),
       project(tf.square(tf.max(x!, 1)), 3),
@@ -229,6 +229,14 @@ for (const backend of FD_BACKENDS) {
       expect(ce[1]).toBeCloseTo(Math.log(1 + Math.exp(-1) + Math.exp(-2)), 4);
       tf.dispose(z);
     });
+
+    it('addAll sums many tensors (tf.addN gives a stale result past 7 inputs on webgpu)', () => {
+      for (const n of [1, 2, 7, 8, 14]) {
+        const ts = Array.from({ length: n }, (_, i) => tf.fill([3], i + 1));
+        expect(Array.from(ops.addAll(ts).dataSync())).toEqual([0, 1, 2].map(() => (n * (n + 1)) / 2));
+        tf.dispose(ts);
+      }
+    });
   });
 }
 
@@ -293,7 +301,7 @@ for (const backend of FD_BACKENDS) describeOn(backend, `end to end on ${backend}
     const step = () => tf.tidy(() => {
       const hv = tf.grads((...q: tf.Tensor[]) => {
         const gs = tf.grads(convLoss)(q);
-        return tf.addN(gs.map((gi, i) => tf.sum(tf.mul(gi, v[i]!))));
+        return ops.addAll(gs.map((gi, i) => tf.sum(tf.mul(gi, v[i]!))));
       })(p);
       return hv.map((x) => x.dataSync()[0]);
     });

@@ -2,6 +2,7 @@
 // determinism, learning, per-example weights, soft labels, divergence, and that a
 // step can be differentiated with respect to the example weights (second order).
 import * as tf from '@tensorflow/tfjs';
+import { addAll } from '../../ml/ops.js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../core/errors.js';
 import type { Examples } from '../../data/batch.js';
@@ -255,7 +256,7 @@ describe('trainer', () => {
       const probe = s0.map((t, i) => tf.randomNormal(t.shape, 0, 1, 'float32', 100 + i));
       const phi = (w: tf.Tensor): tf.Scalar => {
         const s1 = tr.step(s0, w as tf.Tensor1D, 0, inputs);
-        return tf.addN(s1.map((t, i) => tf.sum(tf.mul(t, probe[i])))) as tf.Scalar;
+        return addAll(s1.map((t, i) => tf.sum(tf.mul(t, probe[i])))) as tf.Scalar;
       };
       const w0 = [1, 0.5, 2, 1, 0, 1.5];
       const analytic = tf.tidy(() => tf.grad(phi)(tf.tensor1d(w0)).dataSync());
