@@ -10,13 +10,16 @@
  * itself calls tf.grads (backward over backward): it yields the cotangent on
  * state_t (a Hessian-vector product plus optimizer terms) and dφ/dw_i for the
  * batch's examples. ml/backend registers the gradients that make this exact.
+ * For dense ReLU networks under SGD the same VJP is written out instead
+ * (ml/dense-sgd-vjp.ts): no tape, and one large matrix product fewer.
  */
 import * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
 import { gatherPixels, gatherTargets, type Examples } from '../data/batch.js';
+import { denseSgdVjp } from './dense-sgd-vjp.js';
 import type { Model } from './models.js';
-import { perExampleCrossEntropy } from './ops.js';
+import { addAll, perExampleCrossEntropy } from './ops.js';
 import { TrainingDivergedError, type Trainer } from './train.js';
 
 type State = tf.Tensor[];
@@ -42,6 +45,12 @@ export interface MetagradOptions {
    * agrees or disagrees most clearly with the target's (docs/methods/metagradients.md).
    */
   from?: number;
+  /**
+   * Reverse every step with the generic tape (backward over backward) even where
+   * ml/dense-sgd-vjp.ts has the step's VJP written out (dense ReLU networks under
+   * SGD; default false). Both are exact; they differ only in float rounding.
+   */
+  tape?: boolean;
   /** Called once with the trained parameters θ_T (before the reverse pass): e.g. to measure a held-out loss. */
   atEnd?: (params: readonly tf.Tensor[]) => void;
   onProgress?: (done: number, total: number) => void;
@@ -61,6 +70,8 @@ export interface MetagradResult {
     k: number;
     /** Every state was stored (they fit the budget): no replays. */
     storedAll: boolean;
+    /** Each step's VJP was the written-out one (ml/dense-sgd-vjp.ts), not the tape's. */
+    fused: boolean;
     depth: number;
     forwardSteps: number;
     backwardSteps: number;
@@ -152,7 +163,8 @@ export async function metagradient(trainer: Trainer, targetLoss: TargetLoss, opt
   }
 
   const grad = new Float32Array(n);
-  const stats = { steps: T, from, k, storedAll: storeAll, depth: plan.depth, forwardSteps: 0, backwardSteps: 0, peakStoredStates: 1, stateBytes: bytes };
+  const fusedVjp = opts.tape ? null : denseSgdVjp(trainer);
+  const stats = { steps: T, from, k, storedAll: storeAll, fused: fusedVjp !== null, depth: plan.depth, forwardSteps: 0, backwardSteps: 0, peakStoredStates: 1, stateBytes: bytes };
   let stored = 1;
   const track = (delta: number) => {
     stored += delta;
@@ -172,7 +184,7 @@ export async function metagradient(trainer: Trainer, targetLoss: TargetLoss, opt
     if (opts.signal?.aborted) throw new UsageError('metagradient cancelled');
   };
 
-  const isFinite = (st: State): boolean => tf.tidy(() => Number.isFinite(tf.addN(st.map((x) => tf.sum(tf.abs(x)))).dataSync()[0]));
+  const isFinite = (st: State): boolean => tf.tidy(() => Number.isFinite(addAll(st.map((x) => tf.sum(tf.abs(x)))).dataSync()[0]));
 
   /** Only after a failure: replays from the first-level checkpoints, checking every step. */
   const firstNonFiniteStep = (kept: Map<number, State>, bounds: number[]): number => {
@@ -213,7 +225,10 @@ export async function metagradient(trainer: Trainer, targetLoss: TargetLoss, opt
     stats.backwardSteps++;
     const S = s.length;
     const idx = trainer.batches[t];
-    const [vPrev, gw] = tf.tidy(() => {
+    const [vPrev, gw] = fusedVjp ? tf.tidy(() => {
+      const r = fusedVjp(s, t, v);
+      return [r.vPrev, r.dw] as [State, tf.Tensor];
+    }) : tf.tidy(() => {
       const inputs = trainer.batchInputs(t);
       const wB = trainer.batchWeights(t);
       const f = (...args: tf.Tensor[]): tf.Scalar => {

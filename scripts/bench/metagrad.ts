@@ -5,9 +5,11 @@
  *
  * For each T it runs, each in a fresh child process so peak RSS is its own:
  * plain training for T steps, then the metagradient of the target loss through
- * those T steps twice: through REPLAY's tree, and as by default (every state
- * stored when they fit the budget, else REPLAY). It prints wall time, the ratio
- * to training, peak RSS and stored states of each, and writes JSON. Data: the built-in Fashion-MNIST
+ * those T steps three times: through REPLAY's tree, as by default (every state
+ * stored when they fit the budget, else REPLAY), and as by default but with every
+ * step reversed by the generic tape instead of the written-out VJP of a dense
+ * network's SGD step (MLP only; the ConvNet always uses the tape). It prints wall
+ * time, the ratio to training, peak RSS and stored states of each, and writes JSON. Data: the built-in Fashion-MNIST
  * subset (6,000 train; the 1,000 test rows are the target set).
  */
 import { execFileSync } from 'node:child_process';
@@ -19,7 +21,7 @@ import { benchMeta, printTable, writeBenchJson } from './common.js';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
 
-type Mode = 'train' | 'metagrad' | 'replay';
+type Mode = 'train' | 'metagrad' | 'replay' | 'tape';
 
 interface ChildResult {
   mode: Mode;
@@ -32,9 +34,13 @@ interface ChildResult {
   stateMiB?: number;
   depth?: number;
   targetLoss?: number;
+  fused?: boolean;
 }
 
-/** train: the run alone; metagrad: the default (every state stored when they fit, else REPLAY); replay: REPLAY's tree always. */
+/**
+ * train: the run alone; metagrad: the default (every state stored when they fit, else REPLAY);
+ * replay: REPLAY's tree always; tape: the default storage, every step reversed by the tape.
+ */
 async function child(mode: Mode, steps: number, k: number, model: string): Promise<void> {
   const { initBackend } = await import('../../ml/backend.js');
   const { createTrainer } = await import('../../ml/train.js');
@@ -74,7 +80,8 @@ async function child(mode: Mode, steps: number, k: number, model: string): Promi
     params.forEach((p) => p.dispose());
   } else {
     const m = makeModel(spec, { inputShape: train.shape, numClasses: train.numClasses });
-    const res = await metagradient(trainer, meanCrossEntropyTarget(m, target), { k, storeAll: mode === 'metagrad' });
+    const res = await metagradient(trainer, meanCrossEntropyTarget(m, target), { k, storeAll: mode !== 'replay', tape: mode === 'tape' });
+    out.fused = res.stats.fused;
     out.storedAll = res.stats.storedAll;
     out.peakStoredStates = res.stats.peakStoredStates;
     out.stateMiB = res.stats.stateBytes / 2 ** 20;
@@ -112,7 +119,8 @@ async function main(): Promise<void> {
     const train = run('train');
     const replay = run('replay');
     const mg = run('metagrad');
-    runs.push(train, replay, mg);
+    const tape = values.model === 'mlp' ? run('tape') : undefined;
+    runs.push(train, replay, mg, ...(tape ? [tape] : []));
     rows.push({
       T,
       'train s': train.seconds.toFixed(2),
@@ -125,9 +133,12 @@ async function main(): Promise<void> {
       'default RSS MiB': mg.peakRssMiB.toFixed(0),
       'default states': mg.peakStoredStates,
       'stored all': mg.storedAll ? 'yes' : 'no',
+      VJP: mg.fused ? 'written out' : 'tape',
+      'tape s': tape ? tape.seconds.toFixed(2) : '',
+      'tape ratio': tape ? (tape.seconds / train.seconds).toFixed(2) : '',
       'train RSS MiB': train.peakRssMiB.toFixed(0),
       'state MiB': mg.stateMiB?.toFixed(2),
-      'same φ': replay.targetLoss === mg.targetLoss ? 'yes' : 'no',
+      'same φ': replay.targetLoss === mg.targetLoss && (!tape || tape.targetLoss === mg.targetLoss) ? 'yes' : 'no',
     });
   }
   printTable(`metagradient vs training (${values.model}, batch 120, SGD momentum, k=${k}, backend ${runs[0]?.backend})`, rows);

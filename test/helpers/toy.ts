@@ -2,7 +2,8 @@
 import path from 'node:path';
 import { Rng } from '../../core/rng.js';
 import { writeDataset } from '../../data/writer.js';
-import type { ColumnSpec } from '../../data/format.js';
+import type { ColumnSpec, PixelShape } from '../../data/format.js';
+import type { Examples } from '../../data/batch.js';
 
 const SIZE = 6;
 
@@ -40,3 +41,29 @@ export async function writeToySet(tmp: string, name: string, n: number, seed: nu
   return dir;
 }
 
+
+/**
+ * An in-memory 3-class problem: class-dependent blobs plus noise (6×6×1 pixels by
+ * default). With `soft`, each row's label is 0.9 on its class and 0.2 elsewhere
+ * (rows that sum to 1.3: cross-entropy allows any label rows).
+ */
+export function toyExamples(n: number, seed: number, shape: PixelShape = [6, 6, 1], opts: { soft?: boolean } = {}): Examples {
+  const rng = new Rng(seed);
+  const len = shape[0] * shape[1] * shape[2];
+  const pixels = new Uint8Array(n * len);
+  const labels = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    const c = i % 3;
+    labels[i] = c;
+    for (let j = 0; j < len; j++) {
+      const signal = (j % 3 === c ? 150 : 60) + 40 * rng.normal();
+      pixels[i * len + j] = Math.max(0, Math.min(255, Math.round(signal)));
+    }
+  }
+  const ids = Array.from({ length: n }, (_, i) => `r${i}`);
+  const classNames = ['a', 'b', 'c'];
+  if (!opts.soft) return { ids, pixels, shape, labels, numClasses: 3, classNames };
+  const softLabels = new Float32Array(n * 3).fill(0.2);
+  for (let i = 0; i < n; i++) softLabels[i * 3 + labels[i]] = 0.9;
+  return { ids, pixels, shape, softLabels, numClasses: 3, classNames };
+}

@@ -10,25 +10,7 @@ import { TrainingDivergedError, createTrainer, type TrainConfig } from '../../ml
 import { makeModel } from '../../ml/models.js';
 import { meanCrossEntropyTarget, metagradient, metasmoothness, replayPlan } from '../../ml/metagrad.js';
 import type { Examples } from '../../data/batch.js';
-import { Rng } from '../../core/rng.js';
-import type { PixelShape } from '../../data/format.js';
-
-/** A small 3-class problem: class-dependent blobs plus noise, 6×6×1 pixels. */
-function toyExamples(n: number, seed: number, shape: PixelShape = [6, 6, 1]): Examples {
-  const rng = new Rng(seed);
-  const len = shape[0] * shape[1] * shape[2];
-  const pixels = new Uint8Array(n * len);
-  const labels = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    const c = i % 3;
-    labels[i] = c;
-    for (let j = 0; j < len; j++) {
-      const signal = (j % 3 === c ? 150 : 60) + 40 * rng.normal();
-      pixels[i * len + j] = Math.max(0, Math.min(255, Math.round(signal)));
-    }
-  }
-  return { ids: Array.from({ length: n }, (_, i) => `r${i}`), pixels, shape, labels, numClasses: 3, classNames: ['a', 'b', 'c'] };
-}
+import { toyExamples } from '../helpers/toy.js';
 
 /** φ: the mean target cross-entropy, in chunks of 7 rows so chunk summation is exercised too. */
 function targetLossFor(cfg: TrainConfig, target: Examples) {
