@@ -26,11 +26,11 @@ type State = tf.Tensor[];
 
 export interface MetagradOptions {
   /**
-   * Branching factor of the REPLAY tree (default 16), used when the run's states
-   * do not all fit the budget (else all are stored). Larger k: fewer replays
-   * (depth ⌈log_k T⌉), more stored states. Measured on 1,600 MLP steps
-   * (scripts/bench/metagrad.ts): k = 16, 5.2× training with 36 states; k = 4,
-   * 6.8× with 16.
+   * Branching factor of the REPLAY tree, used when the run's states do not all
+   * fit the budget (else all are stored). Larger k: fewer replays (depth
+   * ⌈log_k T⌉), more stored states. Default: the shallowest tree whose stored
+   * states fit the store-all budget (`shallowestK`); k changes time and memory,
+   * never the result.
    */
   k?: number;
   /** Memory the stored states may take, in bytes (default 2 GiB). Checked before any work. */
@@ -66,7 +66,7 @@ export interface MetagradResult {
     steps: number;
     /** The first differentiated step. */
     from: number;
-    /** The branching factor used: the one asked for, or the whole run when every state was stored. */
+    /** The branching factor used: the one asked for, else the shallowest tree's that fits, or the whole run when every state was stored. */
     k: number;
     /** Every state was stored (they fit the budget): no replays. */
     storedAll: boolean;
@@ -117,6 +117,18 @@ export function replayPlan(steps: number, k: number): { depth: number; peakState
   return { depth, peakStates: k * (depth + 1) + 1 };
 }
 
+/**
+ * The branching factor of the shallowest REPLAY tree over `steps` that stores at
+ * most `maxStates` states at once (2 when even the deepest does not fit: the
+ * budget check then says so). Each level of the tree replays the run once more.
+ */
+export function shallowestK(steps: number, maxStates: number): number {
+  for (let depth = 1; ; depth++) {
+    const k = Math.max(2, Math.ceil(steps ** (1 / (depth + 1))));
+    if (k === 2 || replayPlan(steps, k).peakStates <= maxStates) return k;
+  }
+}
+
 function stateBytes(state: State): number {
   return state.reduce((a, t) => a + t.size * 4, 0);
 }
@@ -132,7 +144,8 @@ function splitSegments(t0: number, t1: number, k: number): number[] {
 }
 
 /**
- * Stored states beyond this many bytes go through REPLAY even within the budget:
+ * States stored at once, at most, unless the budget is lower: every state when they fit
+ * (no replays), else REPLAY's shallowest tree within it. Not more even within the budget:
  * the wasm heap holding them is capped (4 GiB, less in practice), and a run's
  * activations and a second worker's states share the machine.
  */
@@ -150,8 +163,9 @@ export async function metagradient(trainer: Trainer, targetLoss: TargetLoss, opt
   // Every state of the differentiated steps kept, when they fit: no replays at all, so the reverse
   // pass costs one forward and one backward step per step. Otherwise REPLAY's tree with branching k.
   // The same states either way (training is deterministic), so the same metagradient.
-  const storeAll = opts.storeAll !== false && (T - from + 2) * bytes <= Math.min(maxBytes, STORE_ALL_BYTES);
-  const k = storeAll ? Math.max(opts.k ?? 16, T - from, 2) : opts.k ?? 16;
+  const storeBytes = Math.min(maxBytes, STORE_ALL_BYTES);
+  const storeAll = opts.storeAll !== false && (T - from + 2) * bytes <= storeBytes;
+  const k = storeAll ? Math.max(T - from, 2) : opts.k ?? shallowestK(T - from, Math.floor(storeBytes / bytes));
   const plan = replayPlan(T - from, k);
   if (plan.peakStates * bytes > maxBytes) {
     tf.dispose(s0);

@@ -77,7 +77,7 @@ export const scoreOptions = z.object({
   schedule: scheduleSpecSchema.optional().describe('learning-rate schedule, a JSON spec (default: the method\'s; constant for all but metagrad)'),
   seeds: positiveInt.optional().describe('independent runs to combine (default: the method\'s: 6 for metagrad, 4 for el2n and grand, else 1); adds a <method>_std column'),
   seed: z.number().int().min(0).default(0).describe('first seed'),
-  k: replay.k.default(REPLAY_DEFAULTS.k),
+  k: replay.k.optional(),
   maxMemoryMiB: replay.maxMemoryMiB.default(REPLAY_DEFAULTS.maxMemoryMiB),
   epochsForScore: z.number().int().min(0).optional().describe('el2n, grand: epochs trained before scoring (default 10% of the run, at least 1)'),
   combine: z.enum(['mean', 'rank']).optional()
@@ -140,6 +140,8 @@ function canonicalOptions(o: Parsed): Record<string, unknown> {
     // Resolved, as the option's default used to be: outputs made before keep their fingerprints.
     schedule: o.schedule ?? scorer.trainDefaults.schedule ?? { kind: 'constant' },
     seeds: seedList(o.method, o.seed, o.seeds).length,
+    // Resolved to the old default: k never changes the scores, and outputs made before keep their fingerprints.
+    k: o.k ?? REPLAY_DEFAULTS.fingerprintK,
     // Spelled out only when not the mean, so outputs made before rank combination keep their fingerprints.
     ...(combineOf(o) !== 'mean' ? { combine: combineOf(o) } : {}),
     ...(version ? { methodVersion: version } : {}),

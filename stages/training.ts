@@ -55,7 +55,7 @@ export function slicesField(slices: number | undefined): { slices?: number } {
 /** REPLAY's options (metagradients): they change memory and time, `k` also the float rounding. */
 export function replayOptions(what: string) {
   return {
-    k: z.number().int().min(2).describe(`${what}: REPLAY branching factor (memory O(k log_k T) states; default ${REPLAY_DEFAULTS.k})`),
+    k: z.number().int().min(2).describe(`${what}: REPLAY branching factor (memory O(k log_k T) states; default: the shallowest tree within the memory budget; changes time and memory, not the result)`),
     maxMemoryMiB: positiveInt.describe(`${what}: memory the stored training states may take, MiB (default ${REPLAY_DEFAULTS.maxMemoryMiB})`),
   };
 }

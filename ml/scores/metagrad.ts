@@ -30,8 +30,14 @@ export const METAGRAD_TRAIN_DEFAULTS: TrainDefaults = {
 /** The fraction of the run after which the scored weights enter, and the ensemble's size. */
 export const METAGRAD_DEFAULTS = { enterAt: 0.5, seeds: 6 } as const;
 
-/** REPLAY's branching factor and stored-state budget unless set (docs/methods/metagradients.md). */
-export const REPLAY_DEFAULTS = { k: 16, maxMemoryMiB: 2048 } as const;
+/**
+ * REPLAY's stored-state budget unless set (docs/methods/metagradients.md). Its
+ * branching factor is, unless set, the shallowest tree's that fits the budget.
+ * `fingerprintK` is the k that fingerprints record when none is set: k changes
+ * time and memory, never the metagradient, and 16 was the default before the
+ * tree was sized to the budget, so outputs made before keep their fingerprints.
+ */
+export const REPLAY_DEFAULTS = { maxMemoryMiB: 2048, fingerprintK: 16 } as const;
 
 /**
  * The first differentiated step of a run of `steps`: the weight enters at
@@ -57,7 +63,7 @@ export const metagradScorer: Scorer = {
     const tgt = requireTarget('metagrad', train, target);
     const res = await metagradient(trainer, meanCrossEntropyTarget(trainer.model, tgt), {
       from: enterStep(trainer.steps, settings.enterAt),
-      k: settings.k ?? REPLAY_DEFAULTS.k,
+      k: settings.k,
       maxStateBytes: settings.maxStateBytes ?? REPLAY_DEFAULTS.maxMemoryMiB * 2 ** 20,
       onProgress: (done) => work.advanceTo(done),
     });

@@ -5,8 +5,9 @@
  *
  * For each T it runs, each in a fresh child process so peak RSS is its own:
  * plain training for T steps, then the metagradient of the target loss through
- * those T steps three times: through REPLAY's tree, as by default (every state
- * stored when they fit the budget, else REPLAY), and as by default but with every
+ * those T steps three times: through REPLAY's tree with branching factor --k, as
+ * by default (every state stored when they fit the budget, else REPLAY's
+ * shallowest tree within it), and as by default but with every
  * step reversed by the generic tape instead of the written-out VJP of a dense
  * network's SGD step (MLP only; the ConvNet always uses the tape). It prints wall
  * time, the ratio to training, peak RSS and stored states of each, and writes JSON. Data: the built-in Fashion-MNIST
@@ -35,6 +36,7 @@ interface ChildResult {
   depth?: number;
   targetLoss?: number;
   fused?: boolean;
+  k?: number;
 }
 
 /**
@@ -80,7 +82,9 @@ async function child(mode: Mode, steps: number, k: number, model: string): Promi
     params.forEach((p) => p.dispose());
   } else {
     const m = makeModel(spec, { inputShape: train.shape, numClasses: train.numClasses });
-    const res = await metagradient(trainer, meanCrossEntropyTarget(m, target), { k, storeAll: mode !== 'replay', tape: mode === 'tape' });
+    // REPLAY with the k asked for; the default sizes its tree to the budget when the states do not all fit.
+    const res = await metagradient(trainer, meanCrossEntropyTarget(m, target), { k: mode === 'replay' ? k : undefined, storeAll: mode !== 'replay', tape: mode === 'tape' });
+    out.k = res.stats.k;
     out.fused = res.stats.fused;
     out.storedAll = res.stats.storedAll;
     out.peakStoredStates = res.stats.peakStoredStates;
@@ -132,7 +136,7 @@ async function main(): Promise<void> {
       'default ratio': (mg.seconds / train.seconds).toFixed(2),
       'default RSS MiB': mg.peakRssMiB.toFixed(0),
       'default states': mg.peakStoredStates,
-      'stored all': mg.storedAll ? 'yes' : 'no',
+      'stored all': mg.storedAll ? 'yes' : `no: k ${mg.k}, depth ${mg.depth}`,
       VJP: mg.fused ? 'written out' : 'tape',
       'tape s': tape ? tape.seconds.toFixed(2) : '',
       'tape ratio': tape ? (tape.seconds / train.seconds).toFixed(2) : '',

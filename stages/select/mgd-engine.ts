@@ -41,8 +41,8 @@ export const MGD_ENGINE_VERSION = '1';
 export interface MgdEngineSettings {
   /** The training run differentiated through (its seed included). */
   train: TrainConfig;
-  /** REPLAY branching factor. */
-  k: number;
+  /** REPLAY branching factor (default: the shallowest tree within the memory budget). */
+  k?: number;
   /** Memory the stored training states may take, bytes (does not change the result). */
   maxStateBytes: number;
   backend?: BackendRequest;
@@ -53,7 +53,7 @@ export interface MgdEngineSettings {
  * fingerprint, the training config and k (everything that decides dφ/dc besides
  * the pool and the counts).
  */
-export function mgdEngineKey(targetFingerprint: string, s: Pick<MgdEngineSettings, 'train' | 'k'>): string {
+export function mgdEngineKey(targetFingerprint: string, s: { train: TrainConfig; k: number }): string {
   return computeFingerprint({
     stage: 'mgd-engine',
     stageVersion: MGD_ENGINE_VERSION,

@@ -170,7 +170,8 @@ const ENGINE_OPTIONS = ['model', 'optimizer', 'lr', 'schedule', 'epochs', 'batch
 interface EngineSetup {
   target: DataInfo;
   train: TrainConfig;
-  k: number;
+  /** REPLAY branching factor; unset: the shallowest tree within the memory budget. */
+  k?: number;
 }
 
 export const mgdStrategy: Strategy = {
@@ -232,12 +233,14 @@ export const mgdStrategy: Strategy = {
     checkLabelled(target);
     checkCompatible(pool, target);
     const train = trainConfigOf(trainChoicesFor(METAGRAD_TRAIN_DEFAULTS, o as Partial<TrainChoices>), o.seed);
-    const k = (o.k as number | undefined) ?? REPLAY_DEFAULTS.k;
+    const k = o.k as number | undefined;
     const setup: EngineSetup = { target, train, k };
+    // k never changes dφ/dc: unset, it is recorded as the old default, so selections made before keep their fingerprints.
+    const keyK = k ?? REPLAY_DEFAULTS.fingerprintK;
     return {
       parents: [{ fingerprint: target.ds.fingerprint, path: target.dir, role: 'target' }],
       // The key names everything that decides dφ/dc; train and k are spelled out too, so curation.json says how φ was trained.
-      options: { metagradKey: mgdEngineKey(target.ds.fingerprint, { train, k }), train, k },
+      options: { metagradKey: mgdEngineKey(target.ds.fingerprint, { train, k: keyK }), train, k: keyK },
       state: setup,
     };
   },

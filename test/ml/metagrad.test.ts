@@ -8,7 +8,7 @@ import { initBackend } from '../../ml/backend.js';
 import { TOLERANCE_SCALE, describeOn } from './backends.js';
 import { TrainingDivergedError, createTrainer, type TrainConfig } from '../../ml/train.js';
 import { makeModel } from '../../ml/models.js';
-import { meanCrossEntropyTarget, metagradient, metasmoothness, replayPlan } from '../../ml/metagrad.js';
+import { meanCrossEntropyTarget, metagradient, metasmoothness, replayPlan, shallowestK } from '../../ml/metagrad.js';
 import type { Examples } from '../../data/batch.js';
 import { toyExamples } from '../helpers/toy.js';
 
@@ -161,6 +161,26 @@ for (const backend of ['wasm', 'webgpu'] as const) describeOn(backend, `metagrad
       expect(a.stats.depth).toBeGreaterThan(b.stats.depth);
     expect(a.stats.peakStoredStates).toBeLessThan(b.stats.peakStoredStates);
     for (let i = 0; i < 24; i++) expect(a.grad[i]).toBeCloseTo(b.grad[i], 6);
+  });
+
+  it('sizes the REPLAY tree to the budget by default: the shallowest that fits', async () => {
+    expect(shallowestK(1600, 1000)).toBe(40); // depth 1: 40 segments of 40, 81 states
+    expect(replayPlan(1600, 40)).toEqual({ depth: 1, peakStates: 81 });
+    expect(shallowestK(1600, 50)).toBe(12); // 81 states do not fit; depth 2: 12³ ≥ 1600, 37 states
+    expect(replayPlan(1600, 12).peakStates).toBeLessThanOrEqual(50);
+    expect(shallowestK(1600, 3)).toBe(2); // nothing fits: the budget check refuses
+    const cfg: TrainConfig = { model: { kind: 'logreg' }, optimizer: { kind: 'sgd', lr: 0.3, momentum: 0.9 }, epochs: 4, batchSize: 2, seed: 6 };
+    const train = toyExamples(24, 7);
+    const tl = targetLossFor(cfg, toyExamples(12, 8));
+    const stored = await metagradient(createTrainer(cfg, train), tl);
+    const trainer = createTrainer(cfg, train);
+    const bytes = stored.stats.stateBytes;
+    // A budget for 20 of the 48 states: not all, so REPLAY, one level deep (k = 7: 15 states).
+    const sized = await metagradient(trainer, tl, { maxStateBytes: 20 * bytes });
+    expect(stored.stats.storedAll).toBe(true);
+    expect(sized.stats).toMatchObject({ storedAll: false, k: 7, depth: 1, forwardSteps: 2 * trainer.steps - 7 });
+    expect(sized.stats.peakStoredStates).toBeLessThanOrEqual(20);
+    expect(Array.from(sized.grad)).toEqual(Array.from(stored.grad));
   });
 
   it('refuses, before any work, a run whose states do not fit the memory budget', async () => {
