@@ -4,7 +4,7 @@
  *
  *   npm run build && node dist/scripts/bench/distill.js [--ipc 1,10,50] [--methods krr,dm,rcig]
  *       [--budget SECONDS] [--steps N] [--protocols cheap,dc-bench] [--seeds 3] [--cheap-epochs 300]
- *       [--dc-epochs N] [--nets N] [--skip-random] [--src DIR] [--builtin] [--workdir DIR] [--out FILE] [--quick]
+ *       [--dc-epochs N] [--nets N] [--curve N] [--skip-random] [--src DIR] [--builtin] [--workdir DIR] [--out FILE] [--quick]
  *
  * 1. Data: the full Fashion-MNIST (60,000 train / 10,000 test) from --src, data/fashion-mnist
  *    or Debian's /usr/share/datasets/fashion-mnist; else (or with --builtin) the built-in
@@ -23,6 +23,10 @@
  *    Distilled sets train on their soft labels (cross-entropy against the soft_label
  *    rows); random subsets on hard labels. No augmentation. Inputs are normalised
  *    with the full training set's mean and std.
+ *    With --curve N, each distillation runs as N chained sittings of budget/N seconds
+ *    (each continues the last one's checkpoint, as `distill --time-budget` reruns do)
+ *    and is evaluated after every sitting: accuracy against distillation wall time.
+ *    Each sitting's wall time counts whole, loading the data included.
  * 4. Published numbers (docs/methods/distillation.md, "The papers' numbers":
  *    recalled from the RCIG paper's table; their protocols differ — RCIG trains
  *    with MSE on learned labels, with augmentation at evaluation for some
@@ -111,6 +115,9 @@ interface Row {
   distillSeconds?: number;
   load?: number;
   protocol: ProtocolName;
+  /** With --curve: the sitting after which this set was evaluated (1-based) and the sittings in all. */
+  sitting?: number;
+  sittings?: number;
   accuracy: number;
   std: number;
   perSeed: number[];
@@ -137,6 +144,7 @@ async function main(): Promise<void> {
       quick: { type: 'boolean', default: false },
       'skip-random': { type: 'boolean', default: false },
       nets: { type: 'string' },
+      curve: { type: 'string', default: '1' },
     },
   });
   const quick = values.quick;
@@ -150,6 +158,8 @@ async function main(): Promise<void> {
   const seeds = quick ? 1 : Number(values.seeds);
   const cheapEpochs = quick ? 100 : Number(values['cheap-epochs']);
   const dcEpochs = values['dc-epochs'] !== undefined ? Number(values['dc-epochs']) : undefined;
+  const sittings = Number(values.curve);
+  if (!(Number.isInteger(sittings) && sittings >= 1)) throw new UsageError(`--curve takes a whole number of sittings, got ${values.curve}`);
   const source = findSource(values.src, quick || values.builtin);
   const work = path.resolve(values.workdir);
   const dataDir = path.join(work, 'data');
@@ -180,16 +190,23 @@ async function main(): Promise<void> {
     if (!values['skip-random']) await evalSet(await randomSubset(trainDir, ipc, 0, path.join(work, `${suffix}-random-ipc${ipc}`)), ipc, 'random', {});
     for (const method of methods) {
       const out = path.join(work, `${suffix}-${method}-ipc${ipc}`);
-      const t0 = performance.now();
-      const load = os.loadavg()[0];
       // --nets: krr's random nets per kernel / rcig's pool (krr at IPC 50 with its default 4 exhausts wasm's 4 GiB heap).
       const nets = values.nets !== undefined && method !== 'dm' ? Number(values.nets) : undefined;
-      const r = await distill(trainDir, { method, ipc, steps, timeBudget: budget, seed: 0, out, overwrite: true, nets });
-      const seconds = (performance.now() - t0) / 1000;
-      console.log(`IPC ${ipc} ${method}: ${r.summary.stepsDone} steps in ${seconds.toFixed(0)} s (load ${load.toFixed(1)}), last loss ${r.summary.lastLoss}`);
-      // A time-budgeted run keeps its checkpoint for a rerun to continue; the benchmark starts fresh each time.
+      // Each benchmark run starts fresh; within it, sittings after the first continue the kept checkpoint.
       await fsp.rm(`${out}.checkpoint`, { recursive: true, force: true });
-      await evalSet(out, ipc, method, { steps: r.summary.stepsDone, distillSeconds: seconds, load });
+      let seconds = 0;
+      for (let sitting = 1; sitting <= sittings; sitting++) {
+        const t0 = performance.now();
+        const load = os.loadavg()[0];
+        const r = await distill(trainDir, { method, ipc, steps, timeBudget: budget / sittings, seed: 0, out, overwrite: true, nets });
+        seconds += (performance.now() - t0) / 1000;
+        const when = sittings > 1 ? ` (sitting ${sitting} of ${sittings})` : '';
+        console.log(`IPC ${ipc} ${method}${when}: ${r.summary.stepsDone} steps in ${seconds.toFixed(0)} s (load ${load.toFixed(1)}), last loss ${r.summary.lastLoss}`);
+        const curve = sittings > 1 ? { sitting, sittings } : {};
+        await evalSet(out, ipc, method, { steps: r.summary.stepsDone, distillSeconds: seconds, load, ...curve });
+        if (r.summary.stepsDone >= steps) break;
+      }
+      await fsp.rm(`${out}.checkpoint`, { recursive: true, force: true });
     }
   }
 
@@ -200,6 +217,7 @@ async function main(): Promise<void> {
       return {
         IPC: r.ipc,
         set: r.set,
+        sitting: r.sitting !== undefined ? `${r.sitting}/${r.sittings}` : undefined,
         'accuracy %': `${r.accuracy.toFixed(1)} ± ${r.std.toFixed(1)}`,
         'vs random': random && r.set !== 'random' ? Number((r.accuracy - random.accuracy).toFixed(1)) : undefined,
         steps: r.steps,
