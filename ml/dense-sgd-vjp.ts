@@ -25,7 +25,11 @@ import type { Trainer } from './train.js';
 
 type State = tf.Tensor[];
 
-/** The cotangent on the state before step t, and dφ/dw for the batch's rows, [B]. */
+/**
+ * The cotangent on the state before step t given the cotangent v on the state
+ * after it, and dφ/dw for the batch's rows, [B]. Call it inside tf.tidy: the
+ * batch's tensors and the intermediates are left to it.
+ */
 export type StepVjp = (state: State, t: number, v: State) => { vPrev: State; dw: tf.Tensor1D };
 
 /** The written-out VJP of `trainer`'s step, or null when its model or optimizer is not one it covers. */
