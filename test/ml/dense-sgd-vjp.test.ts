@@ -115,9 +115,9 @@ for (const backend of FD_BACKENDS) describeOn(backend, `written-out SGD step VJP
     const cfg = CASES[1].cfg;
     const train = toyExamples(24, 5);
     const target = meanCrossEntropyTarget(makeModel(cfg.model, { inputShape: train.shape, numClasses: 3 }), toyExamples(30, 6), 7);
-    const trainer = { ...cfg, epochs: 3 };
-    const fused = await metagradient(createTrainer(trainer, train), target, { k: 2, storeAll: false });
-    const taped = await metagradient(createTrainer(trainer, train), target, { k: 2, storeAll: false, tape: true });
+    const threeEpochs = { ...cfg, epochs: 3 };
+    const fused = await metagradient(createTrainer(threeEpochs, train), target, { k: 2, storeAll: false });
+    const taped = await metagradient(createTrainer(threeEpochs, train), target, { k: 2, storeAll: false, tape: true });
     expect(fused.stats.fused).toBe(true);
     expect(taped.stats.fused).toBe(false);
     expect(fused.targetLoss).toBe(taped.targetLoss);
