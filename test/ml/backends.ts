@@ -37,7 +37,7 @@ export function describeOn(backend: FdBackend, name: string, fn: () => void): vo
     // Skipped, not failed, because there is no adapter to test on: the optional webgpu packages or
     // a Vulkan driver are missing (scripts/install-vulkan.sh installs one; .ci/run does it in CI).
     // The reason found is in the suite's name and printed above.
-    describe.skip(`${name} (skipped: ${WEBGPU_SKIP})`, fn);
+    describe.skip(`${name} (skipped: ${WEBGPU_SKIP})`, fn); // skipped: no webgpu adapter here (reason above)
     return;
   }
   describe(backend === 'webgpu' ? `${name} (${WEBGPU_ADAPTER})` : name, () => {
